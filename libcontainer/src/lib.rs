@@ -1,0 +1,36 @@
+//! libcontainer: everything in roci that touches the kernel.
+//!
+//! The crate is synchronous and single-threaded by design: a container's init
+//! is a clone of the calling process, so the caller must not have other
+//! threads running when it creates a container (the `roci` binary never does;
+//! the CRI daemon spawns `roci` as a helper process instead of forking
+//! itself).
+//!
+//! Layout, one module per kernel concern:
+//! - [`sys`]: the only place with `unsafe`: raw syscalls behind safe functions.
+//! - [`spec`]: loading and validating `config.json`.
+//! - [`container`]: one file per verb (create, start, kill, delete, state).
+//! - [`process`]: the container's init, and the channel between it and the runtime.
+//! - [`rootfs`]: mounts, devices, pivot_root, masked and read-only paths.
+//! - [`cgroups`]: a manager per cgroup version.
+//! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
+
+#![deny(unsafe_code)]
+
+pub mod caps;
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod namespaces;
+pub mod process;
+pub mod rlimits;
+pub mod rootfs;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sys;
+pub mod tty;
+pub mod user;
+
+pub use error::{Error, Result};
