@@ -1,1 +1,161 @@
-//! TODO
+//! Which namespaces a container gets: new ones made by `clone`, existing
+//! ones (given by `path`) joined with `setns`.
+//!
+//! Joined namespaces are opened by the runtime before the clone, in its own
+//! mount namespace, so a path like `/proc/123/ns/net` means what the caller
+//! meant. PID and time namespaces only apply to children of the caller, so
+//! the runtime enters them itself just around the clone (`for_children`),
+//! which spares a second fork. The init joins the others first thing, user
+//! namespace first, mount namespace last among them.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+use crate::sys::CLONE_NEWTIME;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("open {kind} namespace {path}: {source}")]
+    Open { kind: String, path: PathBuf, source: nix::Error },
+    #[error("join {kind} namespace {path}: {source}")]
+    Join { kind: String, path: PathBuf, source: nix::Error },
+    #[error("{op} {kind} namespace: {source}")]
+    Other { op: &'static str, kind: String, source: nix::Error },
+}
+
+/// The clone flag of a namespace type.
+pub fn clone_flag(t: LinuxNamespaceType) -> u64 {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS.bits() as u64,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP.bits() as u64,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS.bits() as u64,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC.bits() as u64,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER.bits() as u64,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID.bits() as u64,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET.bits() as u64,
+        LinuxNamespaceType::Time => CLONE_NEWTIME,
+    }
+}
+
+/// Order in which the init joins existing namespaces.
+const JOIN_ORDER: [LinuxNamespaceType; 6] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Mount,
+];
+
+/// An existing namespace to enter.
+#[derive(Debug)]
+pub struct Join {
+    pub kind: LinuxNamespaceType,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// The namespace plan of one container.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// `CLONE_NEW*` flags for the clone (all new namespaces but cgroup).
+    pub clone_flags: u64,
+    /// A new cgroup namespace, made by the init once it is in its cgroup,
+    /// so the namespace's root is the container's cgroup.
+    pub new_cgroup: bool,
+    /// Whether the container has a cgroup namespace (new or joined).
+    pub has_cgroup: bool,
+    /// Joined by the init, in [`JOIN_ORDER`].
+    pub join: Vec<Join>,
+    /// Entered by the runtime around the clone.
+    pub for_children: Vec<Join>,
+}
+
+impl Plan {
+    /// Open every namespace to join; fails naming the path that cannot be.
+    pub fn new(namespaces: &[LinuxNamespace]) -> Result<Plan, Error> {
+        let mut plan = Plan::default();
+        for ns in namespaces {
+            let kind = ns.typ();
+            if kind == LinuxNamespaceType::Cgroup {
+                plan.has_cgroup = true;
+            }
+            match ns.path() {
+                None => {
+                    if kind == LinuxNamespaceType::Cgroup {
+                        plan.new_cgroup = true;
+                    } else {
+                        plan.clone_flags |= clone_flag(kind);
+                    }
+                }
+                Some(path) => {
+                    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                        .map_err(|source| Error::Open { kind: kind.to_string(), path: path.clone(), source })?;
+                    let join = Join { kind, path: path.clone(), fd };
+                    if matches!(kind, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+                        plan.for_children.push(join);
+                    } else {
+                        plan.join.push(join);
+                    }
+                }
+            }
+        }
+        plan.join.sort_by_key(|j| JOIN_ORDER.iter().position(|k| *k == j.kind));
+        Ok(plan)
+    }
+
+    /// In the init: enter the namespaces to join, then make the new cgroup
+    /// namespace.
+    pub fn enter(&self) -> Result<(), Error> {
+        for j in &self.join {
+            tracing::debug!(kind = %j.kind, path = %j.path.display(), "setns");
+            setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32))
+                .map_err(|source| Error::Join { kind: j.kind.to_string(), path: j.path.clone(), source })?;
+        }
+        if self.new_cgroup {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| Error::Other { op: "create", kind: "cgroup".into(), source })?;
+        }
+        Ok(())
+    }
+}
+
+/// The runtime's own PID and time namespaces for its future children, held
+/// while it clones into the namespaces of [`Plan::for_children`]; dropping
+/// it switches back.
+pub struct ForChildren {
+    saved: Vec<(LinuxNamespaceType, OwnedFd)>,
+}
+
+impl ForChildren {
+    pub fn enter(plan: &Plan) -> Result<ForChildren, Error> {
+        let mut saved = Vec::new();
+        for j in &plan.for_children {
+            let own = match j.kind {
+                LinuxNamespaceType::Pid => "/proc/self/ns/pid_for_children",
+                _ => "/proc/self/ns/time_for_children",
+            };
+            let fd = open(own, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|source| Error::Open { kind: j.kind.to_string(), path: own.into(), source })?;
+            saved.push((j.kind, fd));
+            tracing::debug!(kind = %j.kind, path = %j.path.display(), "setns for children");
+            setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32))
+                .map_err(|source| Error::Join { kind: j.kind.to_string(), path: j.path.clone(), source })?;
+        }
+        Ok(ForChildren { saved })
+    }
+}
+
+impl Drop for ForChildren {
+    fn drop(&mut self) {
+        for (kind, fd) in self.saved.drain(..) {
+            if let Err(e) = setns(fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(kind) as i32)) {
+                tracing::warn!(%kind, error = %e, "could not return to the runtime's namespace");
+            }
+        }
+    }
+}

@@ -1,1 +1,228 @@
-//! TODO
+//! A container's saved state under the runtime root (`--root`).
+//!
+//! Layout of `<root>/<id>/`:
+//! - `state.json`: [`Saved`], written once `create` has finished, atomically
+//!   (temp file, fsync, rename, fsync of the directory).
+//! - `start.sock`: the socket the container's init waits on until `start`;
+//!   its presence while init lives is what makes the container `created`.
+//!
+//! The directory itself is the container's lock: every command that changes
+//! the container takes an exclusive `flock` on it, so concurrent commands on
+//! one container run one after the other. A command that waited for the lock
+//! re-checks that the directory it locked is still the one at the path
+//! (`delete` may have removed it meanwhile).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "state.json";
+pub const START_SOCKET: &str = "start.sock";
+/// Version of [`Saved`]; bumped when its meaning changes.
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container \"{0}\" does not exist")]
+    NotExist(String),
+    #[error("container with id \"{0}\" already exists")]
+    Exists(String),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("parse {path}: {source}")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: state version {found} is not understood by this roci (expects {STATE_VERSION})")]
+    Version { path: PathBuf, found: u32 },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io { op, path: path.to_owned(), source }
+}
+
+/// What `create` records about a container for later commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Saved {
+    pub version: u32,
+    pub id: String,
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// Start time of the init (field 22 of `/proc/PID/stat`), so a reused
+    /// pid is never mistaken for the container.
+    pub pid_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 with nanoseconds, as runc prints it.
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The container's cgroup path, resolved at create time.
+    pub cgroup_path: crate::cgroups::CgroupPath,
+    /// The config the container was created from.
+    pub config: Spec,
+}
+
+/// A container's directory, locked for the lifetime of this value.
+pub struct Dir {
+    pub path: PathBuf,
+    lock: Flock<File>,
+}
+
+impl Dir {
+    /// Create `<root>/<id>` (and `root` if needed) and lock it. Fails if the
+    /// container already exists.
+    pub fn create(root: &Path, id: &str) -> Result<Dir> {
+        std::fs::DirBuilder::new().recursive(true).mode(0o711).create(root).map_err(io("create state root", root))?;
+        let path = root.join(id);
+        match std::fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::Exists(id.to_owned())),
+            Err(e) => return Err(io("create state dir", &path)(e)),
+        }
+        let file = File::open(&path).map_err(io("open state dir", &path))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
+        Ok(Dir { path, lock })
+    }
+
+    /// Open and lock an existing container's directory, waiting for other
+    /// commands on the same container to finish.
+    pub fn open(root: &Path, id: &str) -> Result<Dir> {
+        let path = root.join(id);
+        loop {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.to_owned())),
+                Err(e) => return Err(io("open state dir", &path)(e)),
+            };
+            let lock = Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
+            // The holder before us may have deleted the directory.
+            let locked = lock.metadata().map_err(io("stat state dir", &path))?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => return Ok(Dir { path, lock }),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.to_owned())),
+                Err(e) => return Err(io("stat state dir", &path)(e)),
+            }
+        }
+    }
+
+    /// The directory's fd, for `*at` calls from inside the container's init.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.lock.as_fd()
+    }
+
+    pub fn save(&self, saved: &Saved) -> Result<()> {
+        write_atomic(&self.path, STATE_FILE, &serde_json::to_vec(saved).expect("state serialises"))
+    }
+
+    pub fn load(&self) -> Result<Option<Saved>> {
+        load(&self.path)
+    }
+
+    /// Remove the directory and everything in it; the lock goes with it.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.path).map_err(io("remove state dir", &self.path))
+    }
+}
+
+/// Read `state.json` without taking the lock (it is replaced atomically, so
+/// a reader sees the old or the new file). `None` while `create` is still
+/// running or if it died half-way.
+pub fn load(dir: &Path) -> Result<Option<Saved>> {
+    let path = dir.join(STATE_FILE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    let saved: Saved = serde_json::from_slice(&data).map_err(|source| Error::Parse { path: path.clone(), source })?;
+    if saved.version != STATE_VERSION {
+        return Err(Error::Version { path, found: saved.version });
+    }
+    Ok(Some(saved))
+}
+
+/// Whether some command holds the container's lock right now.
+pub fn is_locked(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir) else { return false };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_unlocked_on_drop) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
+}
+
+/// Write `dir/name` so that readers see either the old or the whole new
+/// content, also across a crash.
+pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(name);
+    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(data).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    std::fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    Ok(())
+}
+
+/// The ids of the containers under `root`, sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(io("read", root)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io("read", root))?;
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if let Some(name) = entry.file_name().to_str() {
+                if crate::spec::validate_id(name).is_ok() {
+                    ids.push(name.to_owned());
+                }
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_is_exclusive_and_open_finds_it() {
+        let root = tempfile::tempdir().unwrap();
+        let d = Dir::create(root.path(), "c1").unwrap();
+        assert!(matches!(Dir::create(root.path(), "c1"), Err(Error::Exists(_))));
+        assert!(is_locked(&d.path));
+        drop(d);
+        assert!(!is_locked(&root.path().join("c1")));
+        let d = Dir::open(root.path(), "c1").unwrap();
+        assert!(d.load().unwrap().is_none());
+        d.remove().unwrap();
+        assert!(matches!(Dir::open(root.path(), "c1"), Err(Error::NotExist(_))));
+        assert_eq!(list_ids(root.path()).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "f", b"one").unwrap();
+        write_atomic(dir.path(), "f", b"two").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

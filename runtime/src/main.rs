@@ -1,1 +1,177 @@
-fn main() {}
+//! `roci`: parse the command line, set up logging, call libcontainer, map
+//! the result to an exit code.
+
+#![deny(unsafe_code)]
+
+mod cli;
+mod logging;
+mod spec_template;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use libcontainer::container::{self, create, delete, kill, run, start};
+
+use cli::{Cli, Command, ListFormat};
+
+/// What `--version` prints, shaped like runc's (clients parse the first line).
+const VERSION_TEXT: &str = concat!("roci version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_to_stderr = cli.log.is_none();
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("roci: {e}");
+        return ExitCode::from(1);
+    }
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // As runc: the error goes to the log, and to stderr as a plain
+            // line too when the log is stderr.
+            let msg = format!("{e:#}");
+            tracing::error!("{msg}");
+            if log_to_stderr {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    let root = cli.root.as_path();
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("{VERSION_TEXT}");
+            return Ok(0);
+        }
+        bail!("no command given; see roci --help");
+    };
+    match command {
+        Command::Create(c) => {
+            check_systemd(cli.systemd_cgroup)?;
+            container::create::create(create_options(root, &c))?;
+        }
+        Command::Run(r) => {
+            check_systemd(cli.systemd_cgroup)?;
+            let code = run::run(run::Options { create: create_options(root, &r.create), detach: r.detach, keep: r.keep })?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Command::Start { id } => start::start(root, &id)?,
+        Command::State { id } => {
+            let report = container::report(root, &id)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = libcontainer::signal::parse(&signal).map_err(anyhow::Error::msg)?;
+            kill::kill(root, &id, sig, all)?;
+        }
+        Command::Delete { force, id } => delete::delete(root, &id, force)?,
+        Command::List { format, quiet } => list(root, format, quiet)?,
+        Command::Ps { format, id, ps_args } => ps(root, &id, format, &ps_args)?,
+        Command::Spec { bundle, rootless } => {
+            let dir = bundle.unwrap_or_else(|| ".".into());
+            spec_template::write(&dir, rootless)?;
+        }
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&libcontainer::features::document())?);
+        }
+    }
+    Ok(0)
+}
+
+fn create_options<'a>(root: &'a Path, c: &'a cli::Create) -> create::Options<'a> {
+    create::Options {
+        root,
+        id: &c.id,
+        bundle: &c.bundle,
+        console_socket: c.console_socket.as_deref(),
+        console_fd: None,
+        pid_file: c.pid_file.as_deref(),
+        no_pivot: c.no_pivot,
+        no_new_keyring: c.no_new_keyring,
+        preserve_fds: c.preserve_fds,
+    }
+}
+
+/// roci manages cgroups through cgroupfs; the systemd driver needs a
+/// running systemd to talk to.
+fn check_systemd(requested: bool) -> Result<()> {
+    if !requested {
+        return Ok(());
+    }
+    if !Path::new("/run/systemd/system").is_dir() {
+        bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (omit the flag)");
+    }
+    bail!("--systemd-cgroup: the systemd cgroup driver is not available in this roci build; omit the flag to use cgroupfs");
+}
+
+fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<()> {
+    let mut reports = Vec::new();
+    for id in libcontainer::state::list_ids(root)? {
+        match container::report(root, &id) {
+            Ok(r) => reports.push(r),
+            // Deleted while we were listing.
+            Err(container::Error::State(libcontainer::state::Error::NotExist(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for r in &reports {
+            writeln!(out, "{}", r.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string(&reports)?)?,
+        ListFormat::Table => {
+            let rows: Vec<[String; 6]> = reports
+                .iter()
+                .map(|r| [r.id.clone(), r.pid.to_string(), r.status.to_string(), r.bundle.display().to_string(), r.created.clone(), r.owner.clone()])
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for row in &rows {
+                for (w, c) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(c.len());
+                }
+            }
+            for row in std::iter::once(&header).chain(rows.iter()) {
+                let line: Vec<String> = row.iter().zip(widths).enumerate().map(|(i, (c, w))| if i == 5 { c.clone() } else { format!("{c:<w$}") }).collect();
+                writeln!(out, "{}", line.join("   "))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ps(root: &Path, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
+    let pids = container::pids(root, id)?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+    let out = std::process::Command::new("ps").args(&args).output().context("run ps")?;
+    if !out.status.success() {
+        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header.split_whitespace().position(|h| h == "PID").context("ps output has no PID column")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{header}")?;
+    for line in lines {
+        let pid = line.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            writeln!(stdout, "{line}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,212 @@
-//! TODO
+//! The container verbs, one file each, and the container's status.
+//!
+//! A container's status is derived from what is live, never from a stored
+//! string:
+//!
+//! ```text
+//!             create                    start                  exit / kill
+//!  (none) ──────────────▶ creating ──▶ created ──────────▶ running ──────────▶ stopped
+//!          state dir made,    state.json   start.sock gone,      init gone (or a
+//!          no state.json      written,     init alive            zombie), or its pid
+//!          yet, lock held     start.sock                         now names another
+//!                             present,                           process
+//!                             init alive
+//! ```
+//!
+//! `delete` removes the state directory from `created` or `stopped` (and
+//! from `running` with `--force`, after killing the init).
+
+pub mod create;
+pub mod delete;
+pub mod kill;
+pub mod run;
+pub mod start;
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::state::{self, Saved};
+
+/// The runtime-spec version roci implements.
+pub const OCI_VERSION: &str = "1.2.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Spec(#[from] crate::spec::Error),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Cgroups(#[from] crate::cgroups::Error),
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::Error),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::Error),
+    #[error(transparent)]
+    Channel(#[from] crate::process::channel::Error),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{op}: {source}")]
+    Sys { op: String, source: std::io::Error },
+    /// The container's init reported a failure.
+    #[error("{0}")]
+    Init(String),
+    /// A verb that does not apply in the container's status.
+    #[error("{0}")]
+    Status(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// The state document of `roci state` (runc's fields and order), also the
+/// base of what hooks get on stdin.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The runtime-spec state given to hooks.
+pub fn hook_state(id: &str, status: Status, pid: i32, bundle: &Path, annotations: &BTreeMap<String, String>) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    }))
+    .expect("state serialises")
+}
+
+/// Whether the init is alive: its pid exists, is not a zombie, and started
+/// when the saved init did.
+pub fn init_alive(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
+        Ok(stat) => stat.starttime == start_time && stat.state != 'Z' && stat.state != 'X',
+        Err(_) => false,
+    }
+}
+
+/// Start time of a live process, to recognise it later.
+pub fn start_time(pid: Pid) -> Result<u64> {
+    procfs::process::Process::new(pid.as_raw())
+        .and_then(|p| p.stat())
+        .map(|s| s.starttime)
+        .map_err(|e| Error::Sys { op: format!("read /proc/{pid}/stat"), source: std::io::Error::other(e) })
+}
+
+/// The status of a container from its state directory.
+pub fn status(dir: &Path, saved: Option<&Saved>) -> Status {
+    let Some(saved) = saved else {
+        // create is still running, or died before finishing.
+        return if state::is_locked(dir) { Status::Creating } else { Status::Stopped };
+    };
+    if !init_alive(saved.pid, saved.pid_start_time) {
+        return Status::Stopped;
+    }
+    if dir.join(state::START_SOCKET).exists() {
+        return Status::Created;
+    }
+    Status::Running
+}
+
+/// Everything `state`, `list` and `ps` show about one container.
+pub fn report(root: &Path, id: &str) -> Result<Report> {
+    let dir = root.join(id);
+    if !dir.is_dir() {
+        return Err(state::Error::NotExist(id.to_owned()).into());
+    }
+    let saved = state::load(&dir)?;
+    let status = status(&dir, saved.as_ref());
+    Ok(match saved {
+        Some(s) => Report {
+            oci_version: s.config.version().clone(),
+            id: s.id,
+            pid: if status == Status::Stopped { 0 } else { s.pid },
+            status,
+            bundle: s.bundle,
+            rootfs: s.rootfs,
+            created: s.created,
+            owner: s.owner,
+            annotations: s.annotations,
+        },
+        None => Report {
+            oci_version: OCI_VERSION.into(),
+            id: id.to_owned(),
+            pid: 0,
+            status,
+            bundle: PathBuf::new(),
+            rootfs: PathBuf::new(),
+            created: String::new(),
+            owner: String::new(),
+            annotations: BTreeMap::new(),
+        },
+    })
+}
+
+/// Open a pidfd for the saved init, checking it is still that process
+/// after the pidfd pins it.
+pub fn init_pidfd(saved: &Saved) -> Option<OwnedFd> {
+    let fd = crate::sys::pidfd_open(Pid::from_raw(saved.pid)).ok()?;
+    init_alive(saved.pid, saved.pid_start_time).then_some(fd)
+}
+
+/// Pids of every process in the container's cgroup.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let dir = root.join(id);
+    let saved = state::load(&dir)?.ok_or_else(|| state::Error::NotExist(id.to_owned()))?;
+    let m = crate::cgroups::manager(&saved.cgroup_path)?;
+    let mut pids: Vec<i32> = m.pids()?.into_iter().map(|p| p.as_raw()).collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+/// The user name for `uid` from the host's passwd, or the number.
+pub fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}

@@ -1,1 +1,467 @@
-//! TODO
+//! The container's root filesystem: mounts, devices, `pivot_root`, masked and
+//! read-only paths.
+//!
+//! Runs inside the container's init, in its new mount namespace, in three
+//! steps around the hooks that must see the prepared but not yet entered
+//! rootfs:
+//!
+//! ```text
+//!  prepare(): / rslave, rootfs bound on itself, config mounts in order,
+//!             default and config devices, /dev symlinks
+//!      │        (createRuntime / prestart hooks in the runtime namespace,
+//!      │         createContainer hooks in the container's)
+//!  enter():   pivot_root into the rootfs (or MS_MOVE + chroot with --no-pivot)
+//!      │
+//!  finalize(): sysctls, read-only and masked paths, read-only root,
+//!              rootfs propagation
+//! ```
+//!
+//! Every destination is resolved inside the rootfs by [`path::resolve`], so
+//! neither `..` nor a symlink in the image can place a mount on the host.
+
+pub mod devices;
+pub mod options;
+pub mod path;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{Mount, Spec};
+
+pub use options::propagation_flag;
+use path::{proc_fd_path, Create};
+
+use crate::cgroups::{self, MountSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("mount {what} on {dest} in {rootfs}: {source}")]
+    Mount { what: String, dest: PathBuf, rootfs: PathBuf, source: nix::Error },
+    #[error(transparent)]
+    Resolve(#[from] path::Error),
+    #[error("{op} {path}: {source}")]
+    Sys { op: &'static str, path: PathBuf, source: nix::Error },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("mounts[{index}]: {reason}")]
+    Config { index: usize, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn sys(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Sys { op, path, source }
+}
+
+/// What the rootfs steps need to know besides the spec.
+pub struct Setup<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    /// The container's cgroup in each hierarchy, for `cgroup` mounts.
+    pub cgroup_mounts: Vec<MountSource>,
+    /// Whether the container has its own cgroup namespace, so a `cgroup`
+    /// mount can be a real cgroup filesystem instead of a bind.
+    pub cgroup_ns: bool,
+    /// Whether init will be given a console (then `/dev/console` is made).
+    pub terminal: bool,
+}
+
+impl Setup<'_> {
+    fn mounts(&self) -> &[Mount] {
+        self.spec.mounts().as_deref().unwrap_or_default()
+    }
+
+    fn root_propagation(&self) -> MsFlags {
+        self.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .and_then(propagation_flag)
+            .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+    }
+
+    /// /dev is set up by us unless the config binds something over it.
+    fn makes_dev(&self) -> bool {
+        !self.mounts().iter().any(|m| m.destination() == Path::new("/dev") && options::parse(m.options().as_deref().unwrap_or_default()).is_bind())
+    }
+
+    fn mount_err(&self, what: impl Into<String>, dest: &Path) -> impl FnOnce(nix::Error) -> Error {
+        let (what, dest, rootfs) = (what.into(), dest.to_owned(), self.rootfs.to_owned());
+        move |source| Error::Mount { what, dest, rootfs, source }
+    }
+}
+
+/// Mount everything the config asks for under the rootfs; see module docs.
+pub fn prepare(s: &Setup<'_>) -> Result<()> {
+    let propagation = s.root_propagation();
+    tracing::debug!(?propagation, "set propagation of /");
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(s.mount_err("propagation", Path::new("/")))?;
+    make_parent_mount_private(s.rootfs)?;
+    tracing::debug!(rootfs = %s.rootfs.display(), "bind rootfs onto itself");
+    mount(Some(s.rootfs), s.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(s.mount_err("rootfs bind", s.rootfs))?;
+    // Opened only now, so that lookups start on the new bind mount and the
+    // mounts below land on it rather than underneath it.
+    let root = open(s.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", s.rootfs))?;
+
+    for (index, m) in s.mounts().iter().enumerate() {
+        mount_one(s, root.as_fd(), index, m)?;
+    }
+    if s.makes_dev() {
+        devices::create_all(s, root.as_fd())?;
+    }
+    Ok(())
+}
+
+/// `pivot_root` needs the rootfs's parent mount not to be shared; make the
+/// mount containing the rootfs private (in our namespace only).
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io { op: "read", path: "/proc/self/mountinfo".into(), source })?;
+    let mut best: Option<&str> = None;
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let mp_path = Path::new(mp);
+        if rootfs.starts_with(mp_path) && best.is_none_or(|b| mp.len() > b.len()) {
+            best = Some(mp);
+        }
+    }
+    let parent = unescape_mountinfo(best.unwrap_or("/"));
+    mount(None::<&str>, parent.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make private", parent))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Result<()> {
+    let opts = options::parse(m.options().as_deref().unwrap_or_default());
+    let typ = m.typ().as_deref().unwrap_or("");
+    let dest = m.destination();
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(s, root, dest, &opts);
+    }
+    if opts.is_bind() || typ == "bind" {
+        return mount_bind(s, root, index, m, &opts);
+    }
+    // Pseudo filesystems the kernel serves must sit on real directories.
+    let special = matches!(typ, "proc" | "sysfs");
+    let target = path::resolve(root, s.rootfs, dest, Create::Dir, !special)?;
+    let target_path = proc_fd_path(target.as_fd());
+    let source = m.source().as_deref().map(Path::as_os_str).unwrap_or(typ.as_ref());
+    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    tracing::debug!(typ, dest = %dest.display(), flags = ?opts.flags, data, "mount");
+    let under = if opts.copy_up { Some(open(&target_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", dest))?) } else { None };
+    let flags = opts.flags & !MsFlags::MS_REMOUNT;
+    match mount(Some(source), &target_path, Some(typ), flags, data) {
+        Ok(()) => {}
+        // Without a network namespace of its own the container may not
+        // mount sysfs, and without an ipc one not mqueue: bind the host's
+        // as runc does.
+        Err(nix::Error::EPERM) if typ == "sysfs" || typ == "mqueue" => {
+            let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+            mount(Some(host), &target_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(s.mount_err(format!("{host} (bind)"), dest))?;
+            let top = path::resolve(root, s.rootfs, dest, Create::Nothing, !special)?;
+            remount_bind(&proc_fd_path(top.as_fd()), dest, opts.flags, opts.cleared)?;
+        }
+        Err(e) => return Err(s.mount_err(format!("{typ} {}", source.to_string_lossy()), dest)(e)),
+    }
+    if let Some(under) = under {
+        let over = path::resolve(root, s.rootfs, dest, Create::Nothing, !special)?;
+        copy_up(under.as_fd(), over.as_fd(), dest)?;
+    }
+    for p in &opts.propagation {
+        mount(None::<&str>, &target_path, None::<&str>, *p, None::<&str>).map_err(s.mount_err("propagation", dest))?;
+    }
+    Ok(())
+}
+
+fn mount_bind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts: &options::Options) -> Result<()> {
+    let dest = m.destination();
+    let source = m.source().as_ref().ok_or_else(|| Error::Config { index, reason: "bind mount without a source".into() })?;
+    let source = if source.is_absolute() { source.clone() } else { s.bundle.join(source) };
+    let meta = std::fs::metadata(&source).map_err(|e| Error::Config { index, reason: format!("source {}: {e}", source.display()) })?;
+    let create = if meta.is_dir() { Create::Dir } else { Create::File };
+    let target = path::resolve(root, s.rootfs, dest, create, true)?;
+    let target_path = proc_fd_path(target.as_fd());
+    let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+    tracing::debug!(source = %source.display(), dest = %dest.display(), ?flags, "bind mount");
+    mount(Some(&source), &target_path, None::<&str>, flags, None::<&str>).map_err(s.mount_err(format!("bind {}", source.display()), dest))?;
+    // The bind itself ignores every other flag: apply them with a remount of
+    // the new mount, opened again so it is the top of the stack.
+    let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if !extra.is_empty() {
+        let top = path::resolve(root, s.rootfs, dest, Create::Nothing, true)?;
+        remount_bind(&proc_fd_path(top.as_fd()), dest, extra, opts.cleared)?;
+    }
+    for p in &opts.propagation {
+        let top = path::resolve(root, s.rootfs, dest, Create::Nothing, true)?;
+        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>).map_err(s.mount_err("propagation", dest))?;
+    }
+    Ok(())
+}
+
+/// Remount a bind mount with `flags`, keeping the flags the kernel locks
+/// (nosuid, nodev, noexec, the atime mode) unless the options clear them:
+/// asking to drop a locked flag fails with EPERM.
+fn remount_bind(target: &Path, dest: &Path, flags: MsFlags, cleared: MsFlags) -> Result<()> {
+    let mut all = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    if let Ok(st) = statvfs(target) {
+        let have = st.flags();
+        for (fs, ms) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if have.contains(fs) && !cleared.contains(ms) {
+                all |= ms;
+            }
+        }
+    }
+    tracing::debug!(dest = %dest.display(), flags = ?all, "remount bind");
+    mount(None::<&str>, target, None::<&str>, all, None::<&str>).map_err(sys("remount", dest))
+}
+
+/// The `cgroup` mount type: the container's own cgroups, as a cgroup
+/// filesystem when it has a cgroup namespace, as binds of its cgroup
+/// directories otherwise.
+fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options::Options) -> Result<()> {
+    let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let target = path::resolve(root, s.rootfs, dest, Create::Dir, false)?;
+    let target_path = proc_fd_path(target.as_fd());
+    let v2_only = s.cgroup_mounts.len() == 1 && s.cgroup_mounts[0].version == cgroups::Version::V2 && s.cgroup_mounts[0].name.is_empty();
+    if v2_only {
+        if mount_cgroup_dir(s, &target_path, dest, &s.cgroup_mounts[0], flags)? {
+            let t = path::resolve(root, s.rootfs, dest, Create::Nothing, false)?;
+            remount_bind(&proc_fd_path(t.as_fd()), dest, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+        }
+        return Ok(());
+    }
+    // v1 (and hybrid): a tmpfs holding one directory per hierarchy.
+    mount(Some("tmpfs"), &target_path, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
+        .map_err(s.mount_err("cgroup tmpfs", dest))?;
+    let top = path::resolve(root, s.rootfs, dest, Create::Nothing, false)?;
+    for src in &s.cgroup_mounts {
+        let sub = dest.join(&src.name);
+        let sub_root = s.rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
+        let t = path::resolve(top.as_fd(), &sub_root, Path::new(&src.name), Create::Dir, false)?;
+        if mount_cgroup_dir(s, &proc_fd_path(t.as_fd()), &sub, src, flags)? {
+            let t = path::resolve(top.as_fd(), &sub_root, Path::new(&src.name), Create::Nothing, false)?;
+            remount_bind(&proc_fd_path(t.as_fd()), &sub, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+        }
+        // Co-mounted controllers (cpu,cpuacct) are also reachable by each name.
+        if src.name.contains(',') {
+            for alias in src.name.split(',') {
+                let _ = nix::unistd::symlinkat(src.name.as_str(), top.as_fd(), alias);
+            }
+        }
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
+            .map_err(s.mount_err("cgroup tmpfs read-only", dest))?;
+    }
+    Ok(())
+}
+
+/// Mount one hierarchy's view; returns true when it was a bind that still
+/// needs its flags applied by a remount.
+fn mount_cgroup_dir(s: &Setup<'_>, target: &Path, dest: &Path, src: &MountSource, flags: MsFlags) -> Result<bool> {
+    if s.cgroup_ns {
+        let (fstype, data) = match src.version {
+            cgroups::Version::V2 => ("cgroup2", String::new()),
+            cgroups::Version::V1 => ("cgroup", src.controllers.join(",")),
+        };
+        let data = (!data.is_empty()).then_some(data.as_str());
+        tracing::debug!(fstype, data, dest = %dest.display(), "mount cgroup fs");
+        match mount(Some(fstype), target, Some(fstype), flags, data) {
+            Ok(()) => return Ok(false),
+            // A v1 hierarchy this kernel lets only one mount have (or a
+            // named one): fall back to the bind below.
+            Err(e @ (nix::Error::EBUSY | nix::Error::EPERM | nix::Error::EINVAL)) if src.version == cgroups::Version::V1 => {
+                tracing::debug!(error = %e, dest = %dest.display(), "cgroup fs mount refused, binding instead");
+            }
+            Err(e) => return Err(s.mount_err(fstype, dest)(e)),
+        }
+    }
+    tracing::debug!(host = %src.host_dir.display(), dest = %dest.display(), "bind cgroup dir");
+    mount(Some(&src.host_dir), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(s.mount_err(format!("cgroup {}", src.host_dir.display()), dest))?;
+    Ok(true)
+}
+
+/// `tmpcopyup`: copy what the directory held before the tmpfs went over it
+/// (`under`, opened before the mount) into the tmpfs (`over`).
+fn copy_up(under: BorrowedFd<'_>, over: BorrowedFd<'_>, dest: &Path) -> Result<()> {
+    let io = |source| Error::Io { op: "copy up", path: dest.to_owned(), source };
+    let st = nix::sys::stat::fstat(under).map_err(|e| io(e.into()))?;
+    let over_path = proc_fd_path(over);
+    std::os::unix::fs::chown(&over_path, Some(st.st_uid), Some(st.st_gid)).map_err(io)?;
+    std::fs::set_permissions(&over_path, std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777)).map_err(io)?;
+    copy_dir(under, over).map_err(io)
+}
+
+/// Copy a directory's content, keeping kinds, modes, owners and links.
+fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags, SFlag};
+    use nix::unistd::{fchownat, symlinkat, Gid, Uid};
+    let dir = nix::dir::Dir::openat(from, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let names: Vec<std::ffi::CString> = dir
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.to_bytes() != b"." && n.to_bytes() != b"..")
+        .collect();
+    for name in names {
+        let name = name.as_c_str();
+        let st = fstatat(from, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        match kind {
+            SFlag::S_IFDIR => {
+                mkdirat(to, name, perm)?;
+                let src = nix::fcntl::openat(from, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+                let dst = nix::fcntl::openat(to, name, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+                copy_dir(src.as_fd(), dst.as_fd())?;
+            }
+            SFlag::S_IFREG => {
+                let src = nix::fcntl::openat(from, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+                let dst = nix::fcntl::openat(to, name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, perm)?;
+                std::io::copy(&mut std::fs::File::from(src), &mut std::fs::File::from(dst))?;
+            }
+            SFlag::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(from, name)?;
+                symlinkat(target.as_os_str(), to, name)?;
+            }
+            _ => mknodat(to, name, kind, perm, st.st_rdev)?,
+        }
+        fchownat(to, name, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if kind != SFlag::S_IFLNK {
+            // Explicitly, so the process umask does not strip bits.
+            fchmodat(to, name, perm, FchmodatFlags::FollowSymlink)?;
+        }
+    }
+    Ok(())
+}
+
+/// Enter the rootfs: it becomes `/` and the host's tree is detached.
+pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    if no_pivot {
+        chdir(rootfs).map_err(sys("chdir", rootfs))?;
+        mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(sys("move mount to /", rootfs))?;
+        chroot(".").map_err(sys("chroot", rootfs))?;
+        chdir("/").map_err(sys("chdir", "/"))?;
+        return Ok(());
+    }
+    let old = open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", "/"))?;
+    let new = open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", rootfs))?;
+    fchdir(&new).map_err(sys("fchdir", rootfs))?;
+    tracing::debug!(rootfs = %rootfs.display(), "pivot_root");
+    pivot_root(".", ".").map_err(sys("pivot_root", rootfs))?;
+    // The old root is now stacked under the new one at "/"; detach it
+    // without letting the unmount propagate back to the host.
+    fchdir(&old).map_err(sys("fchdir", "old root"))?;
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(sys("make old root slave", "/"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount old root", "/"))?;
+    chdir("/").map_err(sys("chdir", "/"))?;
+    Ok(())
+}
+
+/// After [`enter`]: sysctls, read-only and masked paths, read-only root,
+/// and the configured propagation of `/`.
+pub fn finalize(s: &Setup<'_>) -> Result<()> {
+    let linux = s.spec.linux().as_ref();
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        let mut keys: Vec<_> = sysctl.iter().collect();
+        keys.sort();
+        for (key, value) in keys {
+            let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+            tracing::debug!(key, value, "sysctl");
+            std::fs::write(&path, value).map_err(|source| Error::Io { op: "write sysctl", path, source })?;
+        }
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        readonly_path(Path::new(p))?;
+    }
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        mask_path(Path::new(p))?;
+    }
+    if s.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        tracing::debug!("remount / read-only");
+        remount_bind(Path::new("/"), Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())?;
+    }
+    let propagation = s.root_propagation();
+    if propagation.contains(MsFlags::MS_SHARED) {
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(sys("set propagation of", "/"))?;
+    }
+    Ok(())
+}
+
+/// Open a path of the (entered) rootfs without following a final symlink,
+/// so a path swapped for a link during setup is not what gets covered.
+fn open_nofollow(p: &Path) -> Result<Option<OwnedFd>> {
+    match open(p, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(nix::Error::ENOENT) => Ok(None),
+        Err(e) => Err(sys("open", p)(e)),
+    }
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    let Some(fd) = open_nofollow(p)? else { return Ok(()) };
+    let target = proc_fd_path(fd.as_fd());
+    tracing::debug!(path = %p.display(), "read-only path");
+    mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys("bind read-only path", p))?;
+    let top = open_nofollow(p)?.ok_or_else(|| sys("open", p)(nix::Error::ENOENT))?;
+    remount_bind(&proc_fd_path(top.as_fd()), p, MsFlags::MS_RDONLY | MsFlags::MS_REC, MsFlags::empty())
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    let Some(fd) = open_nofollow(p)? else { return Ok(()) };
+    let target = proc_fd_path(fd.as_fd());
+    tracing::debug!(path = %p.display(), "mask path");
+    let res = if path::is_dir(fd.as_fd()) {
+        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+    } else {
+        mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+    };
+    match res {
+        Ok(()) => Ok(()),
+        // A symlink is left as it is: covering it would cover its target.
+        Err(nix::Error::ENOTDIR) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(sys("mask", p)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
+    }
+}

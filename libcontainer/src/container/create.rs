@@ -1,0 +1,228 @@
+//! `create`: make the container's namespaces, cgroup and rootfs, and leave
+//! its init waiting for `start`.
+//!
+//! Nothing is left behind when it fails: [`Undo`] kills the init, removes
+//! the cgroup and the state directory on every error path.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::{hook_state, start_time, Error, Result, Status};
+use crate::cgroups::{self, Manager};
+use crate::namespaces::{ForChildren, Plan};
+use crate::process::channel::{self, FromInit, ToInit};
+use crate::process::init::{self, InitArgs};
+use crate::rootfs::Setup;
+use crate::state::{self, Dir, Saved};
+use crate::{hooks, spec, sys};
+
+/// Options of `create` (runc's flags).
+#[derive(Debug)]
+pub struct Options<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    /// A socket already connected to whoever wants the pty master (used by
+    /// `run` in the foreground, which proxies the terminal itself).
+    pub console_fd: Option<OwnedFd>,
+    pub pid_file: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A created container.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// Rolls back a half-made container.
+struct Undo {
+    dir: Option<Dir>,
+    cgroup: Option<Box<dyn Manager>>,
+    child: Option<(Pid, Option<OwnedFd>)>,
+}
+
+impl Undo {
+    fn done(mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some((pid, pidfd)) = self.child.take() {
+            match &pidfd {
+                Some(fd) => {
+                    let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+                }
+                None => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!(error = %e, "remove cgroup of failed container");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = dir.remove() {
+                tracing::warn!(error = %e, "remove state of failed container");
+            }
+        }
+    }
+}
+
+/// LISTEN_FDS passed by systemd-style socket activation to *us* are passed
+/// on to the container (as runc does).
+fn listen_fds() -> u32 {
+    let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    if !pid_ok {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+pub fn create(opts: Options<'_>) -> Result<Created> {
+    spec::validate_id(opts.id)?;
+    let bundle = spec::load(opts.bundle)?;
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().expect("validated");
+    let linux = spec.linux().as_ref().expect("validated");
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
+        return Err(Error::Usage("process.terminal is true: a --console-socket is needed to hand over the pty".into()));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(Error::Usage("--console-socket given but process.terminal is false".into()));
+    }
+
+    let dir = Dir::create(opts.root, opts.id)?;
+    let mut undo = Undo { dir: None, cgroup: None, child: None };
+    let dir = undo.dir.insert(dir);
+
+    let cgroup_path = cgroups::resolve_path(linux.cgroups_path().as_deref().and_then(Path::to_str), opts.id)?;
+    let mut cg = cgroups::manager(&cgroup_path)?;
+    cg.create()?;
+    let cg = undo.cgroup.insert(cg);
+    if let Some(res) = linux.resources() {
+        cg.apply(res)?;
+    }
+
+    let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default())?;
+
+    let console = match (opts.console_fd, opts.console_socket) {
+        (Some(fd), _) => Some(fd),
+        (None, Some(path)) => Some(OwnedFd::from(
+            UnixStream::connect(path).map_err(|source| Error::Io { op: "connect to console socket", path: path.to_owned(), source })?,
+        )),
+        (None, None) => None,
+    };
+
+    // Bound through the directory's fd so a long --root cannot overflow
+    // sun_path.
+    let sock_path = PathBuf::from(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), state::START_SOCKET));
+    let listener = UnixListener::bind(&sock_path).map_err(|source| Error::Io { op: "listen on", path: dir.path.join(state::START_SOCKET), source })?;
+
+    let listen = listen_fds();
+    let extra_env = if listen > 0 { vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".to_string()] } else { Vec::new() };
+    let (parent_chan, init_chan) = channel::pair()?;
+    let setup = Setup {
+        spec,
+        bundle: &bundle.dir,
+        rootfs: &bundle.rootfs,
+        cgroup_mounts: cg.mount_sources(),
+        cgroup_ns: plan.has_cgroup,
+        terminal,
+    };
+    let close_fds: Vec<RawFd> = vec![dir.fd().as_raw_fd(), parent_chan.raw_fd()];
+    let args = InitArgs {
+        id: opts.id,
+        bundle: &bundle,
+        channel: init_chan,
+        namespaces: &plan,
+        rootfs: setup,
+        console,
+        start: listener,
+        no_pivot: opts.no_pivot,
+        new_keyring: !opts.no_new_keyring,
+        keep_fds: (listen + opts.preserve_fds) as RawFd,
+        extra_env,
+        close_fds,
+    };
+
+    let for_children = ForChildren::enter(&plan)?;
+    let child = sys::clone_process(plan.clone_flags, cg.clone_fd(), move || init::run(args))
+        .map_err(|source| Error::Sys { op: "clone container init".into(), source })?;
+    drop(for_children);
+    let pid = child.pid;
+    tracing::debug!(%pid, in_cgroup = child.in_cgroup, "container init cloned");
+    undo.child = Some((pid, child.pidfd));
+
+    if !child.in_cgroup {
+        cg.add_process(pid)?;
+    }
+    parent_chan.send(&ToInit::Proceed)?;
+    let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    loop {
+        match parent_chan.recv::<FromInit>() {
+            Ok(FromInit::RunHooks) => {
+                let state = hook_state(opts.id, Status::Creating, pid.as_raw(), &bundle.dir, &annotations);
+                let h = spec.hooks().as_ref();
+                hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &state)?;
+                hooks::run_all("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &state)?;
+                parent_chan.send(&ToInit::HooksDone { state: String::from_utf8_lossy(&state).into_owned() })?;
+            }
+            Ok(FromInit::Ready) => break,
+            Ok(FromInit::Failed { message }) => return Err(Error::Init(message)),
+            Err(channel::Error::Closed) | Err(channel::Error::Io(_)) => {
+                let (pid, pidfd) = undo.child.take().expect("set above");
+                drop(pidfd);
+                let status = waitpid(pid, None).map(|s| format!("{s:?}")).unwrap_or_else(|e| e.to_string());
+                return Err(Error::Init(format!("container init exited during setup: {status}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let saved = Saved {
+        version: state::STATE_VERSION,
+        id: opts.id.to_owned(),
+        pid: pid.as_raw(),
+        pid_start_time: start_time(pid)?,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        owner: super::user_name(nix::unistd::geteuid().as_raw()),
+        annotations,
+        cgroup_path,
+        config: spec.clone(),
+    };
+    dir.save(&saved)?;
+    if let Some(pid_file) = opts.pid_file {
+        write_pid_file(pid_file, pid)?;
+    }
+    let pidfd = undo.child.as_mut().and_then(|(_, fd)| fd.take());
+    undo.done();
+    Ok(Created { pid, pidfd })
+}
+
+/// Write the pid file atomically (clients poll for it).
+pub fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
+    let path = std::path::absolute(path).map_err(|source| Error::Io { op: "resolve pid file", path: path.to_owned(), source })?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Usage(format!("--pid-file {}: not a file path", path.display())))?;
+    state::write_atomic(dir, name, pid.as_raw().to_string().as_bytes())?;
+    Ok(())
+}

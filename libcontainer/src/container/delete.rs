@@ -1,0 +1,40 @@
+//! `delete`: remove a stopped (or, with `force`, any) container.
+
+use std::path::Path;
+
+use super::kill::kill_and_wait;
+use super::{hook_state, status, Error, Result, Status};
+use crate::state::Dir;
+use crate::{cgroups, hooks};
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = Dir::open(root, id)?;
+    let saved = dir.load()?;
+    let st = status(&dir.path, saved.as_ref());
+    let Some(saved) = saved else {
+        // A create that died before it finished: we hold the lock, so
+        // nothing is working on it any more.
+        dir.remove()?;
+        return Ok(());
+    };
+    match st {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&saved, 10)?,
+        Status::Running | Status::Paused | Status::Creating => {
+            if !force {
+                return Err(Error::Status(format!("cannot delete container {id} that is not stopped: {st}")));
+            }
+            kill_and_wait(&saved, 10)?;
+        }
+    }
+    cgroups::manager(&saved.cgroup_path)?.destroy()?;
+    let state = hook_state(id, Status::Stopped, saved.pid, &saved.bundle, &saved.annotations);
+    let poststop = saved.config.hooks().as_ref().and_then(|h| h.poststop().as_ref());
+    for hook in poststop.into_iter().flatten() {
+        if let Err(e) = hooks::run("poststop", hook, &state) {
+            tracing::warn!(error = %e, "poststop hook failed");
+        }
+    }
+    dir.remove()?;
+    Ok(())
+}

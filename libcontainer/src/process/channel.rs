@@ -1,0 +1,101 @@
+//! The typed channel between the runtime and the container's init: a
+//! `SOCK_SEQPACKET` socketpair carrying one JSON message per packet.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Runtime → init.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToInit {
+    /// The init is in its cgroup; it may set itself up.
+    Proceed,
+    /// The runtime-namespace hooks ran; here is the state they were given,
+    /// for the init's own hooks.
+    HooksDone { state: String },
+}
+
+/// Init → runtime.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromInit {
+    /// Namespaces and mounts are ready: run prestart and createRuntime hooks.
+    RunHooks,
+    /// Created: init now waits for `start`.
+    Ready,
+    /// Setup failed; the init exits after sending this.
+    Failed { message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("channel to container init: {0}")]
+    Io(#[from] nix::Error),
+    #[error("channel to container init: bad message: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("channel to container init: closed")]
+    Closed,
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Make a connected pair: (runtime end, init end).
+pub fn pair() -> Result<(Channel, Channel), Error> {
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), Error> {
+        let data = serde_json::to_vec(msg)?;
+        loop {
+            match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(n) => break n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        Ok(serde_json::from_slice(&buf[..n])?)
+    }
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_fd().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_close() {
+        let (a, b) = pair().unwrap();
+        a.send(&ToInit::HooksDone { state: "{}".into() }).unwrap();
+        match b.recv::<ToInit>().unwrap() {
+            ToInit::HooksDone { state } => assert_eq!(state, "{}"),
+            other => panic!("{other:?}"),
+        }
+        b.send(&FromInit::Failed { message: "x".into() }).unwrap();
+        assert!(matches!(a.recv::<FromInit>().unwrap(), FromInit::Failed { .. }));
+        drop(b);
+        assert!(matches!(a.recv::<FromInit>(), Err(Error::Closed)));
+    }
+}

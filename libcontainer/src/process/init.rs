@@ -1,0 +1,253 @@
+//! The container's init: a clone of the runtime that turns itself into the
+//! container's first process.
+//!
+//! ```text
+//!  runtime                                   init (this module)
+//!  ───────                                   ──────────────────
+//!  clone3 ──────────────────────────────────▶ wait
+//!  cgroup placement; Proceed ───────────────▶ setsid, join namespaces, new cgroupns,
+//!                                            hostname, rlimits, oom_score_adj,
+//!                                            rootfs::prepare
+//!  prestart, createRuntime hooks ◀────────── RunHooks
+//!  HooksDone{state} ────────────────────────▶ createContainer hooks, pivot_root,
+//!                                            console, rootfs::finalize, user,
+//!                                            capabilities, cwd, program lookup
+//!  save state, exit ◀─────────────────────── Ready         (or Failed{message})
+//!                                            ...blocks in accept() on start.sock
+//!  `roci start` connects, sends a byte ─────▶ startContainer hooks, execve
+//!  reads EOF (exec closed the socket) ◀───── or an error message, then exit
+//! ```
+//!
+//! Until `Ready` the init dies with the runtime (parent-death signal); after
+//! it, it belongs to whoever reaps it.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{chdir, sethostname, setsid};
+
+use super::channel::{Channel, FromInit, ToInit};
+use super::Program;
+use crate::namespaces::Plan;
+use crate::rootfs::{self, Setup};
+use crate::spec::Bundle;
+use crate::{caps, hooks, rlimits, sys, tty, user};
+
+/// Everything the init needs, prepared by `create` before the clone (the
+/// init gets its own copy of this memory).
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub channel: Channel,
+    pub namespaces: &'a Plan,
+    pub rootfs: Setup<'a>,
+    /// The connected `--console-socket`, when the process has a terminal.
+    pub console: Option<OwnedFd>,
+    /// `start.sock`, listening.
+    pub start: UnixListener,
+    pub no_pivot: bool,
+    pub new_keyring: bool,
+    /// How many fds from 3 up the program inherits (LISTEN_FDS and
+    /// `--preserve-fds`).
+    pub keep_fds: RawFd,
+    /// Added to `process.env` (LISTEN_FDS, LISTEN_PID).
+    pub extra_env: Vec<String>,
+    /// The runtime's fds the init must not hold on to (the state directory
+    /// lock, the runtime's end of the channel).
+    pub close_fds: Vec<RawFd>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Channel(#[from] super::channel::Error),
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::Error),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::Error),
+    #[error(transparent)]
+    Hook(#[from] hooks::Error),
+    #[error(transparent)]
+    Console(#[from] tty::Error),
+    #[error(transparent)]
+    Rlimit(#[from] rlimits::Error),
+    #[error(transparent)]
+    Caps(#[from] caps::Error),
+    #[error(transparent)]
+    User(#[from] user::Error),
+    #[error("{op}: {source}")]
+    Sys { op: String, source: std::io::Error },
+    #[error("{0}")]
+    Message(String),
+}
+
+fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
+    let op = op.into();
+    move |e| Error::Sys { op, source: e.into() }
+}
+
+/// The init's entry point; returns the exit code when it could not become
+/// the container's program.
+pub fn run(args: InitArgs<'_>) -> i32 {
+    for fd in &args.close_fds {
+        sys::close_inherited(*fd);
+    }
+    let (program, state) = match prepare(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = args.channel.send(&FromInit::Failed { message: e.to_string() });
+            return 1;
+        }
+    };
+    // From here on `create` may return and exit at any time.
+    let _ = prctl::set_pdeathsig(None);
+    if args.channel.send(&FromInit::Ready).is_err() {
+        return 1;
+    }
+    drop(args.channel);
+    let mut conn = match wait_for_start(&args.start) {
+        Ok(c) => c,
+        Err(_) => return 1,
+    };
+    drop(args.start);
+    let err = match exec(args.bundle, &program, &state) {
+        Err(e) => e,
+    };
+    let _ = conn.write_all(err.to_string().as_bytes());
+    match err {
+        Error::Sys { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
+        Error::Sys { .. } => 126,
+        _ => 1,
+    }
+}
+
+/// Everything up to `Ready`.
+fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
+    match a.channel.recv::<ToInit>()? {
+        ToInit::Proceed => {}
+        other => return Err(Error::Message(format!("unexpected message {other:?}"))),
+    }
+    let spec = &a.bundle.spec;
+    let process = spec.process().as_ref().ok_or_else(|| Error::Message("config has no process".into()))?;
+
+    setsid().map_err(sys_err("setsid"))?;
+    a.namespaces.enter()?;
+    if a.new_keyring {
+        sys::join_session_keyring(&format!("_ses.{}", a.id)).map_err(|source| Error::Sys { op: "join session keyring".into(), source })?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        sethostname(h).map_err(sys_err(format!("set hostname {h:?}")))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        sys::setdomainname(d).map_err(|source| Error::Sys { op: format!("set domainname {d:?}"), source })?;
+    }
+    if let Some(rl) = process.rlimits() {
+        rlimits::apply(rl)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        // Through the host's /proc, which is still mounted here.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|source| Error::Sys { op: format!("set process.oomScoreAdj to {adj}"), source })?;
+    }
+
+    // Devices and files are created with exactly the modes asked for.
+    umask(Mode::empty());
+    rootfs::prepare(&a.rootfs)?;
+
+    a.channel.send(&FromInit::RunHooks)?;
+    let state = match a.channel.recv::<ToInit>()? {
+        ToInit::HooksDone { state } => state,
+        other => return Err(Error::Message(format!("unexpected message {other:?}"))),
+    };
+    let spec_hooks = spec.hooks().as_ref();
+    hooks::run_all("createContainer", spec_hooks.and_then(|h| h.create_container().as_ref()), state.as_bytes())?;
+
+    rootfs::enter(&a.bundle.rootfs, a.no_pivot)?;
+    if let Some(console) = &a.console {
+        let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        tty::setup_console(console.as_fd(), size)?;
+    }
+    rootfs::finalize(&a.rootfs)?;
+
+    let sets = caps::Sets::new(process.capabilities().as_ref())?;
+    sets.drop_bounding()?;
+    prctl::set_keepcaps(true).map_err(sys_err("set keep-caps"))?;
+    let u = process.user();
+    user::switch(u.uid(), u.gid(), u.additional_gids().as_deref().unwrap_or_default())?;
+    sets.apply()?;
+    prctl::set_keepcaps(false).map_err(sys_err("clear keep-caps"))?;
+    umask(Mode::from_bits_truncate(u.umask().unwrap_or(0o022)));
+    chdir(process.cwd()).map_err(sys_err(format!("chdir to process.cwd {}", process.cwd().display())))?;
+
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(a.extra_env.iter().cloned());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user::home(u.uid())));
+    }
+    let args = process.args().as_deref().unwrap_or_default();
+    let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH="));
+    let path = super::lookup(&args[0], path_var).map_err(Error::Message)?;
+    let program = Program {
+        path: cstring(path.as_os_str().as_encoded_bytes())?,
+        argv: args.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
+        envp: env.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
+    };
+
+    if process.no_new_privileges().unwrap_or(false) {
+        prctl::set_no_new_privs().map_err(sys_err("set no_new_privs"))?;
+    }
+    // Only the fds the program is meant to have survive the exec.
+    let first_closed = 3 + a.keep_fds;
+    if a.start.as_raw_fd() < first_closed {
+        return Err(Error::Message("start socket collides with a preserved fd".into()));
+    }
+    sys::cloexec_from(first_closed).map_err(|source| Error::Sys { op: "mark fds close-on-exec".into(), source })?;
+    for fd in 3..first_closed {
+        // A preserved fd that is not open is simply absent in the container.
+        let _ = sys::clear_cloexec(fd);
+    }
+    Ok((program, state))
+}
+
+fn cstring(b: &[u8]) -> Result<CString, Error> {
+    CString::new(b).map_err(|_| Error::Message(format!("{:?} contains a NUL byte", String::from_utf8_lossy(b))))
+}
+
+/// Wait until `roci start` connects and sends its byte. A connection that
+/// closes without one (a probe) is ignored.
+fn wait_for_start(listener: &UnixListener) -> std::io::Result<UnixStream> {
+    loop {
+        let (mut conn, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut b = [0u8; 1];
+        match conn.read(&mut b) {
+            Ok(1) => return Ok(conn),
+            _ => continue,
+        }
+    }
+}
+
+/// startContainer hooks, then the program. Returns only on failure.
+fn exec(bundle: &Bundle, program: &Program, state: &str) -> Result<Infallible, Error> {
+    let spec = &bundle.spec;
+    if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
+        let mut state: serde_json::Value = serde_json::from_str(state).map_err(|e| Error::Message(format!("hook state: {e}")))?;
+        state["status"] = "created".into();
+        hooks::run_all("startContainer", Some(h), state.to_string().as_bytes())?;
+    }
+    sys::reset_signals();
+    let argv: Vec<&std::ffi::CStr> = program.argv.iter().map(|s| s.as_c_str()).collect();
+    let envp: Vec<&std::ffi::CStr> = program.envp.iter().map(|s| s.as_c_str()).collect();
+    let err = sys::execve(&program.path, &argv, &envp);
+    Err(Error::Sys { op: format!("exec {:?}", program.path), source: err })
+}
+

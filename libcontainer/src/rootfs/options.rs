@@ -1,0 +1,164 @@
+//! Mount options of config.json, turned into `mount(2)` flags and data.
+
+use nix::mount::MsFlags;
+
+/// A mount's options, split the way `mount(2)` needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Flags for the mount call (and the read-only/nosuid/... remount of a bind).
+    pub flags: MsFlags,
+    /// Flags the options explicitly clear (`rw`, `suid`, ...), so a bind
+    /// remount does not re-add them from the source.
+    pub cleared: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options, comma-joined (`size=64m,mode=755`).
+    pub data: String,
+    /// `tmpcopyup`: copy the underlying directory's content into a new tmpfs.
+    pub copy_up: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: Vec::new(), data: String::new(), copy_up: false }
+    }
+}
+
+/// `MS_NOSYMFOLLOW` (Linux 5.10), which nix does not name.
+const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+
+impl Options {
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+}
+
+/// Every option word [`parse`] understands (for the features document).
+pub const KNOWN: &[&str] = &[
+    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime", "loud", "mand",
+    "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
+    "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+    "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
+    "unbindable",
+];
+
+/// The propagation flags for a propagation keyword, also used for
+/// `linux.rootfsPropagation`.
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Parse a mount's `options` list. Unknown words go to the filesystem as
+/// data, as mount(8) does.
+pub fn parse(options: &[String]) -> Options {
+    let mut o = Options::default();
+    let mut data = Vec::new();
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
+            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
+            "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
+            "tmpcopyup" => {
+                o.copy_up = true;
+                continue;
+            }
+            other => {
+                if let Some(p) = propagation_flag(other) {
+                    o.propagation.push(p);
+                } else {
+                    data.push(other);
+                }
+                continue;
+            }
+        };
+        o.flags.insert(set);
+        o.flags.remove(clear);
+        o.cleared.insert(clear);
+        o.cleared.remove(set);
+    }
+    o.data = data.join(",");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(opts: &[&str]) -> Options {
+        parse(&opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_and_data() {
+        let o = p(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, "mode=755,size=65536k");
+        assert!(!o.is_bind());
+    }
+
+    #[test]
+    fn later_option_wins() {
+        let o = p(&["ro", "rw"]);
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        assert!(o.cleared.contains(MsFlags::MS_RDONLY));
+        let o = p(&["rw", "ro"]);
+        assert!(o.flags.contains(MsFlags::MS_RDONLY));
+        assert!(!o.cleared.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn bind_and_propagation() {
+        let o = p(&["rbind", "rprivate", "ro"]);
+        assert!(o.is_bind());
+        assert!(o.flags.contains(MsFlags::MS_REC | MsFlags::MS_RDONLY));
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        assert_eq!(o.data, "");
+    }
+
+    #[test]
+    fn tmpcopyup_is_not_data() {
+        let o = p(&["tmpcopyup", "size=1m"]);
+        assert!(o.copy_up);
+        assert_eq!(o.data, "size=1m");
+    }
+}

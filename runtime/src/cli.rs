@@ -1,0 +1,136 @@
+//! The command line, flag for flag as runc's where runc has the flag.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "roci", disable_version_flag = true, about = "An OCI container runtime, command-line compatible with runc")]
+pub struct Cli {
+    /// Directory for the containers' state
+    #[arg(long, global = true, default_value = "/run/roci")]
+    pub root: PathBuf,
+    /// Write log lines to this file (appended) instead of stderr
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log line format
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: Format,
+    /// Log debug lines too
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (needs a running systemd)
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility: CRIU binary (checkpointing is not a verb of this version)
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<PathBuf>,
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container: set it up and wait for `start`
+    Create(Create),
+    /// Execute the user's program in a created container
+    Start { id: String },
+    /// Create and start a container, and wait for it unless detached
+    Run(Run),
+    /// Print a container's state as JSON
+    State { id: String },
+    /// Send a signal to a container's init (or all its processes)
+    Kill {
+        /// Send the signal to every process in the container's cgroup
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        /// Signal name (KILL, SIGKILL) or number
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container's resources
+    Delete {
+        /// Kill the container first if it is running
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: ListFormat,
+        /// Print only the ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the processes of a container
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        /// Options for ps(1) in table format
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Write a default config.json
+    Spec {
+        /// Bundle directory to write it into
+        #[arg(short, long)]
+        bundle: Option<PathBuf>,
+        /// A config for rootless containers
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the OCI features document of this runtime
+    Features,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Create {
+    /// Bundle directory (holding config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket to send the pty master to when process.terminal is true
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the init's pid to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Enter the rootfs with MS_MOVE and chroot instead of pivot_root
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass this many fds from 3 up (besides stdio and LISTEN_FDS) to the program
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Run {
+    #[command(flatten)]
+    pub create: Create,
+    /// Return once the program runs instead of waiting for it
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container after it exits (accepted; `delete` it yourself)
+    #[arg(long)]
+    pub keep: bool,
+    /// Accepted for runc compatibility
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+}
