@@ -1,12 +1,33 @@
 //! Control groups: one [`Manager`] per container, backed by cgroup v2, v1, or
 //! both (hybrid hosts).
 //!
-//! The host's layout is detected once per process ([`detect`]). A container's
-//! cgroup is named by one path (for example `/roci-test/c1`) that is the same
-//! in every hierarchy; [`resolve_path`] turns `linux.cgroupsPath` into it the
-//! way runc does. The resolved path is saved in the container's state so
-//! later commands rebuild the same manager with [`manager`] without touching
-//! the filesystem.
+//! The host's layout is detected once per process ([`detect`], from
+//! `/proc/self/mountinfo`). [`resolve_path`] turns `linux.cgroupsPath` into a
+//! [`CgroupPath`] the way runc's cgroupfs driver does: usually one path (for
+//! example `/roci-test/c1`) that is the same in every hierarchy, but a
+//! relative `cgroupsPath` is placed under the caller's own cgroup *in each
+//! hierarchy*, and on a v1 or hybrid host those can differ (this host's shell
+//! is in `memory:/process_api/<id>` and `/` elsewhere). The resolved path is
+//! saved in the container's state (it serialises as a plain string in the
+//! usual case) so later commands rebuild the same manager with [`manager`]
+//! without touching the filesystem.
+//!
+//! Code map:
+//! - [`layout`]: mountinfo and `/proc/self/cgroup` parsing, [`Layout`].
+//! - [`path`]: `linux.cgroupsPath` → [`CgroupPath`].
+//! - [`manager`](self::manager()) and `fsmanager.rs`: the one [`Manager`]
+//!   implementation, holding the container's directory in each hierarchy and
+//!   sending each `linux.resources` controller to the hierarchy that has it.
+//! - `v1/`, `v2/`: one file per controller, each writing one controller's
+//!   files in one directory; plus creating, freezing and killing per version.
+//! - `files.rs`: every read, write, mkdir and rmdir of a cgroup file, logged.
+//!
+//! Which hierarchy serves a controller: a v1 hierarchy that has it; otherwise
+//! the cgroup2 tree, if the controller is listed in the container's
+//! `cgroup.controllers` there. On a hybrid host that means the v2 tree serves
+//! what no v1 hierarchy has (on this project's test host: hugetlb), which
+//! runc does not do (it fails on a missing v1 hugetlb mount). Asking for a
+//! controller nothing serves is an error naming the field.
 //!
 //! Lifecycle of a container's cgroup, driven by `container::create` and
 //! `container::delete`:
@@ -16,17 +37,38 @@
 //!                                                                                   │
 //!                                          destroy(): kill leftovers, rmdir leaf ◀──┘
 //! ```
+//!
+//! What this module writes outside the container's own directories, and
+//! nothing else: `cgroup.subtree_control` of v2 ancestors (only controllers
+//! that are missing there: all available ones on a cgroup2-only host, as runc
+//! does, so containers get accounting; on a hybrid host only a controller a
+//! resource asks for), and `cpuset.cpus`/`cpuset.mems` of v1 cpuset
+//! directories it created itself (a new cpuset is empty and takes no tasks).
 
+mod controllers;
+mod files;
+mod fsmanager;
+pub mod layout;
+pub mod path;
 pub mod v1;
 pub mod v2;
 
+#[cfg(test)]
+mod host_tests;
+
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
-/// Errors of the cgroup managers. Every variant names the file or directory.
+pub use layout::{Hierarchy, Layout, Mode, Version};
+pub use path::CgroupPath;
+
+/// Errors of the cgroup managers. Every variant names the file, directory or
+/// config field.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("read {path}: {source}")]
@@ -37,55 +79,28 @@ pub enum Error {
     Create { path: PathBuf, source: std::io::Error },
     #[error("remove cgroup {path}: {source}")]
     Remove { path: PathBuf, source: std::io::Error },
+    #[error("remove cgroup {path}: still busy after {waited:?}, processes left: {pids:?}")]
+    Busy { path: PathBuf, waited: Duration, pids: Vec<i32> },
     #[error("open cgroup {path}: {source}")]
     Open { path: PathBuf, source: std::io::Error },
+    #[error("kill process {pid} of cgroup {path}: {source}")]
+    Kill { pid: i32, path: PathBuf, source: nix::Error },
+    #[error("parse {path} line {line}: {reason}")]
+    Parse { path: PathBuf, line: usize, reason: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
-    #[error("no cgroup filesystem is mounted under /sys/fs/cgroup")]
-    NoCgroupFs,
+    /// A resource asks for a controller no hierarchy of this host serves for
+    /// the container, e.g. `linux.resources.memory.limit: memory controller
+    /// not available in /sys/fs/cgroup/c1 (cgroup.controllers: cpu pids)`.
+    #[error("{field}: {controller} controller not available {place}")]
+    ControllerUnavailable { field: &'static str, controller: String, place: String },
+    #[error("no cgroup filesystem is mounted (no cgroup or cgroup2 entry in {0})")]
+    NoCgroupFs(PathBuf),
     #[error("{0} is not supported by this host's cgroups")]
     Unsupported(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Which cgroup versions the host has mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Only cgroup2, mounted at `/sys/fs/cgroup`.
-    Unified,
-    /// v1 controllers under `/sys/fs/cgroup/<controller>` and a cgroup2 tree
-    /// (usually `/sys/fs/cgroup/unified`) holding what v1 does not.
-    Hybrid,
-    /// Only v1 hierarchies.
-    Legacy,
-}
-
-/// One mounted hierarchy, as found in `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hierarchy {
-    /// Where it is mounted on the host, e.g. `/sys/fs/cgroup/cpu,cpuacct`.
-    pub mountpoint: PathBuf,
-    /// The cgroup path of the mount's root (4th field of mountinfo), usually `/`.
-    pub root: String,
-    /// v1 controllers (and `name=` hierarchies) on this mount; empty for cgroup2.
-    pub controllers: Vec<String>,
-    pub version: Version,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    V1,
-    V2,
-}
-
-/// The host's cgroup layout.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub mode: Mode,
-    pub hierarchies: Vec<Hierarchy>,
-}
 
 /// What the container's `cgroup` mount shows: the host directory of the
 /// container's cgroup in one hierarchy, and how to expose it.
@@ -104,43 +119,80 @@ pub struct MountSource {
 
 /// A container's cgroup in every hierarchy the host has.
 pub trait Manager {
-    /// The container's cgroup path, the same in each hierarchy (`/a/b`).
-    fn path(&self) -> &str;
+    /// The container's cgroup path, as resolved by [`resolve_path`]; save it
+    /// in the container's state to rebuild the manager with [`manager`].
+    fn path(&self) -> &CgroupPath;
     /// Create the cgroup directories (and their missing parents), enable the
-    /// controllers the container needs in the parents (v2), and seed
-    /// `cpuset.cpus`/`cpuset.mems` in new v1 cpuset directories.
+    /// controllers in the v2 parents (cgroup2-only hosts), seed
+    /// `cpuset.cpus`/`cpuset.mems` in new v1 cpuset directories, and open the
+    /// directory for [`Manager::clone_fd`]. On error, removes the directories
+    /// it created.
     fn create(&mut self) -> Result<()>;
-    /// Write `linux.resources` to the controller files.
+    /// Write `linux.resources` to the controller files. Zero or absent values
+    /// are left alone, so this also serves `update`. Not handled yet (logged,
+    /// not applied): `devices`, `blockIO`, `network`, `rdma`.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
-    /// Move a process into the cgroup in every hierarchy.
+    /// Move a process into the cgroup in every hierarchy (harmless when it is
+    /// already there).
     fn add_process(&self, pid: Pid) -> Result<()>;
     /// On a cgroup2-only host, the open cgroup directory for
     /// `clone3(CLONE_INTO_CGROUP)`, available after [`Manager::create`].
     fn clone_fd(&self) -> Option<BorrowedFd<'_>>;
-    /// Every process in the cgroup and its descendants.
+    /// Every process in the cgroup and its descendants, sorted; empty when
+    /// the cgroup does not exist.
     fn pids(&self) -> Result<Vec<Pid>>;
-    /// Kill what is still inside, then remove the cgroup directory (the leaf
-    /// only; parents it created are left as runc leaves them), retrying while
-    /// the kernel still reports it busy. Removing a cgroup that does not
-    /// exist is not an error.
+    /// Kill what is still inside (`cgroup.kill`, or SIGKILL to each process
+    /// of the frozen cgroup), then remove the cgroup directory and any child
+    /// cgroups made inside it, deepest first, retrying for a few seconds while
+    /// the kernel still reports it busy. The parents are left as runc leaves
+    /// them. Removing a cgroup that does not exist is not an error.
     fn destroy(&self) -> Result<()>;
     /// The container's cgroup as the `cgroup` mount type should show it.
     fn mount_sources(&self) -> Vec<MountSource>;
 }
 
-/// Read the host's cgroup layout from `/proc/self/mountinfo`, once per process.
+/// Where the kernel lists this process's mounts.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// Where the kernel lists this process's cgroups.
+pub const PROC_SELF_CGROUP: &str = "/proc/self/cgroup";
+
+/// Read the host's cgroup layout from `/proc/self/mountinfo`, once per
+/// process. A failure is not cached: the next call reads again.
 pub fn detect() -> Result<&'static Layout> {
-    todo!()
+    static LAYOUT: OnceLock<Layout> = OnceLock::new();
+    if let Some(layout) = LAYOUT.get() {
+        return Ok(layout);
+    }
+    let text = files::read_path(std::path::Path::new(MOUNTINFO))?;
+    let layout = Layout::from_mountinfo(&text, std::path::Path::new(MOUNTINFO))?;
+    tracing::debug!(mode = ?layout.mode, hierarchies = layout.hierarchies.len(), "cgroup layout detected");
+    Ok(LAYOUT.get_or_init(|| layout))
 }
 
-/// Resolve `linux.cgroupsPath` as runc's cgroupfs driver does: absolute paths
-/// are taken as they are, relative ones (and an empty one, which becomes the
-/// container id) are placed under the caller's own cgroup.
-pub fn resolve_path(cgroups_path: Option<&str>, container_id: &str) -> Result<String> {
-    todo!()
+/// Resolve `linux.cgroupsPath` as runc's cgroupfs driver does: an absolute
+/// path is taken as it is (cleaned; `..` may not climb above `/`), a relative
+/// one (and an empty one, which becomes the container id) is placed under the
+/// caller's own cgroup in each hierarchy, read from `/proc/self/cgroup`.
+/// Errors name the field `linux.cgroupsPath`.
+pub fn resolve_path(cgroups_path: Option<&str>, container_id: &str) -> Result<CgroupPath> {
+    let layout = detect()?;
+    let own = if path::needs_own_cgroup(cgroups_path) {
+        files::read_path(std::path::Path::new(PROC_SELF_CGROUP))?
+    } else {
+        String::new()
+    };
+    layout.resolve_path(cgroups_path, container_id, &own)
 }
 
-/// The manager for a resolved cgroup path on this host.
-pub fn manager(path: &str) -> Result<Box<dyn Manager>> {
-    todo!()
+/// The manager for a resolved cgroup path on this host. Touches nothing.
+pub fn manager(path: &CgroupPath) -> Result<Box<dyn Manager>> {
+    detect()?.manager(path)
+}
+
+impl Layout {
+    /// The manager for `path` in this layout (a test layout may point at
+    /// temporary directories). Touches nothing.
+    pub fn manager(&self, path: &CgroupPath) -> Result<Box<dyn Manager>> {
+        Ok(Box::new(fsmanager::FsManager::new(self, path)?))
+    }
 }

@@ -1,1 +1,11 @@
-//! cgroup v1
+//! cgroup v1: one file per controller, each writing that controller's files
+//! in the container's directory of the hierarchy that has it.
+//!
+//! A v1 value of `-1` lifts a limit; the kernel takes it as written.
+
+pub mod cpu;
+pub mod cpuset;
+pub mod freezer;
+pub mod hugetlb;
+pub mod memory;
+pub mod pids;

@@ -1,0 +1,429 @@
+//! Tests against this host's real cgroups (every hierarchy: v1 ones and the
+//! cgroup2 tree on a hybrid host, the one tree on a cgroup2-only host).
+//!
+//! They need root and skip themselves, with a note, otherwise. Each works
+//! under its own `/roci-unit-<pid>-<name>` in every hierarchy, which a guard
+//! removes even when the test fails; they touch no other cgroup (beyond what
+//! the manager itself may write: enabling a controller in v2 ancestors) and
+//! kill only processes they started.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+
+use super::controllers::tests::resources;
+use super::*;
+
+/// The layout, or `None` (test skipped) when not root or no cgroups.
+fn host() -> Option<&'static Layout> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("note: skipped, needs root to create cgroups");
+        return None;
+    }
+    match detect() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("note: skipped, no cgroups: {e}");
+            None
+        }
+    }
+}
+
+/// Removes this test's cgroups and kills this test's children, also when
+/// the test panics.
+struct Guard {
+    tops: Vec<PathBuf>,
+    children: Vec<Child>,
+    /// A controller this test enabled in a v2 `cgroup.subtree_control` that
+    /// did not have it, to disable again.
+    restore: Vec<(PathBuf, String)>,
+}
+
+impl Guard {
+    fn new(layout: &Layout, top: &str) -> Guard {
+        let tops = layout.hierarchies.iter().map(|h| h.mountpoint.join(top.trim_start_matches('/'))).collect();
+        Guard { tops, children: Vec::new(), restore: Vec::new() }
+    }
+
+    fn spawn(&mut self, cmd: &mut Command) -> Pid {
+        let child = cmd.spawn().expect("spawn test process");
+        let pid = Pid::from_raw(child.id() as i32);
+        self.children.push(child);
+        pid
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for top in &self.tops {
+            let Ok(mut dirs) = files::descendants(top) else { continue };
+            dirs.push(top.clone());
+            for d in dirs {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while d.exists() {
+                    match fs::remove_dir(&d) {
+                        Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => sleep(Duration::from_millis(20)),
+                        Err(e) => {
+                            eprintln!("guard: cannot remove {}: {e}", d.display());
+                            break;
+                        }
+                        Ok(()) => {}
+                    }
+                }
+            }
+        }
+        for (dir, controller) in &self.restore {
+            if let Err(e) = files::write(dir, "cgroup.subtree_control", &format!("-{controller}")) {
+                eprintln!("guard: cannot disable {controller} again in {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+fn top_name(test: &str) -> String {
+    format!("/roci-unit-{}-{test}", std::process::id())
+}
+
+/// `/proc/<pid>/cgroup` as hierarchy key → path.
+fn cgroups_of(pid: Pid) -> BTreeMap<String, String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    layout::parse_proc_cgroup(&text, Path::new("cgroup")).unwrap().into_iter().map(|o| (o.key, o.path)).collect()
+}
+
+/// Where `controller` is served for a container at `dir_of(h)`: a v1
+/// hierarchy that has it, else the v2 tree when its root offers it.
+fn serving(layout: &Layout, controller: &str) -> Option<(Version, usize)> {
+    if let Some(i) = layout.hierarchies.iter().position(|h| h.version == Version::V1 && h.has(controller)) {
+        return Some((Version::V1, i));
+    }
+    let i = layout.hierarchies.iter().position(|h| h.version == Version::V2)?;
+    let offered = v2::controllers(&layout.hierarchies[i].mountpoint).ok()?;
+    offered.iter().any(|c| c == controller).then_some((Version::V2, i))
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn host_create_apply_join_destroy() {
+    let Some(layout) = host() else { return };
+    let _turn = V2_ROOT.lock().unwrap_or_else(|p| p.into_inner());
+    let top = top_name("life");
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c1")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    let dir = |i: usize| layout.hierarchies[i].mountpoint.join(path.path().trim_start_matches('/'));
+
+    // hugetlb, if the v2 tree serves it, is enabled in the v2 parents: note
+    // whether the root had it so the guard can put the root back.
+    let hugetlb = serving(layout, "hugetlb").filter(|_| Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists());
+    if let Some((Version::V2, i)) = hugetlb {
+        let root = &layout.hierarchies[i].mountpoint;
+        if !files::read(root, "cgroup.subtree_control").unwrap().split_whitespace().any(|c| c == "hugetlb") {
+            guard.restore.push((root.clone(), "hugetlb".into()));
+        }
+    }
+
+    m.create().unwrap();
+    for (i, h) in layout.hierarchies.iter().enumerate() {
+        assert!(dir(i).is_dir(), "{} missing", dir(i).display());
+        if h.has("cpuset") {
+            // Both the new parent and the leaf got the root's CPUs.
+            let root_cpus = files::read(&h.mountpoint, "cpuset.cpus").unwrap();
+            assert_eq!(files::read(&h.mountpoint.join(top.trim_start_matches('/')), "cpuset.cpus").unwrap(), root_cpus);
+            assert_eq!(files::read(&dir(i), "cpuset.cpus").unwrap(), root_cpus);
+            assert!(!files::read(&dir(i), "cpuset.mems").unwrap().is_empty());
+        }
+    }
+    assert_eq!(m.clone_fd().is_some(), layout.mode == Mode::Unified);
+
+    // Limits, each where this host serves it.
+    let mut json = String::from(r#"{"pids":{"limit":32}"#);
+    json += r#","cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"0","mems":"0"}"#;
+    let mem = serving(layout, "memory");
+    let swap = match mem {
+        Some((Version::V1, i)) => files::exists(&dir(i), "memory.memsw.limit_in_bytes"),
+        Some((Version::V2, i)) => files::exists(&dir(i), "memory.swap.max") || layout.mode == Mode::Unified,
+        None => false,
+    };
+    if swap {
+        json += r#","memory":{"limit":67108864,"reservation":33554432,"swap":134217728}"#;
+    } else {
+        json += r#","memory":{"limit":67108864,"reservation":33554432}"#;
+    }
+    if hugetlb.is_some() {
+        json += r#","hugepageLimits":[{"pageSize":"2MB","limit":4194304}]"#;
+    }
+    json += "}";
+    m.apply(&resources(&json)).unwrap();
+
+    let check = |controller: &str, v1: (&str, &str), v2: (&str, &str)| match serving(layout, controller) {
+        Some((Version::V1, i)) => assert_eq!(files::read(&dir(i), v1.0).unwrap(), v1.1, "{}", v1.0),
+        Some((Version::V2, i)) => assert_eq!(files::read(&dir(i), v2.0).unwrap(), v2.1, "{}", v2.0),
+        None => eprintln!("note: no {controller} controller here, not checked"),
+    };
+    check("pids", ("pids.max", "32"), ("pids.max", "32"));
+    check("cpu", ("cpu.shares", "512"), ("cpu.weight", "20"));
+    check("cpu", ("cpu.cfs_quota_us", "50000"), ("cpu.max", "50000 100000"));
+    check("cpu", ("cpu.cfs_period_us", "100000"), ("cpu.max", "50000 100000"));
+    check("cpuset", ("cpuset.cpus", "0"), ("cpuset.cpus", "0"));
+    check("cpuset", ("cpuset.mems", "0"), ("cpuset.mems", "0"));
+    check("memory", ("memory.limit_in_bytes", "67108864"), ("memory.max", "67108864"));
+    check("memory", ("memory.soft_limit_in_bytes", "33554432"), ("memory.low", "33554432"));
+    if swap {
+        check("memory", ("memory.memsw.limit_in_bytes", "134217728"), ("memory.swap.max", "67108864"));
+    }
+    if hugetlb.is_some() {
+        check("hugetlb", ("hugetlb.2MB.limit_in_bytes", "4194304"), ("hugetlb.2MB.max", "4194304"));
+    }
+    // update-style: raise memory and memory+swap together (v1 needs memsw first).
+    if swap {
+        m.apply(&resources(r#"{"memory":{"limit":201326592,"swap":268435456}}"#)).unwrap();
+        check("memory", ("memory.limit_in_bytes", "201326592"), ("memory.max", "201326592"));
+        check("memory", ("memory.memsw.limit_in_bytes", "268435456"), ("memory.swap.max", "67108864"));
+    }
+
+    // A real process joins every hierarchy.
+    let pid = guard.spawn(Command::new("sleep").arg("1000"));
+    m.add_process(pid).unwrap();
+    m.add_process(pid).unwrap(); // already inside: harmless
+    let cg = cgroups_of(pid);
+    for h in &layout.hierarchies {
+        assert_eq!(cg.get(&h.key()).map(String::as_str), Some(path.path()), "hierarchy {:?}", h.key());
+    }
+    assert_eq!(m.pids().unwrap(), [pid]);
+
+    // The process makes a child cgroup and moves into it, where it can
+    // (not v1 cpuset, which would need seeding).
+    for (i, h) in layout.hierarchies.iter().enumerate() {
+        if h.has("cpuset") {
+            continue;
+        }
+        let sub = dir(i).join("sub");
+        fs::create_dir(&sub).unwrap();
+        files::write(&sub, "cgroup.procs", &pid.to_string()).unwrap();
+    }
+    assert_eq!(m.pids().unwrap(), [pid], "descendants count");
+
+    let start = Instant::now();
+    m.destroy().unwrap();
+    eprintln!("destroy took {:?}", start.elapsed());
+    for i in 0..layout.hierarchies.len() {
+        assert!(!dir(i).exists(), "{} left", dir(i).display());
+    }
+    let status = guard.children[0].wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    assert!(m.pids().unwrap().is_empty());
+    m.destroy().unwrap(); // gone: not an error
+}
+
+#[test]
+fn host_destroy_kills_forked_children_and_ignores_zombies() {
+    let Some(layout) = host() else { return };
+    let top = top_name("forks");
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+
+    // A shell that forks two sleeps once it is inside.
+    let sh = guard.spawn(
+        Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()),
+    );
+    m.add_process(sh).unwrap();
+    guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    wait_for("the shell's children", || m.pids().unwrap().len() == 3);
+
+    // A zombie: killed, not reaped (this test is its parent).
+    let z = guard.spawn(Command::new("sleep").arg("1000"));
+    m.add_process(z).unwrap();
+    nix::sys::signal::kill(z, nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for("the zombie", || {
+        fs::read_to_string(format!("/proc/{z}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+    });
+    assert!(!m.pids().unwrap().contains(&z), "a zombie is not listed in cgroup.procs");
+
+    let start = Instant::now();
+    m.destroy().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(3), "destroy took {:?}", start.elapsed());
+    for h in &layout.hierarchies {
+        assert!(!h.mountpoint.join(path.path().trim_start_matches('/')).exists());
+    }
+}
+
+#[test]
+fn host_relative_paths_follow_this_process_without_creating_anything() {
+    let Some(layout) = host() else { return };
+    let own = fs::read_to_string(PROC_SELF_CGROUP).unwrap();
+    let own: BTreeMap<String, String> =
+        layout::parse_proc_cgroup(&own, Path::new(PROC_SELF_CGROUP)).unwrap().into_iter().map(|o| (o.key, o.path)).collect();
+    let p = resolve_path(Some("roci-unit-rel"), "id").unwrap();
+    for h in &layout.hierarchies {
+        let mine = own[&h.key()].trim_end_matches('/');
+        assert_eq!(p.in_hierarchy(h), format!("{mine}/roci-unit-rel"), "hierarchy {:?}", h.key());
+    }
+    assert_eq!(resolve_path(Some("/roci-unit-abs/x"), "id").unwrap().path(), "/roci-unit-abs/x");
+    // Building the manager touches nothing.
+    let m = manager(&p).unwrap();
+    assert!(m.mount_sources().iter().all(|s| !s.host_dir.exists()));
+}
+
+#[test]
+fn host_unavailable_controller_and_bad_values_name_the_field() {
+    let Some(layout) = host() else { return };
+    let top = top_name("errors");
+    let _guard = Guard::new(layout, &top);
+    let mut m = layout.manager(&CgroupPath::new(&format!("{top}/c")).unwrap()).unwrap();
+    m.create().unwrap();
+    if serving(layout, "cpuset").is_some() {
+        let e = m.apply(&resources(r#"{"cpu":{"cpus":"4096"}}"#)).unwrap_err();
+        assert!(e.to_string().contains("cpuset.cpus"), "{e}");
+    }
+    if layout.mode == Mode::Hybrid && serving(layout, "memory").is_some_and(|(v, _)| v == Version::V1) {
+        // memory is v1 here, so the cgroup2 tree cannot take memory.high.
+        let e = m.apply(&resources(r#"{"unified":{"memory.high":"1"}}"#)).unwrap_err();
+        assert!(e.to_string().starts_with("linux.resources.unified: memory controller not available in /"), "{e}");
+    }
+    m.destroy().unwrap();
+}
+
+/// Tests that enable hugetlb in the v2 root and disable it again take turns.
+static V2_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The host's cgroup2 tree alone, as a cgroup2-only host would be: on a
+/// hybrid host the only way to run the v2-only code against a real kernel
+/// (with whatever controllers the tree has: hugetlb on the test host).
+#[test]
+fn host_v2_tree_alone_as_a_unified_layout() {
+    let Some(host) = host() else { return };
+    let Some(v2h) = host.v2().cloned() else {
+        eprintln!("note: skipped, no cgroup2 tree");
+        return;
+    };
+    let _turn = V2_ROOT.lock().unwrap_or_else(|p| p.into_inner());
+    let layout = Layout { mode: Mode::Unified, hierarchies: vec![v2h.clone()] };
+    let top = top_name("v2only");
+    let mut guard = Guard::new(&layout, &top);
+    let root_offers = v2::controllers(&v2h.mountpoint).unwrap();
+    let root_enabled = files::read(&v2h.mountpoint, "cgroup.subtree_control").unwrap();
+    for c in &root_offers {
+        if !root_enabled.split_whitespace().any(|e| e == c) {
+            guard.restore.push((v2h.mountpoint.clone(), c.clone()));
+        }
+    }
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let dir = v2h.mountpoint.join(path.path().trim_start_matches('/'));
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+
+    // Every controller the root offers reached the container.
+    let mut got = v2::controllers(&dir).unwrap();
+    let mut want = root_offers.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // The fd for CLONE_INTO_CGROUP is the container's directory.
+    let fd = m.clone_fd().expect("clone fd on a unified layout");
+    let st = nix::sys::stat::fstat(fd).unwrap();
+    assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&fs::metadata(&dir).unwrap()));
+    assert_eq!(m.mount_sources()[0].name, "");
+
+    if root_offers.iter().any(|c| c == "hugetlb") && files::exists(&dir, "hugetlb.2MB.max") {
+        m.apply(&resources(r#"{"hugepageLimits":[{"pageSize":"2MB","limit":2097152}]}"#)).unwrap();
+        assert_eq!(files::read(&dir, "hugetlb.2MB.max").unwrap(), "2097152");
+    }
+    if !root_offers.iter().any(|c| c == "memory") {
+        let e = m.apply(&resources(r#"{"memory":{"limit":67108864}}"#)).unwrap_err();
+        let want = format!("linux.resources.memory.limit: memory controller not available in {}", dir.display());
+        assert!(e.to_string().starts_with(&want), "{e}");
+    }
+
+    let pid = guard.spawn(Command::new("sleep").arg("1000"));
+    m.add_process(pid).unwrap();
+    assert_eq!(cgroups_of(pid).get("").map(String::as_str), Some(path.path()));
+    assert_eq!(m.pids().unwrap(), [pid]);
+    // The v2 freezer, used when cgroup.kill is missing.
+    if v2::freeze(&dir).unwrap() {
+        assert!(files::read(&dir, "cgroup.events").unwrap().lines().any(|l| l == "frozen 1"));
+        v2::thaw(&dir).unwrap();
+        assert!(files::read(&dir, "cgroup.events").unwrap().lines().any(|l| l == "frozen 0"));
+    }
+    m.destroy().unwrap();
+    assert!(!dir.exists());
+    let status = guard.children[0].wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+}
+
+/// The host's v1 hierarchies alone, as a v1-only host: no cgroup.kill, so
+/// destroy freezes (v1 freezer) and kills each process.
+#[test]
+fn host_v1_hierarchies_alone_kill_through_the_freezer() {
+    let Some(host) = host() else { return };
+    let v1: Vec<Hierarchy> = host.hierarchies.iter().filter(|h| h.version == Version::V1).cloned().collect();
+    if v1.is_empty() {
+        eprintln!("note: skipped, no cgroup v1 hierarchies");
+        return;
+    }
+    let layout = Layout { mode: Mode::Legacy, hierarchies: v1 };
+    let top = top_name("v1only");
+    let mut guard = Guard::new(&layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    assert!(m.clone_fd().is_none());
+    let sh = guard.spawn(
+        Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()),
+    );
+    m.add_process(sh).unwrap();
+    guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    wait_for("the shell's children", || m.pids().unwrap().len() == 4);
+    if let Some(fz) = layout.hierarchies.iter().find(|h| h.has("freezer")) {
+        let dir = fz.mountpoint.join(path.path().trim_start_matches('/'));
+        assert!(v1::freezer::freeze(&dir).unwrap());
+        assert_eq!(files::read(&dir, "freezer.state").unwrap(), "FROZEN");
+        v1::freezer::thaw(&dir).unwrap();
+    }
+    m.destroy().unwrap();
+    for h in &layout.hierarchies {
+        assert!(!h.mountpoint.join(path.path().trim_start_matches('/')).exists());
+    }
+}
+
+/// The guard the other tests rely on: a test that panics mid-way leaves no
+/// cgroup and no process behind.
+#[test]
+fn host_guard_cleans_up_after_a_panic() {
+    let Some(layout) = host() else { return };
+    let top = top_name("panic");
+    let pid = std::sync::Mutex::new(None);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut guard = Guard::new(layout, &top);
+        let mut m = layout.manager(&CgroupPath::new(&format!("{top}/c/d")).unwrap()).unwrap();
+        m.create().unwrap();
+        let p = guard.spawn(Command::new("sleep").arg("1000"));
+        m.add_process(p).unwrap();
+        *pid.lock().unwrap() = Some(p);
+        panic!("test failure with a populated cgroup");
+    }));
+    assert!(r.is_err());
+    for h in &layout.hierarchies {
+        assert!(!h.mountpoint.join(top.trim_start_matches('/')).exists(), "{} left", h.mountpoint.display());
+    }
+    let p = pid.lock().unwrap().expect("the process was started");
+    assert!(!Path::new(&format!("/proc/{p}")).exists(), "process {p} left");
+}

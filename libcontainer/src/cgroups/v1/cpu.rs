@@ -1,0 +1,97 @@
+//! v1 `cpu`: `cpu.shares`, `cpu.cfs_quota_us`, `cpu.cfs_period_us`,
+//! `cpu.cfs_burst_us`, `cpu.rt_period_us`, `cpu.rt_runtime_us`, `cpu.idle`.
+
+use std::path::Path;
+
+use oci_spec::runtime::LinuxCpu;
+
+use crate::cgroups::{files, Error, Result};
+
+const SHARES: &str = "cpu.shares";
+const QUOTA: &str = "cpu.cfs_quota_us";
+const PERIOD: &str = "cpu.cfs_period_us";
+
+pub fn apply(dir: &Path, c: &LinuxCpu) -> Result<()> {
+    if let Some(shares) = c.shares().filter(|&s| s != 0) {
+        files::write(dir, SHARES, &shares.to_string())?;
+        // The kernel clamps to 2..=262144 silently; say so instead.
+        let got = files::read(dir, SHARES)?;
+        if got.trim() != shares.to_string() {
+            return Err(Error::Invalid {
+                field: "linux.resources.cpu.shares",
+                reason: format!("the kernel took {shares} as {}", got.trim()),
+            });
+        }
+    }
+    let quota = c.quota().filter(|&q| q != 0).map(|q| if q < 0 { -1 } else { q });
+    let mut period_pending = None;
+    if let Some(period) = c.period().filter(|&p| p != 0) {
+        match files::write(dir, PERIOD, &period.to_string()) {
+            Ok(()) => {}
+            // A shorter period can make the current quota exceed the parent's
+            // bandwidth (EINVAL); retry once the new quota is in.
+            Err(e) if quota.is_some() && files::is_write_errno(&e, libc::EINVAL) => period_pending = Some(period),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(quota) = quota {
+        files::write(dir, QUOTA, &quota.to_string())?;
+        if let Some(period) = period_pending {
+            files::write(dir, PERIOD, &period.to_string())?;
+        }
+    }
+    if let Some(burst) = c.burst() {
+        files::write(dir, "cpu.cfs_burst_us", &burst.to_string())?;
+    }
+    if let Some(p) = c.realtime_period().filter(|&p| p != 0) {
+        files::write(dir, "cpu.rt_period_us", &p.to_string())?;
+    }
+    if let Some(r) = c.realtime_runtime().filter(|&r| r != 0) {
+        files::write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+    }
+    if let Some(idle) = c.idle() {
+        files::write(dir, "cpu.idle", &idle.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn fake(dir: &Path) {
+        for (f, v) in [(SHARES, "1024"), (QUOTA, "-1"), (PERIOD, "100000"), ("cpu.cfs_burst_us", "0"), ("cpu.idle", "0")] {
+            fs::write(dir.join(f), format!("{v}\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn files_get_the_values_and_unset_ones_are_left() {
+        let t = tempfile::tempdir().unwrap();
+        fake(t.path());
+        let c: LinuxCpu = serde_json::from_str(r#"{"shares":512,"quota":50000,"period":200000,"burst":1000}"#).unwrap();
+        apply(t.path(), &c).unwrap();
+        let read = |f| files::read(t.path(), f).unwrap();
+        assert_eq!(read(SHARES), "512");
+        assert_eq!(read(QUOTA), "50000");
+        assert_eq!(read(PERIOD), "200000");
+        assert_eq!(read("cpu.cfs_burst_us"), "1000");
+        assert_eq!(read("cpu.idle"), "0");
+        // A negative quota lifts the limit; zero shares mean "unset".
+        let c: LinuxCpu = serde_json::from_str(r#"{"shares":0,"quota":-5}"#).unwrap();
+        apply(t.path(), &c).unwrap();
+        assert_eq!(read(QUOTA), "-1");
+        assert_eq!(read(SHARES), "512");
+    }
+
+    #[test]
+    fn realtime_needs_its_files() {
+        let t = tempfile::tempdir().unwrap();
+        fake(t.path());
+        let c: LinuxCpu = serde_json::from_str(r#"{"realtimeRuntime":1000}"#).unwrap();
+        let e = apply(t.path(), &c).unwrap_err();
+        assert!(e.to_string().contains("cpu.rt_runtime_us"), "{e}");
+    }
+}

@@ -1,0 +1,37 @@
+//! v1 `pids`: `pids.max`.
+
+use std::path::Path;
+
+use oci_spec::runtime::LinuxPids;
+
+use crate::cgroups::{files, Result};
+
+/// `pids.max`: the limit, or `max` for zero and below (no limit).
+pub fn apply(dir: &Path, p: &LinuxPids) -> Result<()> {
+    files::write(dir, "pids.max", &pids_max(p.limit()))
+}
+
+/// The value of `pids.max` (the same in v1 and v2).
+pub(crate) fn pids_max(limit: i64) -> String {
+    if limit > 0 {
+        limit.to_string()
+    } else {
+        "max".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_or_max() {
+        assert_eq!(pids_max(100), "100");
+        assert_eq!(pids_max(0), "max");
+        assert_eq!(pids_max(-1), "max");
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("pids.max"), "max\n").unwrap();
+        apply(t.path(), &serde_json::from_str(r#"{"limit":42}"#).unwrap()).unwrap();
+        assert_eq!(files::read(t.path(), "pids.max").unwrap(), "42");
+    }
+}

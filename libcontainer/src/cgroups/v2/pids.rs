@@ -1,0 +1,13 @@
+//! v2 `pids`: `pids.max`.
+
+use std::path::Path;
+
+use oci_spec::runtime::LinuxPids;
+
+use crate::cgroups::v1::pids::pids_max;
+use crate::cgroups::{files, Result};
+
+/// `pids.max`: the limit, or `max` for zero and below (no limit).
+pub fn apply(dir: &Path, p: &LinuxPids) -> Result<()> {
+    files::write(dir, "pids.max", &pids_max(p.limit()))
+}
