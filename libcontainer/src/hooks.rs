@@ -25,7 +25,7 @@ pub enum Error {
     Spawn { kind: &'static str, path: String, source: std::io::Error },
     #[error("{kind} hook {path}: {status}{stderr}")]
     Failed { kind: &'static str, path: String, status: String, stderr: String },
-    #[error("{kind} hook {path}: timed out after {secs}s")]
+    #[error("{kind} hook {path}: timeout: still running after {secs}s, killed")]
     Timeout { kind: &'static str, path: String, secs: i64 },
 }
 

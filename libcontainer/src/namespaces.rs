@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use std::collections::HashMap;
+
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset};
 
 use crate::sys::CLONE_NEWTIME;
 
@@ -70,6 +72,12 @@ pub struct Plan {
     pub new_cgroup: bool,
     /// Whether the container has a cgroup namespace (new or joined).
     pub has_cgroup: bool,
+    /// A new time namespace: made by the init with `unshare`, so its clock
+    /// offsets can be written before any process is in it; the init's
+    /// `execve` then moves it in.
+    pub new_time: bool,
+    /// `linux.timeOffsets` as the lines of `/proc/self/timens_offsets`.
+    pub time_offsets: Vec<String>,
     /// Joined by the init, in [`JOIN_ORDER`].
     pub join: Vec<Join>,
     /// Entered by the runtime around the clone.
@@ -78,8 +86,14 @@ pub struct Plan {
 
 impl Plan {
     /// Open every namespace to join; fails naming the path that cannot be.
-    pub fn new(namespaces: &[LinuxNamespace]) -> Result<Plan, Error> {
+    pub fn new(namespaces: &[LinuxNamespace], time_offsets: Option<&HashMap<String, LinuxTimeOffset>>) -> Result<Plan, Error> {
         let mut plan = Plan::default();
+        let mut offsets: Vec<_> = time_offsets.into_iter().flatten().collect();
+        offsets.sort_by(|a, b| a.0.cmp(b.0));
+        plan.time_offsets = offsets
+            .into_iter()
+            .map(|(clock, o)| format!("{clock} {} {}", o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+            .collect();
         for ns in namespaces {
             let kind = ns.typ();
             if kind == LinuxNamespaceType::Cgroup {
@@ -89,6 +103,8 @@ impl Plan {
                 None => {
                     if kind == LinuxNamespaceType::Cgroup {
                         plan.new_cgroup = true;
+                    } else if kind == LinuxNamespaceType::Time {
+                        plan.new_time = true;
                     } else {
                         plan.clone_flags |= clone_flag(kind);
                     }
@@ -119,6 +135,15 @@ impl Plan {
         }
         if self.new_cgroup {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| Error::Other { op: "create", kind: "cgroup".into(), source })?;
+        }
+        if self.new_time {
+            nix::sched::unshare(CloneFlags::from_bits_retain(CLONE_NEWTIME as i32)).map_err(|source| Error::Other { op: "create", kind: "time".into(), source })?;
+            if !self.time_offsets.is_empty() {
+                let text = self.time_offsets.join("\n") + "\n";
+                tracing::debug!(offsets = %text, "write time namespace offsets");
+                std::fs::write("/proc/self/timens_offsets", text)
+                    .map_err(|e| Error::Other { op: "write linux.timeOffsets of", kind: "time".into(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+            }
         }
         Ok(())
     }

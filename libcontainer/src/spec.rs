@@ -177,6 +177,19 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
             }
         }
     }
+    if let Some(offsets) = linux.time_offsets() {
+        if !offsets.is_empty() && !types.contains(&LinuxNamespaceType::Time) {
+            return Err(invalid("linux.timeOffsets", "clock offsets need a time namespace".into()));
+        }
+        if linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_some()) && !offsets.is_empty() {
+            return Err(invalid("linux.timeOffsets", "offsets cannot be set on a time namespace that is joined".into()));
+        }
+        for clock in offsets.keys() {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(invalid(&format!("linux.timeOffsets.{clock}"), "only monotonic and boottime clocks have offsets".into()));
+            }
+        }
+    }
     if let Some(seccomp) = linux.seccomp() {
         let _ = seccomp;
         return Err(invalid("linux.seccomp", "seccomp filters are not built by this roci version yet".into()));

@@ -120,7 +120,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         cg.apply(res)?;
     }
 
-    let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default())?;
+    let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default(), linux.time_offsets().as_ref())?;
 
     let console = match (opts.console_fd, opts.console_socket) {
         (Some(fd), _) => Some(fd),

@@ -117,23 +117,34 @@ pub fn prepare(s: &Setup<'_>) -> Result<()> {
     if s.makes_dev() {
         devices::create_all(s, root.as_fd())?;
     }
+    // A missing working directory is made, as runc does.
+    if let Some(cwd) = s.spec.process().as_ref().map(|p| p.cwd()) {
+        path::resolve(root.as_fd(), s.rootfs, cwd, Create::Dir, true)?;
+    }
     Ok(())
 }
 
-/// `pivot_root` needs the rootfs's parent mount not to be shared; make the
-/// mount containing the rootfs private (in our namespace only).
+/// `pivot_root` fails when the rootfs's parent mount is shared, and a bind
+/// under a shared mount would propagate back to the host: make that mount
+/// private (in our namespace only) if it is shared. A slave parent (the
+/// default rslave) stays a slave, so host mounts still propagate in.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io { op: "read", path: "/proc/self/mountinfo".into(), source })?;
-    let mut best: Option<&str> = None;
+    // The last matching line is the topmost mount at the longest prefix.
+    let mut best: Option<(String, bool)> = None;
     for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else { continue };
-        let mp_path = Path::new(mp);
-        if rootfs.starts_with(mp_path) && best.is_none_or(|b| mp.len() > b.len()) {
-            best = Some(mp);
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(mp) = fields.get(4).map(|m| unescape_mountinfo(m)) else { continue };
+        if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
+            let optional = fields.iter().skip(6).take_while(|f| **f != "-");
+            let shared = optional.clone().any(|f| f.starts_with("shared:"));
+            best = Some((mp, shared));
         }
     }
-    let parent = unescape_mountinfo(best.unwrap_or("/"));
-    mount(None::<&str>, parent.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make private", parent))
+    match best {
+        Some((parent, true)) => mount(None::<&str>, parent.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make private", parent)),
+        _ => Ok(()),
+    }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
