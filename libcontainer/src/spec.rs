@@ -76,40 +76,7 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     }
 
     let process = spec.process().as_ref().ok_or_else(|| invalid("process", "missing".into()))?;
-    match process.args() {
-        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
-        _ => return Err(invalid("process.args", "must name the program to run".into())),
-    }
-    if !process.cwd().is_absolute() {
-        return Err(invalid("process.cwd", format!("{} is not an absolute path", process.cwd().display())));
-    }
-    if let Some(rlimits) = process.rlimits() {
-        let mut seen = Vec::new();
-        for (i, rl) in rlimits.iter().enumerate() {
-            if seen.contains(&rl.typ()) {
-                return Err(invalid(&format!("process.rlimits[{i}].type"), format!("{:?} given twice", rl.typ())));
-            }
-            seen.push(rl.typ());
-            if rl.soft() > rl.hard() {
-                return Err(invalid(
-                    &format!("process.rlimits[{i}]"),
-                    format!("soft limit {} is above hard limit {}", rl.soft(), rl.hard()),
-                ));
-            }
-        }
-    }
-    if let Some(env) = process.env() {
-        for (i, e) in env.iter().enumerate() {
-            if !e.contains('=') || e.starts_with('=') || e.contains('\0') {
-                return Err(invalid(&format!("process.env[{i}]"), format!("{e:?} is not NAME=VALUE")));
-            }
-        }
-    }
-    if let Some(size) = process.console_size() {
-        if size.height() > u16::MAX as u64 || size.width() > u16::MAX as u64 {
-            return Err(invalid("process.consoleSize", "height and width must fit in 16 bits".into()));
-        }
-    }
+    validate_process(process).map_err(|(field, reason)| invalid(&format!("process.{field}"), reason))?;
 
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
@@ -195,6 +162,43 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         return Err(invalid("linux.seccomp", "seccomp filters are not built by this roci version yet".into()));
     }
     Ok(rootfs)
+}
+
+/// Check a process (of config.json or `exec --process`); the error is the
+/// field below `process` and the reason.
+pub fn validate_process(process: &oci_spec::runtime::Process) -> std::result::Result<(), (String, String)> {
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err(("args".into(), "must name the program to run".into())),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(("cwd".into(), format!("{} is not an absolute path", process.cwd().display())));
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = Vec::new();
+        for (i, rl) in rlimits.iter().enumerate() {
+            if seen.contains(&rl.typ()) {
+                return Err((format!("rlimits[{i}].type"), format!("{:?} given twice", rl.typ())));
+            }
+            seen.push(rl.typ());
+            if rl.soft() > rl.hard() {
+                return Err((format!("rlimits[{i}]"), format!("soft limit {} is above hard limit {}", rl.soft(), rl.hard())));
+            }
+        }
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') || e.starts_with('=') || e.contains('\0') {
+                return Err((format!("env[{i}]"), format!("{e:?} is not NAME=VALUE")));
+            }
+        }
+    }
+    if let Some(size) = process.console_size() {
+        if size.height() > u16::MAX as u64 || size.width() > u16::MAX as u64 {
+            return Err(("consoleSize".into(), "height and width must fit in 16 bits".into()));
+        }
+    }
+    Ok(())
 }
 
 /// Only namespaced sysctls may be set, and only when the container has the

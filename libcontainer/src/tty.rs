@@ -50,16 +50,17 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
 }
 
 /// Make the pty inside the container (after `pivot_root`, so it is the
-/// container's devpts), send its master to `socket`, and make its slave
-/// `/dev/console`, the controlling terminal and stdin/stdout/stderr.
-pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result<(), Error> {
+/// container's devpts), send its master to `socket`, and make its slave the
+/// controlling terminal and stdin/stdout/stderr (and `/dev/console`, for
+/// the init).
+pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>, bind_console: bool) -> Result<(), Error> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).map_err(err("open /dev/ptmx"))?;
     unlockpt(&master).map_err(err("unlockpt"))?;
     let slave = sys::open_pty_peer(master.as_fd()).map_err(|source| Error { op: "open pty slave", source })?;
     if let Some((rows, cols)) = size {
         sys::set_window_size(slave.as_fd(), rows, cols).map_err(|source| Error { op: "set console size", source })?;
     }
-    if Path::new("/dev/console").exists() {
+    if bind_console && Path::new("/dev/console").exists() {
         mount(Some(&proc_fd_path(slave.as_fd())), "/dev/console", None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err("bind pty slave on /dev/console"))?;
     }
     send_fd(socket, master.as_fd(), "/dev/ptmx")?;

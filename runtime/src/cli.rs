@@ -42,6 +42,8 @@ pub enum Command {
     Start { id: String },
     /// Create and start a container, and wait for it unless detached
     Run(Run),
+    /// Run a new process in a running container
+    Exec(Exec),
     /// Print a container's state as JSON
     State { id: String },
     /// Send a signal to a container's init (or all its processes)
@@ -133,4 +135,57 @@ pub struct Run {
     /// Accepted for runc compatibility
     #[arg(long = "no-subreaper")]
     pub no_subreaper: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Exec {
+    /// Unix socket to send the pty master to (with --tty)
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory of the process
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Set an environment variable (KEY=VALUE), repeatable
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Give the process a terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Supplementary group ids, repeatable
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// A process.json to run instead of the arguments
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Return once the process runs
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's pid to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Accepted for runc compatibility (SELinux is not supported)
+    #[arg(long = "process-label", hide = true)]
+    pub process_label: Option<String>,
+    /// Accepted for runc compatibility (AppArmor is not supported)
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs for the process
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Add a capability to the bounding, effective and permitted sets, repeatable
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Pass this many fds from 3 up to the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Exec even if the container is paused (accepted for runc compatibility)
+    #[arg(long = "ignore-paused", hide = true)]
+    pub ignore_paused: bool,
+    pub id: String,
+    /// The program and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use libcontainer::container::{self, create, delete, kill, run, start};
+use oci_spec::runtime::Process;
 
 use cli::{Cli, Command, ListFormat};
 
@@ -62,6 +63,10 @@ fn dispatch(cli: Cli) -> Result<u8> {
             return Ok(code.clamp(0, 255) as u8);
         }
         Command::Start { id } => start::start(root, &id)?,
+        Command::Exec(e) => {
+            let code = exec(root, e)?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
         Command::State { id } => {
             let report = container::report(root, &id)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -174,4 +179,58 @@ fn ps(root: &Path, id: &str, format: ListFormat, ps_args: &[String]) -> Result<(
         }
     }
     Ok(())
+}
+
+fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
+    let process: Process = match &e.process {
+        Some(path) => {
+            let data = std::fs::read(path).with_context(|| format!("read --process {}", path.display()))?;
+            let mut p: Process = serde_json::from_slice(&data).with_context(|| format!("parse --process {}", path.display()))?;
+            if e.tty {
+                p.set_terminal(Some(true));
+            }
+            p
+        }
+        None => {
+            if e.args.is_empty() {
+                bail!("exec: no command given (arguments or --process)");
+            }
+            let dir = root.join(&e.id);
+            let saved = libcontainer::state::load(&dir)?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
+            let base = saved.config.process().clone().context("container config has no process")?;
+            let (uid, gid) = match &e.user {
+                None => (None, None),
+                Some(u) => {
+                    let (uid, gid) = match u.split_once(':') {
+                        Some((a, b)) => (a, Some(b)),
+                        None => (u.as_str(), None),
+                    };
+                    let uid: u32 = uid.parse().with_context(|| format!("--user {u}: uid must be a number"))?;
+                    let gid: Option<u32> = gid.map(|g| g.parse().with_context(|| format!("--user {u}: gid must be a number"))).transpose()?;
+                    (Some(uid), gid)
+                }
+            };
+            let o = container::exec::Overrides {
+                args: e.args.clone(),
+                env: e.env.clone(),
+                cwd: e.cwd.clone(),
+                uid,
+                gid,
+                additional_gids: e.additional_gids.clone(),
+                caps: e.cap.clone(),
+                tty: e.tty,
+                no_new_privs: e.no_new_privs,
+            };
+            container::exec::process_from(&base, &o)?
+        }
+    };
+    Ok(container::exec::exec(container::exec::Options {
+        root,
+        id: &e.id,
+        process,
+        console_socket: e.console_socket.as_deref(),
+        pid_file: e.pid_file.as_deref(),
+        detach: e.detach,
+        preserve_fds: e.preserve_fds,
+    })?)
 }

@@ -22,7 +22,6 @@
 //! it, it belongs to whoever reaps it.
 
 use std::convert::Infallible;
-use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,14 +29,14 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{chdir, sethostname, setsid};
+use nix::unistd::{sethostname, setsid};
 
 use super::channel::{Channel, FromInit, ToInit};
-use super::Program;
+use super::{sys_err, Error, Program};
 use crate::namespaces::Plan;
 use crate::rootfs::{self, Setup};
 use crate::spec::Bundle;
-use crate::{caps, hooks, rlimits, sys, tty, user};
+use crate::{hooks, rlimits, sys, tty};
 
 /// Everything the init needs, prepared by `create` before the clone (the
 /// init gets its own copy of this memory).
@@ -61,35 +60,6 @@ pub struct InitArgs<'a> {
     /// The runtime's fds the init must not hold on to (the state directory
     /// lock, the runtime's end of the channel).
     pub close_fds: Vec<RawFd>,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error(transparent)]
-    Channel(#[from] super::channel::Error),
-    #[error(transparent)]
-    Namespace(#[from] crate::namespaces::Error),
-    #[error(transparent)]
-    Rootfs(#[from] rootfs::Error),
-    #[error(transparent)]
-    Hook(#[from] hooks::Error),
-    #[error(transparent)]
-    Console(#[from] tty::Error),
-    #[error(transparent)]
-    Rlimit(#[from] rlimits::Error),
-    #[error(transparent)]
-    Caps(#[from] caps::Error),
-    #[error(transparent)]
-    User(#[from] user::Error),
-    #[error("{op}: {source}")]
-    Sys { op: String, source: std::io::Error },
-    #[error("{0}")]
-    Message(String),
-}
-
-fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
-    let op = op.into();
-    move |e| Error::Sys { op, source: e.into() }
 }
 
 /// The init's entry point; returns the exit code when it could not become
@@ -120,16 +90,15 @@ pub fn run(args: InitArgs<'_>) -> i32 {
         Err(e) => e,
     };
     let _ = conn.write_all(err.to_string().as_bytes());
-    match err {
-        Error::Sys { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
-        Error::Sys { .. } => 126,
-        _ => 1,
-    }
+    Program::exit_code(&err)
 }
 
 /// Everything up to `Ready`.
 fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
+    // Nothing in the container may ptrace us or open our /proc files
+    // (our executable is the runtime's) before the program replaces us.
+    prctl::set_dumpable(false).map_err(sys_err("set non-dumpable"))?;
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
@@ -171,52 +140,12 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     rootfs::enter(&a.bundle.rootfs, a.no_pivot)?;
     if let Some(console) = &a.console {
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
-        tty::setup_console(console.as_fd(), size)?;
+        tty::setup_console(console.as_fd(), size, true)?;
     }
     rootfs::finalize(&a.rootfs)?;
 
-    let sets = caps::Sets::new(process.capabilities().as_ref())?;
-    sets.drop_bounding()?;
-    prctl::set_keepcaps(true).map_err(sys_err("set keep-caps"))?;
-    let u = process.user();
-    user::switch(u.uid(), u.gid(), u.additional_gids().as_deref().unwrap_or_default())?;
-    sets.apply()?;
-    prctl::set_keepcaps(false).map_err(sys_err("clear keep-caps"))?;
-    umask(Mode::from_bits_truncate(u.umask().unwrap_or(0o022)));
-    chdir(process.cwd()).map_err(sys_err(format!("chdir to process.cwd {}", process.cwd().display())))?;
-
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    env.extend(a.extra_env.iter().cloned());
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user::home(u.uid())));
-    }
-    let args = process.args().as_deref().unwrap_or_default();
-    let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH="));
-    let path = super::lookup(&args[0], path_var).map_err(Error::Message)?;
-    let program = Program {
-        path: cstring(path.as_os_str().as_encoded_bytes())?,
-        argv: args.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
-        envp: env.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
-    };
-
-    if process.no_new_privileges().unwrap_or(false) {
-        prctl::set_no_new_privs().map_err(sys_err("set no_new_privs"))?;
-    }
-    // Only the fds the program is meant to have survive the exec.
-    let first_closed = 3 + a.keep_fds;
-    if a.start.as_raw_fd() < first_closed {
-        return Err(Error::Message("start socket collides with a preserved fd".into()));
-    }
-    sys::cloexec_from(first_closed).map_err(|source| Error::Sys { op: "mark fds close-on-exec".into(), source })?;
-    for fd in 3..first_closed {
-        // A preserved fd that is not open is simply absent in the container.
-        let _ = sys::clear_cloexec(fd);
-    }
+    let program = super::become_process(process, &a.extra_env, a.keep_fds, &[a.start.as_raw_fd()])?;
     Ok((program, state))
-}
-
-fn cstring(b: &[u8]) -> Result<CString, Error> {
-    CString::new(b).map_err(|_| Error::Message(format!("{:?} contains a NUL byte", String::from_utf8_lossy(b))))
 }
 
 /// Wait until `roci start` connects and sends its byte. A connection that
@@ -244,10 +173,6 @@ fn exec(bundle: &Bundle, program: &Program, state: &str) -> Result<Infallible, E
         state["status"] = "created".into();
         hooks::run_all("startContainer", Some(h), state.to_string().as_bytes())?;
     }
-    sys::reset_signals();
-    let argv: Vec<&std::ffi::CStr> = program.argv.iter().map(|s| s.as_c_str()).collect();
-    let envp: Vec<&std::ffi::CStr> = program.envp.iter().map(|s| s.as_c_str()).collect();
-    let err = sys::execve(&program.path, &argv, &envp);
-    Err(Error::Sys { op: format!("exec {:?}", program.path), source: err })
+    Err(program.exec())
 }
 

@@ -3,10 +3,120 @@
 //! talks to the runtime over.
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+
+use nix::sys::prctl;
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::chdir;
+use oci_spec::runtime::Process;
+
+use crate::{caps, hooks, rlimits, rootfs, sys, tty, user};
+
+/// Failures inside a container process before it executes the program;
+/// their text travels to the runtime over the channel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Channel(#[from] channel::Error),
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::Error),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::Error),
+    #[error(transparent)]
+    Hook(#[from] hooks::Error),
+    #[error(transparent)]
+    Console(#[from] tty::Error),
+    #[error(transparent)]
+    Rlimit(#[from] rlimits::Error),
+    #[error(transparent)]
+    Caps(#[from] caps::Error),
+    #[error(transparent)]
+    User(#[from] user::Error),
+    #[error("{op}: {source}")]
+    Sys { op: String, source: std::io::Error },
+    #[error("{0}")]
+    Message(String),
+}
+
+pub(crate) fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
+    let op = op.into();
+    move |e| Error::Sys { op, source: e.into() }
+}
+
+fn cstring(b: &[u8]) -> Result<CString, Error> {
+    CString::new(b).map_err(|_| Error::Message(format!("{:?} contains a NUL byte", String::from_utf8_lossy(b))))
+}
+
+/// The last steps shared by the init and exec'd processes, once inside the
+/// container's filesystem: capabilities around the switch to the
+/// process's user, umask, working directory, environment, the program's
+/// path, no_new_privs, and which fds survive the exec (`0..3+keep_fds`;
+/// `internal` fds must lie above that range: they close on exec).
+pub(crate) fn become_process(process: &Process, extra_env: &[String], keep_fds: RawFd, internal: &[RawFd]) -> Result<Program, Error> {
+    let sets = caps::Sets::new(process.capabilities().as_ref())?;
+    sets.drop_bounding()?;
+    prctl::set_keepcaps(true).map_err(sys_err("set keep-caps"))?;
+    let u = process.user();
+    user::switch(u.uid(), u.gid(), u.additional_gids().as_deref().unwrap_or_default())?;
+    sets.apply()?;
+    prctl::set_keepcaps(false).map_err(sys_err("clear keep-caps"))?;
+    umask(Mode::from_bits_truncate(u.umask().unwrap_or(0o022)));
+    chdir(process.cwd()).map_err(sys_err(format!("chdir to process.cwd {}", process.cwd().display())))?;
+
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(extra_env.iter().cloned());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user::home(u.uid())));
+    }
+    let args = process.args().as_deref().unwrap_or_default();
+    let first = args.first().ok_or_else(|| Error::Message("process.args is empty".into()))?;
+    let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH="));
+    let path = lookup(first, path_var).map_err(Error::Message)?;
+    let program = Program {
+        path: cstring(path.as_os_str().as_encoded_bytes())?,
+        argv: args.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
+        envp: env.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
+    };
+
+    if process.no_new_privileges().unwrap_or(false) {
+        prctl::set_no_new_privs().map_err(sys_err("set no_new_privs"))?;
+    }
+    let first_closed = 3 + keep_fds;
+    if internal.iter().any(|fd| *fd < first_closed) {
+        return Err(Error::Message(format!("--preserve-fds: fds 3 to {} are not all open; the runtime's own fds took their numbers", first_closed - 1)));
+    }
+    sys::cloexec_from(first_closed).map_err(|source| Error::Sys { op: "mark fds close-on-exec".into(), source })?;
+    for fd in 3..first_closed {
+        // A preserved fd that is not open is simply absent in the container.
+        let _ = sys::clear_cloexec(fd);
+    }
+    Ok(program)
+}
+
+impl Program {
+    /// Replace this process with the program; returns only on failure.
+    pub(crate) fn exec(&self) -> Error {
+        sys::reset_signals();
+        let argv: Vec<&std::ffi::CStr> = self.argv.iter().map(|s| s.as_c_str()).collect();
+        let envp: Vec<&std::ffi::CStr> = self.envp.iter().map(|s| s.as_c_str()).collect();
+        let err = sys::execve(&self.path, &argv, &envp);
+        Error::Sys { op: format!("exec {:?}", self.path), source: err }
+    }
+
+    /// The exit code a shell would give for this exec failure.
+    pub(crate) fn exit_code(err: &Error) -> i32 {
+        match err {
+            Error::Sys { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
+            Error::Sys { .. } => 126,
+            _ => 1,
+        }
+    }
+}
 
 /// The program to execute, resolved as `execvp` would, but against the
 /// container's `PATH`, from inside the container and as its user.

@@ -1,0 +1,284 @@
+//! `exec`: run another process in a running (or created) container.
+//!
+//! This is the path liveness probes take, so it does the least it can: one
+//! clone (born in the container's cgroup on cgroup v2), one `setns` on the
+//! init's pidfd for every namespace at once, no re-exec of the runtime.
+
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use oci_spec::runtime::{Capabilities, LinuxNamespaceType, Process};
+
+use super::create::write_pid_file;
+use super::foreground::{forwarded_signals, supervise};
+use super::{init_pidfd, status, Error, Result, Status};
+use crate::cgroups::{self, Mode as CgroupMode, Version};
+use crate::namespaces::clone_flag;
+use crate::process::channel::{self, FromInit, ToInit};
+use crate::process::exec::{self as exec_child, ExecArgs};
+use crate::{state, sys, tty};
+
+/// Changes `roci exec` makes to the container's process (runc's flags).
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub args: Vec<String>,
+    /// `KEY=VALUE`, replacing a variable of the same name.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub additional_gids: Vec<u32>,
+    /// Added to the bounding, effective and permitted sets.
+    pub caps: Vec<String>,
+    pub tty: bool,
+    pub no_new_privs: bool,
+}
+
+/// The process to run: the container's own, changed by `o`.
+pub fn process_from(base: &Process, o: &Overrides) -> Result<Process> {
+    let mut p = base.clone();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &o.env {
+        let Some((k, _)) = kv.split_once('=') else {
+            return Err(Error::Usage(format!("--env {kv:?}: expected KEY=VALUE")));
+        };
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &o.cwd {
+        if !cwd.starts_with('/') {
+            return Err(Error::Usage(format!("--cwd {cwd}: must be an absolute path")));
+        }
+        p.set_cwd(cwd.into());
+    }
+    let mut user = p.user().clone();
+    if let Some(uid) = o.uid {
+        user.set_uid(uid);
+    }
+    if let Some(gid) = o.gid {
+        user.set_gid(gid);
+    }
+    if !o.additional_gids.is_empty() {
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let added: Capabilities = serde_json::from_value(serde_json::json!(o.caps)).map_err(|e| Error::Usage(format!("--cap: {e}")))?;
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for (get, set) in [
+            (caps.bounding().clone(), 0),
+            (caps.effective().clone(), 1),
+            (caps.permitted().clone(), 2),
+        ] {
+            let mut v = get.unwrap_or_default();
+            v.extend(added.iter().copied());
+            match set {
+                0 => caps.set_bounding(Some(v)),
+                1 => caps.set_effective(Some(v)),
+                _ => caps.set_permitted(Some(v)),
+            };
+        }
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+pub struct Options<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub process: Process,
+    pub console_socket: Option<&'a Path>,
+    pub pid_file: Option<&'a Path>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// Returns the exit code of the process (0 when detached).
+pub fn exec(opts: Options<'_>) -> Result<i32> {
+    let dir = opts.root.join(opts.id);
+    if !dir.is_dir() {
+        return Err(state::Error::NotExist(opts.id.to_owned()).into());
+    }
+    let saved = state::load(&dir)?.ok_or_else(|| Error::Status(format!("container {:?} is still being created", opts.id)))?;
+    match status(&dir, Some(&saved)) {
+        Status::Running | Status::Created => {}
+        Status::Stopped => return Err(Error::Status("cannot exec in a stopped container".into())),
+        Status::Paused => return Err(Error::Status("cannot exec in a paused container".into())),
+        Status::Creating => return Err(Error::Status("cannot exec in a container that is being created".into())),
+    }
+    let terminal = opts.process.terminal().unwrap_or(false);
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(Error::Usage("cannot allocate a tty when detaching without --console-socket".into()));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(Error::Usage("--console-socket given without --tty".into()));
+    }
+    crate::spec::validate_process(&opts.process).map_err(|(field, reason)| Error::Usage(format!("process.{field}: {reason}")))?;
+    let pidfd = init_pidfd(&saved).ok_or_else(|| Error::Status("cannot exec in a stopped container".into()))?;
+
+    // Every namespace the container was given, new or joined.
+    let mut join = CloneFlags::empty();
+    let mut for_children = CloneFlags::empty();
+    for ns in saved.config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        let flag = CloneFlags::from_bits_retain(clone_flag(ns.typ()) as i32);
+        match ns.typ() {
+            LinuxNamespaceType::Pid | LinuxNamespaceType::Time => for_children |= flag,
+            _ => join |= flag,
+        }
+    }
+    let root_path = format!("/proc/{}/root", saved.pid);
+    let root = open(root_path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::Sys { op: format!("open {root_path}"), source: e.into() })?;
+
+    let cg = cgroups::manager(&saved.cgroup_path)?;
+    let cgroup_fd = unified_cgroup_fd(cg.as_ref());
+
+    let mut proxy = None;
+    let console: Option<OwnedFd> = match (terminal, opts.console_socket) {
+        (false, _) => None,
+        (true, Some(path)) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|source| Error::Io { op: "connect to console socket", path: path.to_owned(), source })?)),
+        (true, None) => {
+            let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| Error::Sys { op: "console socketpair".into(), source: e.into() })?;
+            proxy = Some(ours);
+            Some(theirs)
+        }
+    };
+
+    let forwarded = forwarded_signals();
+    if !opts.detach {
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+            .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
+    }
+
+    let (parent_chan, child_chan) = channel::pair()?;
+    let close_fds: Vec<RawFd> = vec![parent_chan.raw_fd()];
+    let args = ExecArgs {
+        process: &opts.process,
+        channel: child_chan,
+        pidfd: pidfd.as_fd(),
+        namespaces: join,
+        root,
+        console,
+        keep_fds: opts.preserve_fds as RawFd,
+        extra_env: Vec::new(),
+        close_fds,
+    };
+    // PID and time namespaces apply to children: enter them for the clone.
+    let back = if for_children.is_empty() {
+        None
+    } else {
+        let own = open("/proc/self/ns/pid_for_children", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok();
+        let own_time = open("/proc/self/ns/time_for_children", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok();
+        setns(pidfd.as_fd(), for_children).map_err(|e| Error::Sys { op: "enter the container's pid namespace".into(), source: e.into() })?;
+        Some((own, own_time))
+    };
+    let cloned = sys::clone_process(0, cgroup_fd.as_ref().map(|f| f.as_fd()), move || exec_child::run(args));
+    if let Some((own, own_time)) = back {
+        if let Some(fd) = own {
+            let _ = setns(fd.as_fd(), CloneFlags::CLONE_NEWPID);
+        }
+        if let (Some(fd), true) = (own_time, for_children.contains(CloneFlags::from_bits_retain(sys::CLONE_NEWTIME as i32))) {
+            let _ = setns(fd.as_fd(), CloneFlags::from_bits_retain(sys::CLONE_NEWTIME as i32));
+        }
+    }
+    let child = cloned.map_err(|source| Error::Sys { op: "clone exec process".into(), source })?;
+    let pid = child.pid;
+    let fail = |e: Error| {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    if !child.in_cgroup {
+        cg.add_process(pid).map_err(|e| fail(e.into()))?;
+    }
+    parent_chan.send(&ToInit::Proceed).map_err(|e| fail(e.into()))?;
+    match parent_chan.recv::<FromInit>() {
+        Err(channel::Error::Closed) => {}
+        Ok(FromInit::Failed { message }) => {
+            let _ = waitpid(pid, None);
+            return Err(Error::Init(message));
+        }
+        Ok(other) => return Err(fail(Error::Init(format!("unexpected message {other:?}")))),
+        Err(e) => return Err(fail(e.into())),
+    }
+    if let Some(pid_file) = opts.pid_file {
+        write_pid_file(pid_file, pid)?;
+    }
+    let master = match proxy {
+        Some(sock) => Some(tty::recv_fd(sock.as_fd()).map_err(|e| Error::Sys { op: "receive console".into(), source: e.source })?),
+        None => None,
+    };
+    if opts.detach {
+        return Ok(0);
+    }
+    supervise(pid, master, &forwarded)
+}
+
+/// On a cgroup2-only host, the container's cgroup directory, opened for
+/// `CLONE_INTO_CGROUP`.
+fn unified_cgroup_fd(cg: &dyn cgroups::Manager) -> Option<OwnedFd> {
+    if cgroups::detect().ok()?.mode != CgroupMode::Unified {
+        return None;
+    }
+    let src = cg.mount_sources().into_iter().find(|m| m.version == Version::V2)?;
+    open(&src.host_dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Process {
+        serde_json::from_value(serde_json::json!({
+            "args": ["sleep", "1"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "env": ["PATH=/bin", "A=1"],
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let o = Overrides {
+            args: vec!["sh".into()],
+            env: vec!["A=2".into(), "B=3".into()],
+            cwd: Some("/tmp".into()),
+            uid: Some(1000),
+            gid: Some(100),
+            additional_gids: vec![5],
+            caps: vec!["CAP_CHOWN".into()],
+            tty: true,
+            no_new_privs: true,
+        };
+        let p = process_from(&base(), &o).unwrap();
+        assert_eq!(p.args().as_deref().unwrap(), ["sh"]);
+        assert_eq!(p.env().as_deref().unwrap(), ["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!(p.cwd().to_str(), Some("/tmp"));
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[5][..]));
+        assert_eq!(p.capabilities().as_ref().unwrap().permitted().as_ref().unwrap().len(), 2);
+        assert!(p.terminal().unwrap());
+        assert!(p.no_new_privileges().unwrap());
+    }
+
+    #[test]
+    fn bad_overrides() {
+        assert!(process_from(&base(), &Overrides { args: vec!["x".into()], env: vec!["NOEQ".into()], ..Default::default() }).is_err());
+        assert!(process_from(&base(), &Overrides { args: vec!["x".into()], cwd: Some("rel".into()), ..Default::default() }).is_err());
+        assert!(process_from(&base(), &Overrides { args: vec!["x".into()], caps: vec!["CAP_BOGUS".into()], ..Default::default() }).is_err());
+    }
+}
