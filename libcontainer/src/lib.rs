@@ -27,6 +27,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;

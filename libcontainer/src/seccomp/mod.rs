@@ -1,0 +1,1 @@
+//! seccomp: the OCI profile compiled to a BPF filter.
