@@ -16,7 +16,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use std::collections::HashMap;
 
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, LinuxTimeOffset};
 
 use crate::sys::CLONE_NEWTIME;
 
@@ -72,6 +72,12 @@ pub struct Plan {
     pub new_cgroup: bool,
     /// Whether the container has a cgroup namespace (new or joined).
     pub has_cgroup: bool,
+    /// The container has a user namespace (new or joined): the init takes
+    /// uid and gid 0 in it before anything else.
+    pub has_user: bool,
+    /// A new user namespace, whose mappings the runtime writes after the
+    /// clone and before `Proceed`.
+    pub new_user: bool,
     /// A new time namespace: made by the init with `unshare`, so its clock
     /// offsets can be written before any process is in it; the init's
     /// `execve` then moves it in.
@@ -99,6 +105,10 @@ impl Plan {
             if kind == LinuxNamespaceType::Cgroup {
                 plan.has_cgroup = true;
             }
+            if kind == LinuxNamespaceType::User {
+                plan.has_user = true;
+                plan.new_user = ns.path().is_none();
+            }
             match ns.path() {
                 None => {
                     if kind == LinuxNamespaceType::Cgroup {
@@ -125,13 +135,20 @@ impl Plan {
         Ok(plan)
     }
 
-    /// In the init: enter the namespaces to join, then make the new cgroup
-    /// namespace.
+    /// In the init: enter the namespaces to join (a user namespace first,
+    /// then become root in it), then make the new cgroup and time
+    /// namespaces.
     pub fn enter(&self) -> Result<(), Error> {
         for j in &self.join {
             tracing::debug!(kind = %j.kind, path = %j.path.display(), "setns");
             setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32))
                 .map_err(|source| Error::Join { kind: j.kind.to_string(), path: j.path.clone(), source })?;
+            if j.kind == LinuxNamespaceType::User {
+                become_root()?;
+            }
+        }
+        if self.new_user {
+            become_root()?;
         }
         if self.new_cgroup {
             nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| Error::Other { op: "create", kind: "cgroup".into(), source })?;
@@ -182,5 +199,46 @@ impl Drop for ForChildren {
                 tracing::warn!(%kind, error = %e, "could not return to the runtime's namespace");
             }
         }
+    }
+}
+
+/// Take uid and gid 0 of the user namespace just entered (its mappings are
+/// written), so the setup that follows runs as the namespace's root.
+fn become_root() -> Result<(), Error> {
+    let err = |op| move |source| Error::Other { op, kind: "user".into(), source };
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(err("become gid 0 in"))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(err("become uid 0 in"))?;
+    Ok(())
+}
+
+/// The text of a `uid_map`/`gid_map` file for `maps`.
+pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+}
+
+/// Write the id mappings of the new user namespace of `pid` (from the
+/// runtime, which holds CAP_SETUID and CAP_SETGID over the namespace's parent).
+pub fn write_id_maps(pid: nix::unistd::Pid, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), Error> {
+    for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        let text = id_map_text(maps);
+        tracing::debug!(path = %path.display(), map = %text, "write id map");
+        std::fs::write(&path, text).map_err(|e| Error::Open {
+            kind: format!("user ({file}, check linux.{}Mappings)", &file[..3]),
+            path: path.clone(),
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_text() {
+        let m: Vec<LinuxIdMapping> = serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536},{"containerID":65536,"hostID":5,"size":1}]"#).unwrap();
+        assert_eq!(id_map_text(&m), "0 100000 65536\n65536 5 1\n");
     }
 }

@@ -106,11 +106,33 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     if !has_new_or_joined(LinuxNamespaceType::Mount) {
         return Err(invalid("linux.namespaces", "a mount namespace is required: the rootfs is set up in it".into()));
     }
-    if types.contains(&LinuxNamespaceType::User) {
-        return Err(invalid(
-            "linux.namespaces",
-            "user namespaces need uid/gid mappings, which this roci build does not yet write".into(),
-        ));
+    let new_userns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    for (field, maps) in [("linux.uidMappings", linux.uid_mappings()), ("linux.gidMappings", linux.gid_mappings())] {
+        let maps = maps.as_deref().unwrap_or_default();
+        if new_userns && maps.is_empty() {
+            return Err(invalid(field, "a new user namespace needs mappings".into()));
+        }
+        if !new_userns && !maps.is_empty() {
+            return Err(invalid(field, "mappings are only written for a new user namespace".into()));
+        }
+        check_mappings(maps).map_err(|(i, reason)| invalid(&format!("{field}[{i}]"), reason))?;
+    }
+    if new_userns {
+        let u = process.user();
+        let mapped = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+            maps.iter().flatten().any(|m| id >= m.container_id() && (id - m.container_id()) < m.size())
+        };
+        if !mapped(linux.uid_mappings(), u.uid()) {
+            return Err(invalid("process.user.uid", format!("{} is not mapped by linux.uidMappings", u.uid())));
+        }
+        if !mapped(linux.gid_mappings(), u.gid()) {
+            return Err(invalid("process.user.gid", format!("{} is not mapped by linux.gidMappings", u.gid())));
+        }
+        for g in u.additional_gids().iter().flatten() {
+            if !mapped(linux.gid_mappings(), *g) {
+                return Err(invalid("process.user.additionalGids", format!("{g} is not mapped by linux.gidMappings")));
+            }
+        }
     }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has_new_or_joined(LinuxNamespaceType::Uts) {
         return Err(invalid("hostname", "setting the hostname needs a private uts namespace".into()));
@@ -196,6 +218,26 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> std::result::Re
     if let Some(size) = process.console_size() {
         if size.height() > u16::MAX as u64 || size.width() > u16::MAX as u64 {
             return Err(("consoleSize".into(), "height and width must fit in 16 bits".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Mappings must be non-empty ranges that do not overlap on either side
+/// (the kernel refuses overlapping ones).
+fn check_mappings(maps: &[oci_spec::runtime::LinuxIdMapping]) -> std::result::Result<(), (usize, String)> {
+    for (i, m) in maps.iter().enumerate() {
+        if m.size() == 0 {
+            return Err((i, "size is 0".into()));
+        }
+        if m.container_id().checked_add(m.size()).is_none() || m.host_id().checked_add(m.size()).is_none() {
+            return Err((i, "range overflows 32 bits".into()));
+        }
+        for (j, o) in maps.iter().enumerate().take(i) {
+            let overlap = |a: u32, b: u32| a < b + o.size() && b < a + m.size();
+            if overlap(m.container_id(), o.container_id()) || overlap(m.host_id(), o.host_id()) {
+                return Err((i, format!("overlaps entry {j}")));
+            }
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use super::{hook_state, start_time, Error, Result, Status};
 use crate::cgroups::{self, Manager};
-use crate::namespaces::{ForChildren, Plan};
+use crate::namespaces::{write_id_maps, ForChildren, Plan};
 use crate::process::channel::{self, FromInit, ToInit};
 use crate::process::init::{self, InitArgs};
 use crate::rootfs::Setup;
@@ -172,6 +172,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     if !child.in_cgroup {
         cg.add_process(pid)?;
+    }
+    if plan.new_user {
+        write_id_maps(pid, linux.uid_mappings().as_deref().unwrap_or_default(), linux.gid_mappings().as_deref().unwrap_or_default())?;
     }
     parent_chan.send(&ToInit::Proceed)?;
     let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
