@@ -232,6 +232,23 @@ pub fn write_id_maps(pid: nix::unistd::Pid, uid: &[LinuxIdMapping], gid: &[Linux
     Ok(())
 }
 
+/// A user namespace with the given mappings, for idmapped mounts: made by
+/// a child that only exists until the namespace is opened.
+pub fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, Error> {
+    let flags = CloneFlags::CLONE_NEWUSER.bits() as u64;
+    let child = crate::sys::clone_process(flags, None, || loop {
+        nix::unistd::pause();
+    })
+    .map_err(|e| Error::Other { op: "create", kind: "user (for an idmapped mount)".into(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+    let result = write_id_maps(child.pid, uid, gid).and_then(|()| {
+        let path = PathBuf::from(format!("/proc/{}/ns/user", child.pid));
+        open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| Error::Open { kind: "user".into(), path, source })
+    });
+    let _ = crate::sys::kill(child.pid, libc::SIGKILL);
+    let _ = nix::sys::wait::waitpid(child.pid, None);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,19 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     validate_process(process).map_err(|(field, reason)| invalid(&format!("process.{field}"), reason))?;
 
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let (uid, gid) = (m.uid_mappings().as_deref().unwrap_or_default(), m.gid_mappings().as_deref().unwrap_or_default());
+        if !uid.is_empty() || !gid.is_empty() {
+            if uid.is_empty() || gid.is_empty() {
+                return Err(invalid(&format!("mounts[{i}]"), "an idmapped mount needs both uidMappings and gidMappings".into()));
+            }
+            let bind = m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+            if !bind {
+                return Err(invalid(&format!("mounts[{i}].uidMappings"), "only bind mounts can be idmapped".into()));
+            }
+            for (field, maps) in [("uidMappings", uid), ("gidMappings", gid)] {
+                check_mappings(maps).map_err(|(j, reason)| invalid(&format!("mounts[{i}].{field}[{j}]"), reason))?;
+            }
+        }
         if !m.destination().is_absolute() {
             return Err(invalid(
                 &format!("mounts[{i}].destination"),

@@ -47,7 +47,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let root = cli.root.as_path();
     let Some(command) = cli.command else {
         if cli.version {
-            println!("{VERSION_TEXT}");
+            out(VERSION_TEXT);
             return Ok(0);
         }
         bail!("no command given; see roci --help");
@@ -69,7 +69,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::State { id } => {
             let report = container::report(root, &id)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            out(&serde_json::to_string_pretty(&report)?);
         }
         Command::Kill { all, id, signal } => {
             let sig = libcontainer::signal::parse(&signal).map_err(anyhow::Error::msg)?;
@@ -83,7 +83,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             spec_template::write(&dir, rootless)?;
         }
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&libcontainer::features::document())?);
+            out(&serde_json::to_string_pretty(&libcontainer::features::document())?);
         }
     }
     Ok(0)
@@ -158,7 +158,7 @@ fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<()> {
 fn ps(root: &Path, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
     let pids = container::pids(root, id)?;
     if format == ListFormat::Json {
-        println!("{}", serde_json::to_string(&pids)?);
+        out(&serde_json::to_string(&pids)?);
         return Ok(());
     }
     let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
@@ -233,4 +233,10 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
         detach: e.detach,
         preserve_fds: e.preserve_fds,
     })?)
+}
+
+/// Print a line to stdout; a reader that went away (`roci state x | head`)
+/// is not an error worth a panic.
+fn out(text: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }

@@ -145,6 +145,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         cgroup_mounts: cg.mount_sources(),
         cgroup_ns: plan.has_cgroup,
         terminal,
+        idmapped: crate::rootfs::idmapped_sources(spec, &bundle.dir)?,
     };
     let close_fds: Vec<RawFd> = vec![dir.fd().as_raw_fd(), parent_chan.raw_fd()];
     let args = InitArgs {

@@ -49,6 +49,8 @@ pub enum Error {
     #[error(transparent)]
     Hook(#[from] crate::hooks::Error),
     #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::Error),
+    #[error(transparent)]
     Channel(#[from] crate::process::channel::Error),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },

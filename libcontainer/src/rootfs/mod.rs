@@ -71,6 +71,10 @@ pub struct Setup<'a> {
     pub cgroup_ns: bool,
     /// Whether init will be given a console (then `/dev/console` is made).
     pub terminal: bool,
+    /// Idmapped copies of the sources of bind mounts that carry
+    /// `uidMappings`/`gidMappings`, by mount index, made by the runtime
+    /// (only it may idmap the host's mounts) and attached here.
+    pub idmapped: Vec<(usize, OwnedFd)>,
 }
 
 impl Setup<'_> {
@@ -96,6 +100,30 @@ impl Setup<'_> {
         let (what, dest, rootfs) = (what.into(), dest.to_owned(), self.rootfs.to_owned());
         move |source| Error::Mount { what, dest, rootfs, source }
     }
+}
+
+/// For each bind mount with `uidMappings`/`gidMappings`: a detached copy of
+/// its source, idmapped through a user namespace with those mappings. Runs
+/// in the runtime, before the clone; the init attaches them.
+pub fn idmapped_sources(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (index, m) in spec.mounts().iter().flatten().enumerate() {
+        let (uid, gid) = (m.uid_mappings().as_deref().unwrap_or_default(), m.gid_mappings().as_deref().unwrap_or_default());
+        if uid.is_empty() && gid.is_empty() {
+            continue;
+        }
+        let opts = options::parse(m.options().as_deref().unwrap_or_default());
+        let source = m.source().as_ref().ok_or_else(|| Error::Config { index, reason: "idmapped mount without a source".into() })?;
+        let source = if source.is_absolute() { source.clone() } else { bundle.join(source) };
+        let recursive = opts.flags.contains(MsFlags::MS_REC) || m.options().iter().flatten().any(|o| o == "ridmap");
+        let userns = crate::namespaces::userns_with_maps(uid, gid).map_err(|e| Error::Config { index, reason: e.to_string() })?;
+        let io_err = |op: &'static str, e: std::io::Error| Error::Io { op, path: source.clone(), source: e };
+        let tree = crate::sys::mount::clone_tree(&source, recursive).map_err(|e| io_err("clone mount of", e))?;
+        crate::sys::mount::idmap_tree(tree.as_fd(), userns.as_fd(), recursive).map_err(|e| io_err("idmap mount of", e))?;
+        tracing::debug!(index, source = %source.display(), "idmapped mount prepared");
+        out.push((index, tree));
+    }
+    Ok(out)
 }
 
 /// Mount everything the config asks for under the rootfs; see module docs.
@@ -215,8 +243,14 @@ fn mount_bind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts
     let target = path::resolve(root, s.rootfs, dest, create, true)?;
     let target_path = proc_fd_path(target.as_fd());
     let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-    tracing::debug!(source = %source.display(), dest = %dest.display(), ?flags, "bind mount");
-    mount(Some(&source), &target_path, None::<&str>, flags, None::<&str>).map_err(s.mount_err(format!("bind {}", source.display()), dest))?;
+    if let Some((_, tree)) = s.idmapped.iter().find(|(i, _)| *i == index) {
+        tracing::debug!(source = %source.display(), dest = %dest.display(), "attach idmapped mount");
+        crate::sys::mount::attach_tree(tree.as_fd(), target.as_fd())
+            .map_err(|e| s.mount_err(format!("idmapped {}", source.display()), dest)(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    } else {
+        tracing::debug!(source = %source.display(), dest = %dest.display(), ?flags, "bind mount");
+        mount(Some(&source), &target_path, None::<&str>, flags, None::<&str>).map_err(s.mount_err(format!("bind {}", source.display()), dest))?;
+    }
     // The bind itself ignores every other flag: apply them with a remount of
     // the new mount, opened again so it is the top of the stack.
     let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);

@@ -35,9 +35,9 @@ impl Options {
 
 /// Every option word [`parse`] understands (for the features document).
 pub const KNOWN: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime", "loud", "mand",
+    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "iversion", "lazytime", "loud", "mand",
     "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
-    "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+    "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave",
     "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
     "unbindable",
 ];
@@ -102,6 +102,8 @@ pub fn parse(options: &[String]) -> Options {
                 o.copy_up = true;
                 continue;
             }
+            // Idmapping is driven by the mount's uid/gid mappings.
+            "idmap" | "ridmap" => continue,
             other => {
                 if let Some(p) = propagation_flag(other) {
                     o.propagation.push(p);

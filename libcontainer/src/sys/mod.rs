@@ -6,6 +6,8 @@
 
 #![allow(unsafe_code)]
 
+pub mod mount;
+
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
