@@ -71,6 +71,19 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let report = container::report(root, &id)?;
             out(&serde_json::to_string_pretty(&report)?);
         }
+        Command::Pause { id } => container::pause::pause(root, &id)?,
+        Command::Resume { id } => container::pause::resume(root, &id)?,
+        Command::Update(u) => {
+            let resources = update_resources(&u)?;
+            container::update::update(root, &u.id, &resources)?;
+        }
+        Command::Events { stats, interval, id } => {
+            if stats {
+                out(&container::events::stats(root, &id)?.to_string());
+            } else {
+                container::events::stream(root, &id, interval, &mut std::io::stdout().lock())?;
+            }
+        }
         Command::Kill { all, id, signal } => {
             let sig = libcontainer::signal::parse(&signal).map_err(anyhow::Error::msg)?;
             kill::kill(root, &id, sig, all)?;
@@ -239,4 +252,39 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
 /// is not an error worth a panic.
 fn out(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// The resources of `roci update`: the `-r` file, then the flags over it.
+fn update_resources(u: &cli::Update) -> Result<oci_spec::runtime::LinuxResources> {
+    let mut v: serde_json::Value = match &u.resources {
+        Some(p) if p.as_os_str() == "-" => serde_json::from_reader(std::io::stdin().lock()).context("parse resources from stdin")?,
+        Some(p) => {
+            let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    let mut set = |path: &[&str], value: serde_json::Value| {
+        let mut cur = &mut v;
+        for key in &path[..path.len() - 1] {
+            cur = cur.as_object_mut().expect("object").entry(key.to_string()).or_insert_with(|| serde_json::json!({}));
+        }
+        cur[path[path.len() - 1]] = value;
+    };
+    if let Some(x) = u.memory { set(&["memory", "limit"], x.into()); }
+    if let Some(x) = u.memory_reservation { set(&["memory", "reservation"], x.into()); }
+    if let Some(x) = u.memory_swap { set(&["memory", "swap"], x.into()); }
+    if let Some(x) = u.cpu_quota { set(&["cpu", "quota"], x.into()); }
+    if let Some(x) = u.cpu_period { set(&["cpu", "period"], x.into()); }
+    if let Some(x) = u.cpu_share { set(&["cpu", "shares"], x.into()); }
+    if let Some(x) = u.cpu_rt_period { set(&["cpu", "realtimePeriod"], x.into()); }
+    if let Some(x) = u.cpu_rt_runtime { set(&["cpu", "realtimeRuntime"], x.into()); }
+    if let Some(x) = &u.cpuset_cpus { set(&["cpu", "cpus"], x.clone().into()); }
+    if let Some(x) = &u.cpuset_mems { set(&["cpu", "mems"], x.clone().into()); }
+    if let Some(x) = u.pids_limit { set(&["pids", "limit"], x.into()); }
+    if let Some(x) = u.blkio_weight { set(&["blockIO", "weight"], x.into()); }
+    let de = serde_json::to_vec(&v)?;
+    let res = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&de))
+        .map_err(|e| anyhow::anyhow!("update: resources.{}: {}", e.path(), e.inner()))?;
+    Ok(res)
 }

@@ -49,12 +49,10 @@ pub(crate) fn requested(r: &LinuxResources) -> Vec<(Controller, &'static str)> {
     out
 }
 
-/// Fields that are set but that roci does not apply yet.
+/// Fields that are set but that roci does not apply yet (`devices` is
+/// applied apart, by `Manager::set_devices`).
 pub(crate) fn not_applied(r: &LinuxResources) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        out.push("linux.resources.devices");
-    }
     if r.block_io().is_some() {
         out.push("linux.resources.blockIO");
     }
@@ -176,6 +174,6 @@ pub(crate) mod tests {
     #[test]
     fn unhandled_fields_are_listed() {
         let r = resources(r#"{"devices":[{"allow":false,"access":"rwm"}],"blockIO":{"weight":10}}"#);
-        assert_eq!(not_applied(&r), ["linux.resources.devices", "linux.resources.blockIO"]);
+        assert_eq!(not_applied(&r), ["linux.resources.blockIO"]);
     }
 }

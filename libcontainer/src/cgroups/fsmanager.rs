@@ -14,8 +14,11 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use super::controllers::{self, Controller};
+use super::devices::DeviceRule;
 use super::layout::{Hierarchy, Layout, Mode, Version};
+use super::oom::OomNotifier;
 use super::path::CgroupPath;
+use super::stats::Stats;
 use super::{files, v1, v2, Error, Manager, MountSource, Result};
 
 /// How long [`Manager::destroy`] keeps killing and retrying `rmdir`.
@@ -91,6 +94,41 @@ impl FsManager {
         Err(Error::ControllerUnavailable { field, controller: controller.to_owned(), place })
     }
 
+    /// Where `controller` is served, without enabling anything (for reading
+    /// and for controllers with no enable step): a v1 hierarchy that has it,
+    /// else the cgroup2 directory when its `cgroup.controllers` lists it.
+    fn serving(&self, controller: &str) -> Option<(Version, &Path)> {
+        if let Some(m) = self.v1_with(controller) {
+            return Some((Version::V1, &m.dir));
+        }
+        let m = self.v2()?;
+        let listed = v2::controllers(&m.dir).is_ok_and(|c| c.iter().any(|c| c == controller));
+        listed.then_some((Version::V2, m.dir.as_path()))
+    }
+
+    /// The freezer: v1's where there is one, else `cgroup.freeze`.
+    fn freezer(&self) -> Result<(Version, &Path)> {
+        if let Some(m) = self.v1_with("freezer") {
+            return Ok((Version::V1, &m.dir));
+        }
+        match self.v2() {
+            Some(m) => Ok((Version::V2, &m.dir)),
+            None => Err(Error::Unsupported("freezing (no v1 freezer hierarchy and no cgroup2 tree)".into())),
+        }
+    }
+
+    /// The memory controller's directory, for OOM events.
+    fn memory(&self, field: &'static str) -> Result<(Version, &Path)> {
+        self.serving("memory").ok_or_else(|| Error::ControllerUnavailable {
+            field,
+            controller: "memory".into(),
+            place: match self.v2() {
+                Some(m) => format!("in any cgroup v1 hierarchy nor in {}", m.dir.display()),
+                None => "in any mounted cgroup v1 hierarchy".into(),
+            },
+        })
+    }
+
     fn create_dirs(&self, created: &mut Vec<PathBuf>) -> Result<()> {
         for m in &self.members {
             let new = files::mkdir_all(&m.h.mountpoint, &m.dir)?;
@@ -140,8 +178,8 @@ impl FsManager {
             _ => self.v2().filter(|m| m.dir.exists()).map(|m| (Version::V2, m.dir.as_path())),
         };
         let frozen = match freezer {
-            Some((Version::V1, dir)) => v1::freezer::freeze(dir),
-            Some((Version::V2, dir)) => v2::freeze(dir),
+            Some((Version::V1, dir)) => v1::freezer::try_freeze(dir),
+            Some((Version::V2, dir)) => v2::freezer::try_freeze(dir),
             None => Ok(false),
         }
         .unwrap_or_else(|e| {
@@ -158,7 +196,7 @@ impl FsManager {
             })
         });
         if let (true, Some((version, dir))) = (frozen, freezer) {
-            let thawed = if version == Version::V1 { v1::freezer::thaw(dir) } else { v2::thaw(dir) };
+            let thawed = if version == Version::V1 { v1::freezer::thaw(dir) } else { v2::freezer::thaw(dir) };
             result = result.and(thawed);
         }
         result
@@ -287,6 +325,96 @@ impl Manager for FsManager {
             }
         }
         Ok(())
+    }
+
+    fn set_devices(&self, rules: &[DeviceRule]) -> Result<()> {
+        // On a hybrid host the v1 controller, as runc: a BPF filter on the
+        // cgroup2 tree would work too, but v1's is the one the container's
+        // cgroup mount shows and tools read.
+        if let Some(m) = self.v1_with("devices") {
+            return v1::devices::apply(&m.dir, rules);
+        }
+        match self.v2() {
+            Some(m) => v2::devices::apply(&m.dir, rules),
+            None => Err(Error::ControllerUnavailable {
+                field: "linux.resources.devices",
+                controller: "devices".into(),
+                place: "in any mounted cgroup v1 hierarchy (and there is no cgroup2 tree)".into(),
+            }),
+        }
+    }
+
+    fn freeze(&self) -> Result<()> {
+        match self.freezer()? {
+            (Version::V1, dir) => v1::freezer::freeze(dir),
+            (Version::V2, dir) => v2::freezer::freeze(dir),
+        }
+    }
+
+    fn thaw(&self) -> Result<()> {
+        match self.freezer()? {
+            (Version::V1, dir) => v1::freezer::thaw(dir),
+            (Version::V2, dir) => v2::freezer::thaw(dir),
+        }
+    }
+
+    fn is_frozen(&self) -> Result<bool> {
+        match self.freezer()? {
+            (Version::V1, dir) => v1::freezer::is_frozen(dir),
+            (Version::V2, dir) => v2::freezer::is_frozen(dir),
+        }
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        if let Some(m) = self.members.iter().find(|m| !m.dir.is_dir()) {
+            return Err(Error::Read { path: m.dir.clone(), source: std::io::Error::from_raw_os_error(libc::ENOENT) });
+        }
+        let mut s = Stats::default();
+        // CPU time: v1 cpuacct, else v2's cpu.stat (there in every cgroup2
+        // directory, with throttling once the cpu controller is on).
+        if let Some(m) = self.v1_with("cpuacct") {
+            v1::cpuacct::stats(&m.dir, &mut s.cpu.usage)?;
+        } else if let Some(m) = self.v2() {
+            v2::cpu::stats(&m.dir, &mut s.cpu)?;
+        }
+        if let Some(m) = self.v1_with("cpu") {
+            v1::cpu::throttling(&m.dir, &mut s.cpu.throttling)?;
+        }
+        match self.serving("memory") {
+            Some((Version::V1, dir)) => v1::memory::stats(dir, &mut s.memory)?,
+            Some((Version::V2, dir)) => v2::memory::stats(dir, &mut s.memory)?,
+            None => {}
+        }
+        match self.serving("pids") {
+            Some((_, dir)) => v1::pids::stats(dir, &mut s.pids)?,
+            // Without the controller, count the processes (runc does on v2).
+            None => s.pids.current = self.pids()?.len() as u64,
+        }
+        if let Some((Version::V1, dir)) = self.serving("blkio") {
+            v1::blkio::stats(dir, &mut s.blkio)?;
+        } else if let Some((_, dir)) = self.serving("io") {
+            v2::io::stats(dir, &mut s.blkio)?;
+        }
+        match self.serving("hugetlb") {
+            Some((Version::V1, dir)) => v1::hugetlb::stats(dir, &mut s.hugetlb)?,
+            Some((Version::V2, dir)) => v2::hugetlb::stats(dir, &mut s.hugetlb)?,
+            None => {}
+        }
+        Ok(s)
+    }
+
+    fn oom_kill_count(&self) -> Result<u64> {
+        match self.memory("OOM kill count")? {
+            (Version::V1, dir) => v1::memory::oom_kill_count(dir),
+            (Version::V2, dir) => v2::memory::oom_kill_count(dir),
+        }
+    }
+
+    fn oom_notifier(&self) -> Result<OomNotifier> {
+        match self.memory("OOM events")? {
+            (Version::V1, dir) => OomNotifier::v1(dir),
+            (Version::V2, dir) => OomNotifier::v2(dir),
+        }
     }
 
     fn add_process(&self, pid: Pid) -> Result<()> {

@@ -1,5 +1,8 @@
 //! Tests against this host's real cgroups (every hierarchy: v1 ones and the
-//! cgroup2 tree on a hybrid host, the one tree on a cgroup2-only host).
+//! cgroup2 tree on a hybrid host, the one tree on a cgroup2-only host): run
+//! them as root here and in the cgroup v2 guest (`hack/v2guest/run`). Some
+//! also run on a hybrid host's cgroup2 tree alone, to reach the v2 code
+//! (device filter, `cgroup.freeze`) on a real kernel.
 //!
 //! They need root and skip themselves, with a note, otherwise. Each works
 //! under its own `/roci-unit-<pid>-<name>` in every hierarchy, which a guard
@@ -358,9 +361,9 @@ fn host_v2_tree_alone_as_a_unified_layout() {
     assert_eq!(cgroups_of(pid).get("").map(String::as_str), Some(path.path()));
     assert_eq!(m.pids().unwrap(), [pid]);
     // The v2 freezer, used when cgroup.kill is missing.
-    if v2::freeze(&dir).unwrap() {
+    if v2::freezer::try_freeze(&dir).unwrap() {
         assert!(files::read(&dir, "cgroup.events").unwrap().lines().any(|l| l == "frozen 1"));
-        v2::thaw(&dir).unwrap();
+        v2::freezer::thaw(&dir).unwrap();
         assert!(files::read(&dir, "cgroup.events").unwrap().lines().any(|l| l == "frozen 0"));
     }
     m.destroy().unwrap();
@@ -394,7 +397,7 @@ fn host_v1_hierarchies_alone_kill_through_the_freezer() {
     wait_for("the shell's children", || m.pids().unwrap().len() == 4);
     if let Some(fz) = layout.hierarchies.iter().find(|h| h.has("freezer")) {
         let dir = fz.mountpoint.join(path.path().trim_start_matches('/'));
-        assert!(v1::freezer::freeze(&dir).unwrap());
+        assert!(v1::freezer::try_freeze(&dir).unwrap());
         assert_eq!(files::read(&dir, "freezer.state").unwrap(), "FROZEN");
         v1::freezer::thaw(&dir).unwrap();
     }
@@ -426,4 +429,347 @@ fn host_guard_cleans_up_after_a_panic() {
     }
     let p = pid.lock().unwrap().expect("the process was started");
     assert!(!Path::new(&format!("/proc/{p}")).exists(), "process {p} left");
+}
+
+// ---------------------------------------------------------------------------
+// Device rules, freezing, statistics, OOM events.
+
+/// Run `script` under `sh -c` (with `args` as `$1`...) inside the cgroup:
+/// the shell waits for a line on stdin, is moved in, then runs; its stdout
+/// lines, once it has exited.
+fn probe(guard: &mut Guard, m: &dyn Manager, script: &str, args: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!("read x; {script}")).arg("sh").args(args);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let pid = guard.spawn(&mut cmd);
+    m.add_process(pid).unwrap();
+    let child = guard.children.last_mut().unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    child.wait().unwrap();
+    out.lines().map(str::to_owned).collect()
+}
+
+/// For each path: `PATH rw` with `r`/`w` replaced by `-` where opening it
+/// for reading/writing failed; for `mknod:PATH`, whether `mknod PATH c 1 5`
+/// worked.
+const DEVICE_PROBE: &str = r#"for f in "$@"; do
+    case $f in
+    mknod:*) if mknod "${f#mknod:}" c 1 5; then echo "$f ok"; else echo "$f denied"; fi ;;
+    *) r=-; w=-; ( : <"$f" ) && r=r; ( : >>"$f" ) && w=w; echo "$f $r$w" ;;
+    esac
+done"#;
+
+/// Device rules on a real cgroup: what a process inside can open and mknod,
+/// before and after an update, and a rule set cgroup v1 cannot represent.
+fn devices_roundtrip(layout: &Layout, name: &str) {
+    let top = top_name(name);
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let v1_dir = layout.hierarchies.iter().find(|h| h.has("devices")).map(|h| h.mountpoint.join(path.path().trim_start_matches('/')));
+    let v2_dir = layout.v2().map(|h| h.mountpoint.join(path.path().trim_start_matches('/')));
+    let tmp = tempfile::tempdir().unwrap();
+    let node = |n: &str| format!("mknod:{}", tmp.path().join(n).display());
+
+    let rules = super::devices::tests::rules(&["deny a *:* rwm", "allow c 1:3 rw", "allow c 1:5 r", "allow c *:* m"]);
+    m.set_devices(&rules).unwrap();
+    if let Some(d) = &v1_dir {
+        assert_eq!(files::read(d, "devices.list").unwrap(), "c *:* m\nc 1:3 rw\nc 1:5 r");
+    } else {
+        assert_eq!(v2::devices::attached(v2_dir.as_ref().unwrap()).unwrap().len(), 1);
+    }
+    let n1 = node("n1");
+    let got = probe(&mut guard, &*m, DEVICE_PROBE, &["/dev/null", "/dev/zero", "/dev/full", &n1]);
+    assert_eq!(got, ["/dev/null rw", "/dev/zero r-", "/dev/full --", &format!("{n1} ok")]);
+    // This process, outside the cgroup, is not affected.
+    fs::File::open("/dev/full").unwrap();
+
+    // Update: no more mknod, nor /dev/zero; /dev/full read-write.
+    let rules = super::devices::tests::rules(&["deny a *:* rwm", "allow c 1:3 rwm", "allow c 1:7 rw"]);
+    m.set_devices(&rules).unwrap();
+    if let Some(d) = &v1_dir {
+        assert_eq!(files::read(d, "devices.list").unwrap(), "c 1:3 rwm\nc 1:7 rw");
+    } else {
+        assert_eq!(v2::devices::attached(v2_dir.as_ref().unwrap()).unwrap().len(), 1, "the old filter was replaced");
+    }
+    let n2 = node("n2");
+    let got = probe(&mut guard, &*m, DEVICE_PROBE, &["/dev/null", "/dev/zero", "/dev/full", &n2]);
+    assert_eq!(got, ["/dev/null rw", "/dev/zero --", "/dev/full rw", &format!("{n2} denied")]);
+
+    // A deny punching a hole into a wildcard allow is refused, and changes nothing.
+    let bad = super::devices::tests::rules(&["deny a *:* rwm", "allow c *:* rwm", "deny c 1:5 rwm"]);
+    let e = m.set_devices(&bad).unwrap_err();
+    assert!(e.to_string().contains("punch a hole"), "{e}");
+    if let Some(d) = &v1_dir {
+        assert_eq!(files::read(d, "devices.list").unwrap(), "c 1:3 rwm\nc 1:7 rw");
+    }
+
+    // The runtime's defaults after the spec's deny-all: /dev/zero is back.
+    let spec: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow":false,"access":"rwm"}]"#).unwrap();
+    m.set_devices(&device_rules(&spec, &[]).unwrap()).unwrap();
+    let got = probe(&mut guard, &*m, DEVICE_PROBE, &["/dev/zero", "/dev/full"]);
+    assert_eq!(got, ["/dev/zero rw", "/dev/full rw"]);
+    m.destroy().unwrap();
+}
+
+#[test]
+fn host_device_rules_decide_what_a_process_inside_can_open() {
+    let Some(layout) = host() else { return };
+    devices_roundtrip(layout, "devices");
+}
+
+/// The BPF device filter on this host's cgroup2 tree, alone (on a hybrid
+/// host `set_devices` uses the v1 controller; the filter works here too).
+/// The layout is marked hybrid so that nothing is enabled in the root.
+#[test]
+fn host_device_filter_on_the_v2_tree_alone() {
+    let Some(host) = host() else { return };
+    let Some(v2h) = host.v2().cloned() else {
+        eprintln!("note: skipped, no cgroup2 tree");
+        return;
+    };
+    if host.mode == Mode::Unified {
+        eprintln!("note: skipped, the host test covers a cgroup2-only host");
+        return;
+    }
+    devices_roundtrip(&Layout { mode: Mode::Hybrid, hierarchies: vec![v2h] }, "devices-v2");
+}
+
+/// Freeze and thaw a cgroup whose shell keeps forking, as `pause` and
+/// `resume` do; then destroy it while paused, as `delete --force` does.
+fn freeze_roundtrip(layout: &Layout, name: &str) {
+    let top = top_name(name);
+    let mut guard = Guard::new(layout, &top);
+    let mut m = layout.manager(&CgroupPath::new(&format!("{top}/c")).unwrap()).unwrap();
+    m.create().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let counter = tmp.path().join("n");
+    let script = r#"read x; i=0; while :; do i=$((i+1)); echo $i >"$0.tmp"; mv "$0.tmp" "$0"; done"#;
+    let pid = guard.spawn(Command::new("sh").args(["-c", script]).arg(&counter).stdin(Stdio::piped()));
+    m.add_process(pid).unwrap();
+    guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let count = || fs::read_to_string(&counter).unwrap_or_default();
+    wait_for("the counter", || !count().is_empty());
+    assert!(!m.is_frozen().unwrap());
+
+    let start = Instant::now();
+    m.freeze().unwrap();
+    eprintln!("freeze took {:?}", start.elapsed());
+    assert!(m.is_frozen().unwrap());
+    let before = count();
+    sleep(Duration::from_millis(200));
+    assert_eq!(count(), before, "a frozen shell does not count");
+
+    m.thaw().unwrap();
+    assert!(!m.is_frozen().unwrap());
+    wait_for("the counter to move again", || count() != before);
+
+    m.freeze().unwrap();
+    m.destroy().unwrap();
+    let status = guard.children[0].wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+}
+
+#[test]
+fn host_freeze_thaw_and_destroy_while_frozen() {
+    let Some(layout) = host() else { return };
+    freeze_roundtrip(layout, "freeze");
+}
+
+#[test]
+fn host_freeze_with_cgroup_freeze_on_the_v2_tree_alone() {
+    let Some(host) = host() else { return };
+    let Some(v2h) = host.v2().cloned() else {
+        eprintln!("note: skipped, no cgroup2 tree");
+        return;
+    };
+    if host.mode == Mode::Unified {
+        eprintln!("note: skipped, the host test covers a cgroup2-only host");
+        return;
+    }
+    freeze_roundtrip(&Layout { mode: Mode::Hybrid, hierarchies: vec![v2h] }, "freeze-v2");
+}
+
+/// A process that allocates `mib` MiB, burns some CPU, says `ready`, and
+/// waits for a line on stdin; started outside, moved in, then let go.
+fn hog(guard: &mut Guard, m: &dyn Manager, mib: u32) -> Pid {
+    let perl = format!(r#"my $x = "a" x ({mib} << 20); my $i = 0; $i++ while $i < 3000000; $| = 1; print "ready\n"; <STDIN>;"#);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"read x; exec perl -e "$0""#, &perl]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let pid = guard.spawn(&mut cmd);
+    m.add_process(pid).unwrap();
+    let child = guard.children.last_mut().unwrap();
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    pid
+}
+
+#[test]
+fn host_stats_report_a_real_process_in_runcs_shape() {
+    let Some(layout) = host() else { return };
+    let _turn = V2_ROOT.lock().unwrap_or_else(|p| p.into_inner());
+    let top = top_name("stats");
+    let mut guard = Guard::new(layout, &top);
+    let mut m = layout.manager(&CgroupPath::new(&format!("{top}/c")).unwrap()).unwrap();
+    m.create().unwrap();
+    let has = |c| serving(layout, c).is_some();
+    let mut r = String::from("{");
+    if has("memory") {
+        r += r#""memory":{"limit":268435456},"#;
+    }
+    if has("pids") {
+        r += r#""pids":{"limit":32},"#;
+    }
+    r = r.trim_end_matches(',').to_owned() + "}";
+    m.apply(&resources(&r)).unwrap();
+    hog(&mut guard, &*m, 24);
+
+    let s = m.stats().unwrap();
+    eprintln!("{}", serde_json::to_string(&s).unwrap());
+    assert!(s.cpu.usage.total > 10_000_000, "perl counted to 3 million: {:?}", s.cpu.usage);
+    assert!(s.cpu.usage.user > 0, "{:?}", s.cpu.usage);
+    if layout.hierarchies.iter().any(|h| h.has("cpuacct")) {
+        assert!(!s.cpu.usage.percpu.is_empty());
+    }
+    if has("memory") {
+        assert!(s.memory.usage.usage >= 24 << 20, "{:?}", s.memory.usage);
+        assert_eq!(s.memory.usage.limit, 268435456);
+        assert!(!s.memory.raw.is_empty());
+    }
+    assert_eq!(s.pids.current, 1, "the shell exec'd perl: {:?}", s.pids);
+    if has("pids") {
+        assert_eq!(s.pids.limit, 32);
+    }
+    let json = serde_json::to_value(&s).unwrap();
+    assert!(json["cpu"]["usage"]["total"].as_u64().unwrap() > 0);
+    assert!(json["cpu"]["usage"].get("kernel").is_some());
+    assert!(json["memory"]["usage"].get("limit").is_some());
+    assert!(json["hugetlb"].is_object());
+    m.destroy().unwrap();
+    let e = m.stats().unwrap_err();
+    assert!(e.to_string().contains("No such file"), "{e}");
+}
+
+#[test]
+fn host_update_changes_a_running_cgroup_and_refuses_a_limit_below_usage() {
+    let Some(layout) = host() else { return };
+    let top = top_name("update");
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let dir = |c: &str| {
+        let (_, i) = serving(layout, c).unwrap();
+        layout.hierarchies[i].mountpoint.join(path.path().trim_start_matches('/'))
+    };
+    let mem = serving(layout, "memory");
+    let swap = match mem {
+        Some((Version::V1, _)) => files::exists(&dir("memory"), "memory.memsw.limit_in_bytes"),
+        Some((Version::V2, _)) => files::exists(&dir("memory"), "memory.swap.max"),
+        None => false,
+    };
+    let both = |limit: u64| if swap { format!(r#"{{"limit":{limit},"swap":{limit}}}"#) } else { format!(r#"{{"limit":{limit}}}"#) };
+    if mem.is_some() {
+        m.apply(&resources(&format!(r#"{{"memory":{}}}"#, both(128 << 20)))).unwrap();
+    }
+    // (perl builds the string, then copies it: twice this in use)
+    hog(&mut guard, &*m, 24);
+
+    // runc update --memory 96M --memory-swap 96M --pids-limit 20 --cpu-quota 50000
+    let mut r = vec![r#""cpu":{"quota":50000,"period":100000}"#.to_owned()];
+    if mem.is_some() {
+        r.push(format!(r#""memory":{}"#, both(96 << 20)));
+    }
+    if serving(layout, "pids").is_some() {
+        r.push(r#""pids":{"limit":20}"#.to_owned());
+    }
+    m.apply(&resources(&format!("{{{}}}", r.join(",")))).unwrap();
+    match serving(layout, "cpu") {
+        Some((Version::V1, _)) => assert_eq!(files::read(&dir("cpu"), "cpu.cfs_quota_us").unwrap(), "50000"),
+        Some((Version::V2, _)) => assert_eq!(files::read(&dir("cpu"), "cpu.max").unwrap(), "50000 100000"),
+        None => {}
+    }
+    if serving(layout, "pids").is_some() {
+        assert_eq!(files::read(&dir("pids"), "pids.max").unwrap(), "20");
+    }
+    match mem {
+        Some((Version::V1, _)) => {
+            assert_eq!(files::read(&dir("memory"), "memory.limit_in_bytes").unwrap(), (96u64 << 20).to_string());
+            if swap {
+                assert_eq!(files::read(&dir("memory"), "memory.memsw.limit_in_bytes").unwrap(), (96u64 << 20).to_string());
+            }
+            // Below what perl holds (no swap to push it to): v1 refuses.
+            let no_swap = fs::read_to_string("/proc/swaps").unwrap().lines().count() <= 1;
+            if no_swap {
+                let e = m.apply(&resources(r#"{"memory":{"limit":8388608}}"#)).unwrap_err();
+                let msg = e.to_string();
+                assert!(msg.starts_with("invalid linux.resources.memory.limit: 8388608 is below what the cgroup uses"), "{msg}");
+                assert_eq!(files::read(&dir("memory"), "memory.limit_in_bytes").unwrap(), (96u64 << 20).to_string());
+            }
+        }
+        Some((Version::V2, _)) => {
+            assert_eq!(files::read(&dir("memory"), "memory.max").unwrap(), (96u64 << 20).to_string());
+            if swap {
+                assert_eq!(files::read(&dir("memory"), "memory.swap.max").unwrap(), "0");
+            }
+            // v2 would OOM-kill instead; checkBeforeUpdate refuses first.
+            let e = m.apply(&resources(r#"{"memory":{"limit":8388608,"checkBeforeUpdate":true}}"#)).unwrap_err();
+            assert!(e.to_string().contains("is below the current usage"), "{e}");
+        }
+        None => {}
+    }
+    m.destroy().unwrap();
+}
+
+/// A process allocating past a small memory limit is OOM-killed; the
+/// notifier fires and the kill is counted.
+#[test]
+fn host_oom_kill_is_notified_and_counted() {
+    let Some(layout) = host() else { return };
+    let Some((version, i)) = serving(layout, "memory") else {
+        eprintln!("note: skipped, no memory controller");
+        return;
+    };
+    let top = top_name("oom");
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let dir = layout.hierarchies[i].mountpoint.join(path.path().trim_start_matches('/'));
+    let swap_file = if version == Version::V1 { "memory.memsw.limit_in_bytes" } else { "memory.swap.max" };
+    let r = if files::exists(&dir, swap_file) {
+        r#"{"memory":{"limit":33554432,"swap":33554432}}"#
+    } else {
+        r#"{"memory":{"limit":33554432}}"#
+    };
+    m.apply(&resources(r)).unwrap();
+    assert_eq!(m.oom_kill_count().unwrap(), 0);
+    let mut notifier = m.oom_notifier().unwrap();
+    assert_eq!(notifier.read_events().unwrap(), OomEvents::default());
+
+    let pid = guard.spawn(Command::new("sh").args(["-c", r#"read x; exec perl -e '$x = "a" x (256 << 20)'"#]).stdin(Stdio::piped()));
+    m.add_process(pid).unwrap();
+    guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let status = guard.children[0].wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "OOM-killed");
+
+    let ev = notifier.wait(Some(Duration::from_secs(5))).unwrap();
+    assert!(ev.count >= 1 && !ev.cgroup_removed, "{ev:?}");
+    assert!(m.oom_kill_count().unwrap() >= 1);
+    if version == Version::V1 {
+        let mem = m.stats().unwrap().memory;
+        assert!(mem.usage.max > 30 << 20, "the peak reached the limit: {:?}", mem.usage);
+    }
+
+    m.destroy().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !notifier.wait(Some(Duration::from_millis(100))).unwrap().cgroup_removed {
+        assert!(Instant::now() < deadline, "the notifier never saw the cgroup go");
+    }
 }

@@ -18,11 +18,18 @@
 //! - [`manager`](self::manager()) and `fsmanager.rs`: the one [`Manager`]
 //!   implementation, holding the container's directory in each hierarchy and
 //!   sending each `linux.resources` controller to the hierarchy that has it.
-//! - `v1/`, `v2/`: one file per controller, each writing one controller's
-//!   files in one directory; plus creating, freezing and killing per version.
+//! - `v1/`, `v2/`: one file per controller, each writing (and reading the
+//!   statistics of) one controller's files in one directory; plus creating,
+//!   freezing and killing per version. `v2/devices.rs` generates and attaches
+//!   the BPF device filter (the `bpf(2)` calls are in `sys/bpf.rs`).
+//! - [`devices`](mod@devices): device rules, runc's default allow list, and
+//!   the emulator both versions apply rules through.
+//! - [`stats`](mod@stats): the `roci events` statistics (runc's JSON shape).
+//! - [`oom`](mod@oom): a pollable notifier of OOM kills.
 //! - `files.rs`: every read, write, mkdir and rmdir of a cgroup file, logged.
 //!
-//! Which hierarchy serves a controller: a v1 hierarchy that has it; otherwise
+//! Which hierarchy serves a controller (for device rules, freezing and
+//! statistics too): a v1 hierarchy that has it; otherwise
 //! the cgroup2 tree, if the controller is listed in the container's
 //! `cgroup.controllers` there. On a hybrid host that means the v2 tree serves
 //! what no v1 hierarchy has (on this project's test host: hugetlb), which
@@ -33,9 +40,11 @@
 //! `container::delete`:
 //!
 //! ```text
-//!   manager() ──create()──▶ exists ──apply()──▶ limited ──add_process()/clone_fd()──▶ populated
-//!                                                                                   │
-//!                                          destroy(): kill leftovers, rmdir leaf ◀──┘
+//!   manager() ──create()──▶ exists ──apply(), set_devices()──▶ limited ──add_process()/clone_fd()──▶ populated
+//!                                                                                                  │
+//!            freeze()/thaw() (pause, resume), apply()/set_devices() (update), stats(), oom_notifier()
+//!                                                                                                  │
+//!                                                         destroy(): kill leftovers, rmdir leaf ◀──┘
 //! ```
 //!
 //! What this module writes outside the container's own directories, and
@@ -46,10 +55,13 @@
 //! directories it created itself (a new cpuset is empty and takes no tasks).
 
 mod controllers;
+pub mod devices;
 mod files;
 mod fsmanager;
 pub mod layout;
+pub mod oom;
 pub mod path;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -64,8 +76,11 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+pub use devices::{device_rules, Access, DeviceKind, DeviceRule, DEFAULT_ALLOWED};
 pub use layout::{Hierarchy, Layout, Mode, Version};
+pub use oom::{OomEvents, OomNotifier};
 pub use path::CgroupPath;
+pub use stats::Stats;
 
 /// Errors of the cgroup managers. Every variant names the file, directory or
 /// config field.
@@ -94,6 +109,15 @@ pub enum Error {
     /// not available in /sys/fs/cgroup/c1 (cgroup.controllers: cpu pids)`.
     #[error("{field}: {controller} controller not available {place}")]
     ControllerUnavailable { field: &'static str, controller: String, place: String },
+    /// A system call on a cgroup other than a file read or write (`bpf`,
+    /// `eventfd`, `inotify`), e.g. "attach the device filter
+    /// (BPF_PROG_ATTACH) on cgroup /sys/fs/cgroup/c1: ...".
+    #[error("{op} on cgroup {path}: {source}")]
+    Syscall { op: String, path: PathBuf, source: std::io::Error },
+    /// The kernel did not reach a state in time, e.g. "freeze
+    /// /sys/fs/cgroup/freezer/c1/freezer.state: still FREEZING after 10s".
+    #[error("{op} {path}: still {state} after {waited:?}")]
+    Timeout { op: &'static str, path: PathBuf, waited: Duration, state: String },
     #[error("no cgroup filesystem is mounted (no cgroup or cgroup2 entry in {0})")]
     NoCgroupFs(PathBuf),
     #[error("{0} is not supported by this host's cgroups")]
@@ -129,9 +153,31 @@ pub trait Manager {
     /// it created.
     fn create(&mut self) -> Result<()>;
     /// Write `linux.resources` to the controller files. Zero or absent values
-    /// are left alone, so this also serves `update`. Not handled yet (logged,
-    /// not applied): `devices`, `blockIO`, `network`, `rdma`.
+    /// are left alone, so this also serves `update`. Not handled here:
+    /// `devices` (see [`Manager::set_devices`]); not handled yet (logged, not
+    /// applied): `blockIO`, `network`, `rdma`.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
+    /// Make `rules` (from [`device_rules`]) the container's device access:
+    /// the v1 devices controller where the host has one (v1 and hybrid
+    /// hosts, as runc), else a BPF device filter on the cgroup2 directory.
+    /// Replaces what an earlier call set (`update`) without a moment of
+    /// deny-all or of no filter.
+    fn set_devices(&self, rules: &[DeviceRule]) -> Result<()>;
+    /// Freeze every process of the cgroup (`pause`) and wait until the
+    /// kernel reports it frozen; on failure the cgroup is thawed again.
+    /// The v1 freezer where the host has one, else `cgroup.freeze`.
+    fn freeze(&self) -> Result<()>;
+    /// Thaw the cgroup (`resume`).
+    fn thaw(&self) -> Result<()>;
+    /// Whether the cgroup itself is frozen (not merely an ancestor).
+    fn is_frozen(&self) -> Result<bool>;
+    /// The statistics `roci events` reports, from every controller the host
+    /// serves the container with.
+    fn stats(&self) -> Result<Stats>;
+    /// How many processes of the cgroup (and below) the OOM killer killed.
+    fn oom_kill_count(&self) -> Result<u64>;
+    /// A pollable notifier of OOM events in the cgroup.
+    fn oom_notifier(&self) -> Result<OomNotifier>;
     /// Move a process into the cgroup in every hierarchy (harmless when it is
     /// already there).
     fn add_process(&self, pid: Pid) -> Result<()>;

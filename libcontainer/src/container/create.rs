@@ -119,6 +119,13 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     if let Some(res) = linux.resources() {
         cg.apply(res)?;
     }
+    // Device access is always restricted: to the config's rules, the
+    // standard devices and the container's own device nodes.
+    let rules = cgroups::device_rules(
+        linux.resources().as_ref().and_then(|r| r.devices().as_deref()).unwrap_or_default(),
+        linux.devices().as_deref().unwrap_or_default(),
+    )?;
+    cg.set_devices(&rules)?;
 
     let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default(), linux.time_offsets().as_ref())?;
 

@@ -37,13 +37,18 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     sys::pidfd_send_signal(fd.as_fd(), signal).map_err(|source| Error::Sys { op: format!("signal init {}", saved.pid), source })
 }
 
-/// SIGKILL the init and wait until it is gone (or a zombie), up to `secs`.
+/// SIGKILL the init and wait until it is gone (or a zombie), up to `secs`;
+/// a frozen container is thawed so the signal can act.
 pub(crate) fn kill_and_wait(saved: &state::Saved, secs: u64) -> Result<()> {
     let Some(fd) = init_pidfd(saved) else { return Ok(()) };
     match sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
         Err(source) => return Err(Error::Sys { op: format!("kill init {}", saved.pid), source }),
+    }
+    let cg = cgroups::manager(&saved.cgroup_path)?;
+    if cg.is_frozen().unwrap_or(false) {
+        cg.thaw()?;
     }
     let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
     let ms = (secs * 1000).min(i32::MAX as u64) as i32;

@@ -6,6 +6,9 @@
 //! ```text
 //!             create                    start                  exit / kill
 //!  (none) ──────────────▶ creating ──▶ created ──────────▶ running ──────────▶ stopped
+//!                                         │  pause ▲ resume   │ pause
+//!                                         ▼        │          ▼
+//!                                       paused (the cgroup is frozen)
 //!          state dir made,    state.json   start.sock gone,      init gone (or a
 //!          no state.json      written,     init alive            zombie), or its pid
 //!          yet, lock held     start.sock                         now names another
@@ -18,11 +21,14 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod foreground;
 pub mod kill;
+pub mod pause;
 pub mod run;
 pub mod start;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -148,6 +154,9 @@ pub fn status(dir: &Path, saved: Option<&Saved>) -> Status {
     };
     if !init_alive(saved.pid, saved.pid_start_time) {
         return Status::Stopped;
+    }
+    if crate::cgroups::manager(&saved.cgroup_path).and_then(|m| m.is_frozen()).unwrap_or(false) {
+        return Status::Paused;
     }
     if dir.join(state::START_SOCKET).exists() {
         return Status::Created;

@@ -6,6 +6,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod bpf;
 pub mod mount;
 
 use std::ffi::CStr;

@@ -1,10 +1,12 @@
 //! v1 `cpu`: `cpu.shares`, `cpu.cfs_quota_us`, `cpu.cfs_period_us`,
-//! `cpu.cfs_burst_us`, `cpu.rt_period_us`, `cpu.rt_runtime_us`, `cpu.idle`.
+//! `cpu.cfs_burst_us`, `cpu.rt_period_us`, `cpu.rt_runtime_us`, `cpu.idle`;
+//! throttling statistics from `cpu.stat`.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxCpu;
 
+use crate::cgroups::stats::{read_keyed, Throttling};
 use crate::cgroups::{files, Error, Result};
 
 const SHARES: &str = "cpu.shares";
@@ -55,6 +57,18 @@ pub fn apply(dir: &Path, c: &LinuxCpu) -> Result<()> {
     Ok(())
 }
 
+/// `cpu.stat`: `nr_periods`, `nr_throttled`, `throttled_time` (already
+/// nanoseconds in v1).
+pub fn throttling(dir: &Path, t: &mut Throttling) -> Result<()> {
+    if let Some(stat) = read_keyed(dir, "cpu.stat")? {
+        let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+        t.periods = get("nr_periods");
+        t.throttled_periods = get("nr_throttled");
+        t.throttled_time = get("throttled_time");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -84,6 +98,15 @@ mod tests {
         apply(t.path(), &c).unwrap();
         assert_eq!(read(QUOTA), "-1");
         assert_eq!(read(SHARES), "512");
+    }
+
+    #[test]
+    fn throttling_from_cpu_stat() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("cpu.stat"), "nr_periods 10\nnr_throttled 3\nthrottled_time 4500\nnr_bursts 0\n").unwrap();
+        let mut th = Throttling::default();
+        throttling(t.path(), &mut th).unwrap();
+        assert_eq!((th.periods, th.throttled_periods, th.throttled_time), (10, 3, 4500));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! v1 `hugetlb`: `hugetlb.<size>.limit_in_bytes`, and the reservation limit
-//! `hugetlb.<size>.rsvd.limit_in_bytes` where the kernel has it (5.7+).
+//! `hugetlb.<size>.rsvd.limit_in_bytes` where the kernel has it (5.7+);
+//! statistics from `usage_in_bytes`, `max_usage_in_bytes`, `failcnt`.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxHugepageLimit;
 
 use crate::cgroups::controllers::check_page_size;
+use crate::cgroups::stats::{hugetlb_sizes, read_u64, Hugetlb};
 use crate::cgroups::{files, Error, Result};
 
 pub fn apply(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
@@ -25,6 +27,20 @@ pub fn apply(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
         if files::exists(dir, &rsvd) {
             files::write(dir, &rsvd, &value)?;
         }
+    }
+    Ok(())
+}
+
+/// Every page size the directory has: usage, peak, and failed allocations.
+pub fn stats(dir: &Path, out: &mut std::collections::BTreeMap<String, Hugetlb>) -> Result<()> {
+    for size in hugetlb_sizes(dir, "limit_in_bytes")? {
+        let file = |what: &str| format!("hugetlb.{size}.{what}");
+        let h = Hugetlb {
+            usage: read_u64(dir, &file("usage_in_bytes"))?,
+            max: read_u64(dir, &file("max_usage_in_bytes"))?,
+            failcnt: read_u64(dir, &file("failcnt"))?,
+        };
+        out.insert(size, h);
     }
     Ok(())
 }
@@ -50,5 +66,14 @@ mod tests {
         let l: Vec<LinuxHugepageLimit> = serde_json::from_str(r#"[{"pageSize":"16MB","limit":1}]"#).unwrap();
         let e = apply(t.path(), &l).unwrap_err();
         assert!(e.to_string().contains("page size 16MB is not available"), "{e}");
+        for (f, v) in [("usage_in_bytes", "2097152"), ("max_usage_in_bytes", "4194304"), ("failcnt", "1")] {
+            fs::write(t.path().join(format!("hugetlb.2MB.{f}")), v).unwrap();
+            fs::write(t.path().join(format!("hugetlb.1GB.{f}")), "0").unwrap();
+        }
+        let mut out = Default::default();
+        stats(t.path(), &mut out).unwrap();
+        assert_eq!(out["2MB"], Hugetlb { usage: 2097152, max: 4194304, failcnt: 1 });
+        assert_eq!(out["1GB"], Hugetlb::default());
+        assert_eq!(out.len(), 2);
     }
 }

@@ -1,12 +1,16 @@
 //! v1 `memory`: `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`
 //! (memory+swap, as OCI's `swap` is), `memory.soft_limit_in_bytes`
 //! (reservation), `memory.swappiness`, `memory.oom_control`,
-//! `memory.kmem.tcp.limit_in_bytes`.
+//! `memory.kmem.tcp.limit_in_bytes`; statistics from `memory.stat` and the
+//! `usage_in_bytes`, `max_usage_in_bytes`, `limit_in_bytes`, `failcnt` of
+//! memory, memory+swap (`memsw`), kernel (`kmem`) and kernel TCP
+//! (`kmem.tcp`); the OOM kill count from `memory.oom_control`.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxMemory;
 
+use crate::cgroups::stats::{missing, read_keyed, read_u64, read_u64_opt, Memory, MemoryEntry};
 use crate::cgroups::{files, Error, Result};
 
 const LIMIT: &str = "memory.limit_in_bytes";
@@ -94,6 +98,45 @@ fn below_usage(dir: &Path, file: &str, value: i64, e: Error) -> Error {
     }
 }
 
+/// The four numbers of `memory.<name>.*` (`memory.*` for an empty name).
+/// A missing optional group (no swap accounting, no kmem) reads as zero,
+/// as runc reports it.
+fn entry(dir: &Path, name: &str) -> Result<MemoryEntry> {
+    let prefix = if name.is_empty() { "memory".to_owned() } else { format!("memory.{name}") };
+    let Some(usage) = read_u64_opt(dir, &format!("{prefix}.usage_in_bytes"))? else {
+        if name.is_empty() {
+            // The memory controller's own files are not optional.
+            read_u64(dir, "memory.usage_in_bytes")?;
+        }
+        return Ok(MemoryEntry::default());
+    };
+    Ok(MemoryEntry {
+        usage,
+        max: read_u64(dir, &format!("{prefix}.max_usage_in_bytes"))?,
+        failcnt: read_u64(dir, &format!("{prefix}.failcnt"))?,
+        limit: read_u64(dir, &format!("{prefix}.limit_in_bytes"))?,
+    })
+}
+
+pub fn stats(dir: &Path, m: &mut Memory) -> Result<()> {
+    m.raw = read_keyed(dir, "memory.stat")?.unwrap_or_default();
+    m.cache = m.raw.get("cache").copied().unwrap_or(0);
+    m.usage = entry(dir, "")?;
+    m.swap = entry(dir, "memsw")?;
+    m.kernel = entry(dir, "kmem")?;
+    m.kernel_tcp = entry(dir, "kmem.tcp")?;
+    Ok(())
+}
+
+/// The `oom_kill` line of `memory.oom_control` (4.13+): processes the OOM
+/// killer killed in this cgroup and below.
+pub fn oom_kill_count(dir: &Path) -> Result<u64> {
+    let control = read_keyed(dir, OOM_CONTROL)?.ok_or_else(|| missing(dir, OOM_CONTROL))?;
+    control.get("oom_kill").copied().ok_or_else(|| {
+        Error::Unsupported(format!("counting OOM kills (no oom_kill line in {})", dir.join(OOM_CONTROL).display()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -163,6 +206,38 @@ mod tests {
         fake(u.path(), false);
         apply(u.path(), &mem(r#"{"limit":-1,"swap":-1}"#)).unwrap();
         assert_eq!(files::read(u.path(), LIMIT).unwrap(), "-1");
+    }
+
+    #[test]
+    fn stats_and_oom_kills() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        for (f, v) in [
+            ("memory.stat", "cache 4096\nrss 8192\ntotal_cache 4096\n"),
+            ("memory.usage_in_bytes", "12288\n"),
+            ("memory.max_usage_in_bytes", "20480\n"),
+            ("memory.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.failcnt", "2\n"),
+            ("memory.memsw.usage_in_bytes", "12288\n"),
+            ("memory.memsw.max_usage_in_bytes", "20480\n"),
+            ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.memsw.failcnt", "0\n"),
+            (OOM_CONTROL, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"),
+        ] {
+            fs::write(d.join(f), v).unwrap();
+        }
+        let mut m = Memory::default();
+        stats(d, &mut m).unwrap();
+        assert_eq!(m.cache, 4096);
+        assert_eq!(m.raw["rss"], 8192);
+        assert_eq!(m.usage, MemoryEntry { limit: NO_LIMIT, usage: 12288, max: 20480, failcnt: 2 });
+        assert_eq!(m.swap.usage, 12288);
+        assert_eq!(m.kernel, MemoryEntry::default(), "no kmem files: zero");
+        assert_eq!(oom_kill_count(d).unwrap(), 3);
+        fs::write(d.join(OOM_CONTROL), "oom_kill_disable 0\nunder_oom 0\n").unwrap();
+        assert!(oom_kill_count(d).unwrap_err().to_string().contains("no oom_kill line"));
+        fs::remove_file(d.join("memory.usage_in_bytes")).unwrap();
+        assert!(stats(d, &mut m).unwrap_err().to_string().contains("memory.usage_in_bytes"));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! A v1 value of `-1` lifts a limit; the kernel takes it as written.
 
+pub mod blkio;
 pub mod cpu;
+pub mod cpuacct;
 pub mod cpuset;
+pub mod devices;
 pub mod freezer;
 pub mod hugetlb;
 pub mod memory;

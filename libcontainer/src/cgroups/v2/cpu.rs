@@ -1,10 +1,11 @@
 //! v2 `cpu`: `cpu.weight` (from OCI's v1-style shares), `cpu.max` (quota and
-//! period), `cpu.max.burst`, `cpu.idle`.
+//! period), `cpu.max.burst`, `cpu.idle`; statistics from `cpu.stat`.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxCpu;
 
+use crate::cgroups::stats::{read_keyed, Cpu};
 use crate::cgroups::{files, Result};
 
 pub fn apply(dir: &Path, c: &LinuxCpu) -> Result<()> {
@@ -54,6 +55,23 @@ pub(crate) fn cpu_max(quota: Option<i64>, period: Option<u64>, current: &str) ->
     }
 }
 
+/// `cpu.stat`, microseconds converted to nanoseconds. Its usage lines are
+/// there for every cgroup; the throttling lines only with the `cpu`
+/// controller enabled.
+pub fn stats(dir: &Path, c: &mut Cpu) -> Result<()> {
+    let Some(stat) = read_keyed(dir, "cpu.stat")? else {
+        return Ok(());
+    };
+    let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+    c.usage.total = get("usage_usec").saturating_mul(1000);
+    c.usage.user = get("user_usec").saturating_mul(1000);
+    c.usage.kernel = get("system_usec").saturating_mul(1000);
+    c.throttling.periods = get("nr_periods");
+    c.throttling.throttled_periods = get("nr_throttled");
+    c.throttling.throttled_time = get("throttled_usec").saturating_mul(1000);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -77,6 +95,21 @@ mod tests {
         assert_eq!(cpu_max(None, Some(20_000), "max 100000"), "max 20000");
         assert_eq!(cpu_max(None, Some(20_000), "30000 100000"), "30000 20000");
         assert_eq!(cpu_max(Some(30_000), None, "max 100000"), "30000");
+    }
+
+    #[test]
+    fn stats_in_nanoseconds() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 1\nthrottled_usec 20\n",
+        )
+        .unwrap();
+        let mut c = crate::cgroups::stats::Cpu::default();
+        stats(t.path(), &mut c).unwrap();
+        assert_eq!((c.usage.total, c.usage.user, c.usage.kernel), (1_500_000, 1_000_000, 500_000));
+        assert_eq!((c.throttling.periods, c.throttling.throttled_periods, c.throttling.throttled_time), (4, 1, 20_000));
+        assert!(c.usage.percpu.is_empty());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! v2 `hugetlb`: `hugetlb.<size>.max`, and the reservation limit
-//! `hugetlb.<size>.rsvd.max` where the kernel has it (5.7+).
+//! `hugetlb.<size>.rsvd.max` where the kernel has it (5.7+); statistics from
+//! `hugetlb.<size>.current` and the `max` count of `hugetlb.<size>.events`
+//! (v2 keeps no peak).
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxHugepageLimit;
 
 use crate::cgroups::controllers::check_page_size;
+use crate::cgroups::stats::{hugetlb_sizes, read_keyed, read_u64, Hugetlb};
 use crate::cgroups::{files, Error, Result};
 
 pub fn apply(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
@@ -30,6 +33,19 @@ pub fn apply(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
     Ok(())
 }
 
+pub fn stats(dir: &Path, out: &mut std::collections::BTreeMap<String, Hugetlb>) -> Result<()> {
+    for size in hugetlb_sizes(dir, "max")? {
+        let events = read_keyed(dir, &format!("hugetlb.{size}.events"))?.unwrap_or_default();
+        let h = Hugetlb {
+            usage: read_u64(dir, &format!("hugetlb.{size}.current"))?,
+            max: 0,
+            failcnt: events.get("max").copied().unwrap_or(0),
+        };
+        out.insert(size, h);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -50,5 +66,12 @@ mod tests {
         assert_eq!(files::read(t.path(), "hugetlb.1GB.max").unwrap(), "max");
         let l: Vec<LinuxHugepageLimit> = serde_json::from_str(r#"[{"pageSize":"../2MB","limit":1}]"#).unwrap();
         assert!(apply(t.path(), &l).is_err());
+        fs::write(t.path().join("hugetlb.2MB.current"), "2097152\n").unwrap();
+        fs::write(t.path().join("hugetlb.2MB.events"), "max 5\n").unwrap();
+        fs::write(t.path().join("hugetlb.1GB.current"), "0\n").unwrap();
+        let mut out = Default::default();
+        stats(t.path(), &mut out).unwrap();
+        assert_eq!(out["2MB"], Hugetlb { usage: 2097152, max: 0, failcnt: 5 });
+        assert_eq!(out["1GB"], Hugetlb::default(), "no events file: no failures counted");
     }
 }

@@ -1,12 +1,15 @@
 //! v2 `memory`: `memory.max` (limit), `memory.low` (reservation),
 //! `memory.swap.max` (swap alone: OCI's `swap` is memory+swap, so the
-//! difference).
+//! difference); statistics from `memory.stat`, `memory.current`,
+//! `memory.max`, `memory.peak` (5.19+) and their `swap` twins; the OOM kill
+//! count from `memory.events`.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxMemory;
 
 use super::num_to_str;
+use crate::cgroups::stats::{missing, read_keyed, read_u64, read_u64_opt, Memory, MemoryEntry};
 use crate::cgroups::{files, Error, Result};
 
 /// Written in runc's order: swap, then the limit, then the reservation.
@@ -81,6 +84,46 @@ pub(crate) fn swap_max(limit: i64, swap: i64) -> Result<Option<String>> {
     Ok(Some((swap - limit).to_string()))
 }
 
+/// `memory.<name>.current`, `.max`, `.peak`; `None` without `.current`.
+fn entry(dir: &Path, prefix: &str) -> Result<Option<MemoryEntry>> {
+    let Some(usage) = read_u64_opt(dir, &format!("{prefix}.current"))? else {
+        return Ok(None);
+    };
+    Ok(Some(MemoryEntry {
+        usage,
+        limit: read_u64(dir, &format!("{prefix}.max"))?,
+        max: read_u64_opt(dir, &format!("{prefix}.peak"))?.unwrap_or(0),
+        failcnt: 0,
+    }))
+}
+
+/// As runc: `cache` is `memory.stat`'s `file`, and `swap` is memory+swap
+/// like v1's (usage and limit added up; no limit stays 2^64-1).
+pub fn stats(dir: &Path, m: &mut Memory) -> Result<()> {
+    m.raw = read_keyed(dir, "memory.stat")?.ok_or_else(|| missing(dir, "memory.stat"))?;
+    m.cache = m.raw.get("file").copied().unwrap_or(0);
+    m.usage = entry(dir, "memory")?.ok_or_else(|| missing(dir, "memory.current"))?;
+    // No swap accounting (no memory.swap.current): zero, as runc.
+    if let Some(swap) = entry(dir, "memory.swap")? {
+        m.swap = MemoryEntry {
+            usage: swap.usage.saturating_add(m.usage.usage),
+            limit: if swap.limit == u64::MAX { u64::MAX } else { swap.limit.saturating_add(m.usage.limit) },
+            max: 0,
+            failcnt: 0,
+        };
+    }
+    Ok(())
+}
+
+/// The `oom_kill` count of `memory.events`: processes the OOM killer killed
+/// in this cgroup and below.
+pub fn oom_kill_count(dir: &Path) -> Result<u64> {
+    let events = read_keyed(dir, "memory.events")?.ok_or_else(|| missing(dir, "memory.events"))?;
+    events.get("oom_kill").copied().ok_or_else(|| {
+        Error::Unsupported(format!("counting OOM kills (no oom_kill line in {})", dir.join("memory.events").display()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -142,6 +185,39 @@ mod tests {
         apply(t.path(), &mem(r#"{"limit":-1}"#)).unwrap();
         let e = apply(t.path(), &mem(r#"{"limit":100,"swap":200}"#)).unwrap_err();
         assert!(e.to_string().contains("linux.resources.memory.swap"), "{e}");
+    }
+
+    #[test]
+    fn stats_add_memory_to_swap_and_oom_kills() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        for (f, v) in [
+            ("memory.stat", "anon 8192\nfile 4096\n"),
+            ("memory.current", "12288\n"),
+            ("memory.max", "1048576\n"),
+            ("memory.peak", "20480\n"),
+            ("memory.swap.current", "4096\n"),
+            ("memory.swap.max", "max\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\n"),
+        ] {
+            fs::write(d.join(f), v).unwrap();
+        }
+        let mut m = Memory::default();
+        stats(d, &mut m).unwrap();
+        assert_eq!(m.cache, 4096);
+        assert_eq!(m.raw["anon"], 8192);
+        assert_eq!(m.usage, MemoryEntry { limit: 1048576, usage: 12288, max: 20480, failcnt: 0 });
+        assert_eq!(m.swap, MemoryEntry { limit: u64::MAX, usage: 16384, max: 0, failcnt: 0 });
+        fs::write(d.join("memory.swap.max"), "0\n").unwrap();
+        stats(d, &mut m).unwrap();
+        assert_eq!(m.swap.limit, 1048576);
+        assert_eq!(oom_kill_count(d).unwrap(), 1);
+        fs::remove_file(d.join("memory.swap.current")).unwrap();
+        let mut m = Memory::default();
+        stats(d, &mut m).unwrap();
+        assert_eq!(m.swap, MemoryEntry::default());
+        fs::remove_file(d.join("memory.current")).unwrap();
+        assert!(stats(d, &mut m).unwrap_err().to_string().contains("memory.current"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! cgroup v2: one file per controller, each writing that controller's files
-//! in the container's directory; plus enabling controllers down the tree,
-//! `cgroup.kill` and `cgroup.freeze`.
+//! in the container's directory (`devices.rs`: the BPF device filter;
+//! `freezer.rs`: `cgroup.freeze`); plus enabling controllers down the tree
+//! and `cgroup.kill`.
 //!
 //! A controller's files exist in a cgroup only when the parent lists it in
 //! `cgroup.subtree_control`, which it can only do for controllers in its own
@@ -10,14 +11,15 @@
 
 pub mod cpu;
 pub mod cpuset;
+pub mod devices;
+pub mod freezer;
 pub mod hugetlb;
+pub mod io;
 pub mod memory;
 pub mod pids;
 pub mod unified;
 
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use crate::cgroups::{files, Error, Result};
 
@@ -90,29 +92,6 @@ pub fn kill(dir: &Path) -> Result<bool> {
     }
     files::write(dir, "cgroup.kill", "1")?;
     Ok(true)
-}
-
-/// Freeze the cgroup and wait (up to a second) for `frozen 1` in
-/// `cgroup.events`. `false` when the kernel has no `cgroup.freeze` (5.2+).
-pub fn freeze(dir: &Path) -> Result<bool> {
-    if !files::exists(dir, "cgroup.freeze") {
-        return Ok(false);
-    }
-    files::write(dir, "cgroup.freeze", "1")?;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let events = files::read_opt(dir, "cgroup.events")?.unwrap_or_default();
-        if events.lines().any(|l| l.trim() == "frozen 1") || Instant::now() >= deadline {
-            return Ok(true);
-        }
-        sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-pub fn thaw(dir: &Path) -> Result<()> {
-    files::write(dir, "cgroup.freeze", "0")
 }
 
 /// Turn a failed enable into the error a resource reports.

@@ -1,4 +1,4 @@
-//! v2 `pids`: `pids.max`.
+//! v2 `pids`: `pids.max`; statistics as in v1 (`v1::pids::stats`).
 
 use std::path::Path;
 
