@@ -1,0 +1,89 @@
+# roci — build, demo, test, bench.
+#
+#   make build   release build of roci (target/release/roci)
+#   make demo    build, then run hack/demo (a busybox container with a memory limit)
+#   make test    install missing Debian packages, unit tests, then the OCI integration suite against
+#                roci and against runc (the reference), then the cgroup tests in the cgroup v2 guest
+#                when hack/v2guest/run exists. Every leg runs; make fails at the end if any failed.
+#   make bench   hack/bench: roci vs runc vs crun start-to-exit time and peak RSS (hyperfine)
+#   make clean   cargo clean and hack/out
+#
+# Single legs: test-unit, test-roci, test-runc, test-v2guest. Variables:
+#   IT_THREADS   parallel integration tests (default 4; they mostly wait on processes)
+#   IT_FILTER    test-name filter for the integration suite (e.g. IT_FILTER=cgroup_)
+#   CARGO_TARGET_DIR is honoured (default ./target).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
+export CARGO_TARGET_DIR := $(TARGET_DIR)
+ROCI := $(TARGET_DIR)/release/roci
+IT_THREADS ?= 4
+IT_FILTER ?=
+# Debian packages the tests, demo and bench use: the reference runtimes, the container rootfs
+# (busybox-static), ps(1) for `runc ps`, GNU time and hyperfine for the bench, jq for the scripts.
+DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux
+
+IT := $(CARGO) test -p roci-integration --test oci
+
+.PHONY: build demo test deps test-unit test-roci test-runc test-v2guest bench clean
+
+build:
+	$(CARGO) build --release
+
+demo: build
+	hack/demo $(ROCI)
+
+deps:
+	@missing=(); \
+	for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing+=("$$p"); \
+	done; \
+	if [[ $${#missing[@]} -gt 0 ]]; then \
+		echo "installing: $${missing[*]}"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq; \
+		apt-get install -y -qq "$${missing[@]}"; \
+	fi
+
+# Run every leg even when one fails (-k), fail at the end if any did.
+test: deps
+	$(MAKE) --no-print-directory -k test-unit test-roci test-runc test-v2guest
+
+# Unit tests of every crate (some libcontainer tests need root: we are root). The integration
+# suite is excluded here: it runs below against each runtime.
+test-unit:
+	$(CARGO) test --workspace --exclude roci-integration
+	$(CARGO) test -p roci-integration --lib
+
+test-roci: build
+	ROCI_TEST_RUNTIME=$(ROCI) $(IT) -- --test-threads=$(IT_THREADS) $(IT_FILTER)
+
+test-runc: deps
+	ROCI_TEST_RUNTIME=$$(command -v runc) $(IT) -- --test-threads=$(IT_THREADS) $(IT_FILTER)
+
+# The cgroup_ tests in a pure cgroup v2 guest (hack/v2guest/run), against roci (when it built: the
+# test-roci leg reports a failed build) and runc.
+test-v2guest:
+	@if [[ ! -x hack/v2guest/run ]]; then echo "test-v2guest: hack/v2guest/run not present, skipped"; exit 0; fi; \
+	bin=$$($(IT) --no-run --message-format=json \
+		| jq -r 'select(.reason == "compiler-artifact" and .target.name == "oci" and .profile.test == true) | .executable' \
+		| tail -n 1); \
+	[[ -x "$$bin" ]] || { echo "test-v2guest: cannot find the compiled oci test binary"; exit 1; }; \
+	rc=0; \
+	for rt in $(ROCI) $$(command -v runc); do \
+		if [[ ! -x $$rt ]]; then echo "test-v2guest: $$rt not built, skipped"; continue; fi; \
+		echo "== cgroup_ tests in the v2 guest against $$rt"; \
+		hack/v2guest/run --timeout 900 --share $(TARGET_DIR) --env ROCI_TEST_RUNTIME=$$rt -- "$$bin" --test-threads=2 cgroup_ || rc=1; \
+	done; \
+	exit $$rc
+
+bench: build
+	hack/bench
+
+clean:
+	$(CARGO) clean
+	rm -rf hack/out

@@ -1,0 +1,243 @@
+//! Cgroups: `linux.resources` as the host and the container see them, membership, limits enforced,
+//! removal. Every test here is named `cgroup_*`: `cargo test --test oci cgroup_` runs them alone (the pure
+//! v2 guest does). The assertions read v1 files on a v1/hybrid host and v2 files on a pure v2 host.
+
+use std::time::Duration;
+
+use roci_integration::cgroups::{self, is_v2};
+use roci_integration::Container;
+use serde_json::json;
+
+use crate::section;
+
+const MEM: u64 = 64 << 20;
+const MEM_RESERVATION: u64 = 32 << 20;
+const SHARES: u64 = 512;
+const QUOTA: i64 = 50_000;
+const PERIOD: u64 = 100_000;
+const PIDS: i64 = 32;
+
+fn limited(name: &str) -> Container {
+    let mut c = Container::new(name);
+    c.spec
+        .resources("memory", json!({"limit": MEM, "reservation": MEM_RESERVATION}))
+        .resources("cpu", json!({"shares": SHARES, "quota": QUOTA, "period": PERIOD, "cpus": "0", "mems": "0"}))
+        .resources("pids", json!({"limit": PIDS}));
+    c
+}
+
+/// (controller, file, expected) for the limits of [`limited`], in this host's cgroup version.
+fn expected_files() -> Vec<(&'static str, &'static str, String)> {
+    if is_v2() {
+        vec![
+            ("memory", "memory.max", MEM.to_string()),
+            ("memory", "memory.low", MEM_RESERVATION.to_string()),
+            // runc/crun's linear shares→weight conversion: 1 + ((shares - 2) * 9999) / 262142.
+            ("cpu", "cpu.weight", (1 + ((SHARES - 2) * 9999) / 262142).to_string()),
+            ("cpu", "cpu.max", format!("{QUOTA} {PERIOD}")),
+            ("cpuset", "cpuset.cpus", "0".to_string()),
+            ("cpuset", "cpuset.mems", "0".to_string()),
+            ("pids", "pids.max", PIDS.to_string()),
+        ]
+    } else {
+        vec![
+            ("memory", "memory.limit_in_bytes", MEM.to_string()),
+            ("memory", "memory.soft_limit_in_bytes", MEM_RESERVATION.to_string()),
+            ("cpu", "cpu.shares", SHARES.to_string()),
+            ("cpu", "cpu.cfs_quota_us", QUOTA.to_string()),
+            ("cpu", "cpu.cfs_period_us", PERIOD.to_string()),
+            ("cpuset", "cpuset.cpus", "0".to_string()),
+            ("cpuset", "cpuset.mems", "0".to_string()),
+            ("pids", "pids.max", PIDS.to_string()),
+        ]
+    }
+}
+
+/// Shell code that prints a controller file from inside the container. The runtime's cgroup mount at
+/// /sys/fs/cgroup shows either the container's own cgroup at its root (runc on v1: a bind of the leaf;
+/// any runtime with a cgroup namespace) or the whole hierarchy (runc on v2 without a cgroup namespace):
+/// look under the path /proc/self/cgroup names first, then at the root.
+fn inside_cat(controller: &str, file: &str) -> String {
+    if is_v2() {
+        format!("p=$(sed -n 's/^0:://p' /proc/self/cgroup); f=/sys/fs/cgroup$p/{file}; [ -f \"$f\" ] || f=/sys/fs/cgroup/{file}; cat \"$f\"")
+    } else {
+        format!(
+            "p=$(grep -E '^[0-9]+:([^:]*,)?{controller}(,[^:]*)?:' /proc/self/cgroup | cut -d: -f3); \
+             f=/sys/fs/cgroup/{controller}$p/{file}; [ -f \"$f\" ] || f=/sys/fs/cgroup/{controller}/{file}; cat \"$f\""
+        )
+    }
+}
+
+#[test]
+fn cgroup_resources_on_host() {
+    let mut c = limited("cgroup_host");
+    c.spec.args(&["sleep", "1000"]);
+    c.create().ok();
+    let pid = c.pid();
+    for (controller, file, want) in expected_files() {
+        let got = cgroups::read(controller, &c.cgroup, file)
+            .unwrap_or_else(|| panic!("{} missing", cgroups::dir(controller, &c.cgroup).join(file).display()));
+        assert_eq!(got, want, "{controller}/{file} on the host");
+    }
+    for controller in ["memory", "cpu", "pids", "cpuset"] {
+        assert!(
+            cgroups::procs(controller, &c.cgroup).contains(&pid),
+            "init pid {pid} in {controller} cgroup.procs of {}",
+            c.cgroup
+        );
+    }
+    c.start().ok();
+    assert!(cgroups::procs("memory", &c.cgroup).contains(&pid));
+    c.delete_force().ok();
+    for d in cgroups::dirs(&c.cgroup) {
+        assert!(!d.exists(), "cgroup {} removed by delete", d.display());
+    }
+    c.assert_no_leaks();
+}
+
+fn resources_inside(name: &str, cgroupns: bool) {
+    let mut c = limited(name);
+    if cgroupns {
+        c.spec.namespace("cgroup", None);
+    }
+    let files = expected_files();
+    let mut script = String::new();
+    for (controller, file, _) in &files {
+        script.push_str(&format!("echo \"== {controller}/{file} ==\"; {}; ", inside_cat(controller, file)));
+    }
+    script.push_str("echo \"== self ==\"; cat /proc/self/cgroup");
+    c.spec.sh(&script);
+    let out = c.run();
+    out.ok();
+    for (controller, file, want) in &files {
+        assert_eq!(&section(&out.stdout, &format!("{controller}/{file}")), want, "{controller}/{file} inside: {out}");
+    }
+    let own = section(&out.stdout, "self");
+    if cgroupns {
+        assert!(own.lines().all(|l| l.ends_with(":/")), "a cgroup namespace rooted at the container's cgroup: {own}");
+    } else if is_v2() {
+        assert!(own.lines().any(|l| l == format!("0::{}", c.cgroup)), "{own}");
+    } else {
+        assert!(own.lines().any(|l| l.ends_with(&format!(":memory:{}", c.cgroup))), "{own}");
+    }
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_resources_inside() {
+    resources_inside("cgroup_inside", false);
+}
+
+#[test]
+fn cgroup_resources_inside_cgroupns() {
+    resources_inside("cgroup_inside_ns", true);
+}
+
+#[test]
+fn cgroup_namespace_hides_path() {
+    let mut c = Container::new("cgroup_ns");
+    c.spec.namespace("cgroup", None).sh("cat /proc/self/cgroup");
+    let out = c.run();
+    out.ok();
+    for l in out.stdout.lines() {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+        assert_eq!(path, "/", "a cgroup namespace rooted at the container's cgroup: {out}");
+    }
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_pids_limit_enforced() {
+    let mut c = Container::new("cgroup_pids_limit");
+    // The spawning loop runs in a child shell: busybox sh exits when a fork for `&` fails. Afterwards the
+    // pids are used up, so PID 1 reports with builtins only (no fork): `read`, `set -- glob`.
+    c.spec.resources("pids", json!({"limit": PIDS})).sh(
+        "sh -c 'i=0; while [ $i -lt 40 ]; do sleep 100 & i=$((i+1)); echo $i > /tmp/n; done' 2>&1; \
+         read n < /tmp/n; echo \"== spawned ==\"; echo $n; set -- /proc/[0-9]*; echo \"== count ==\"; echo $#",
+    );
+    let out = c.run();
+    out.ok();
+    assert!(
+        out.stdout.contains("Resource temporarily unavailable") || out.stdout.contains("can't fork"),
+        "forking past pids.max fails with EAGAIN: {out}"
+    );
+    let spawned: i64 = section(&out.stdout, "spawned").parse().unwrap();
+    assert!((PIDS - 4..40).contains(&spawned), "the limit of {PIDS} stops the loop near it: {spawned}");
+    let n: i64 = section(&out.stdout, "count").parse().unwrap();
+    assert!(n <= PIDS, "at most {PIDS} processes, saw {n}");
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_memory_limit_enforced() {
+    // dd with a 48 MiB buffer under a 16 MiB limit: the kernel OOM-kills it inside the cgroup (the
+    // biggest process there); PID 1 survives to report dd's status (128+SIGKILL).
+    let mut c = Container::new("cgroup_memory_oom");
+    c.spec
+        .resources("memory", json!({"limit": 16u64 << 20}))
+        .sh("dd if=/dev/zero of=/dev/null bs=48M count=1 2>/dev/null; echo \"dd=$?\"");
+    let out = c.run();
+    out.ok();
+    assert_eq!(out.stdout.trim(), "dd=137", "allocating 48 MiB under a 16 MiB limit must be OOM-killed: {out}");
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_leaf_removed_after_run() {
+    let mut c = Container::new("cgroup_removed");
+    c.spec.args(&["true"]);
+    c.run().ok();
+    let left = cgroups::existing_dirs(&c.cgroup);
+    assert!(left.is_empty(), "run removes the container's cgroup in every hierarchy: {left:?}");
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_stopped_container_keeps_cgroup_until_delete() {
+    let mut c = Container::new("cgroup_until_delete");
+    c.spec.args(&["true"]);
+    c.create().ok();
+    c.start().ok();
+    c.wait_status("stopped", Duration::from_secs(10));
+    assert!(cgroups::dir("memory", &c.cgroup).exists(), "the cgroup stays until delete");
+    c.delete().ok();
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_pause_resume() {
+    let mut c = Container::new("cgroup_pause");
+    c.spec.args(&["sleep", "1000"]);
+    c.create().ok();
+    c.start().ok();
+    let frozen = || -> bool {
+        if is_v2() {
+            cgroups::read("memory", &c.cgroup, "cgroup.freeze").as_deref() == Some("1")
+        } else {
+            cgroups::read("freezer", &c.cgroup, "freezer.state").as_deref() == Some("FROZEN")
+        }
+    };
+    c.invoke(&["pause", &c.id]).ok();
+    assert_eq!(c.status(), "paused");
+    assert!(frozen(), "the container's cgroup is frozen");
+    c.invoke(&["resume", &c.id]).ok();
+    assert_eq!(c.status(), "running");
+    assert!(!frozen());
+    c.delete_force().ok();
+    c.assert_no_leaks();
+}
+
+#[test]
+fn cgroup_update_resources() {
+    let mut c = limited("cgroup_update");
+    c.spec.args(&["sleep", "1000"]);
+    c.create().ok();
+    c.invoke(&["update", "--memory", "134217728", "--pids-limit", "64", "--cpu-quota", "20000", &c.id]).ok();
+    let (mem_file, quota_file) = if is_v2() { ("memory.max", "cpu.max") } else { ("memory.limit_in_bytes", "cpu.cfs_quota_us") };
+    assert_eq!(cgroups::read("memory", &c.cgroup, mem_file).unwrap(), "134217728");
+    assert_eq!(cgroups::read("pids", &c.cgroup, "pids.max").unwrap(), "64");
+    let quota = cgroups::read("cpu", &c.cgroup, quota_file).unwrap();
+    assert!(quota.starts_with("20000"), "{quota_file}: {quota}");
+    c.delete_force().ok();
+    c.assert_no_leaks();
+}

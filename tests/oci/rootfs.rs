@@ -1,0 +1,282 @@
+//! Root filesystem and mounts: read-only root, bind, tmpfs options, special filesystems, propagation,
+//! masked and read-only paths, sysctls.
+
+use std::time::Duration;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use roci_integration::Container;
+
+use crate::{mount_at, parse_mountinfo, run_sh, section};
+
+#[test]
+fn rootfs_readonly() {
+    let out = run_sh(
+        "rootfs_readonly",
+        "echo \"== root ==\"; touch /newfile 2>&1; echo rc=$?; echo \"== tmp ==\"; touch /tmp/newfile && echo ok",
+        |c| {
+            c.spec.root_readonly(true).add_mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777"]);
+        },
+    );
+    let root = section(&out.stdout, "root");
+    assert!(root.contains("Read-only file system"), "{out}");
+    assert!(root.ends_with("rc=1"), "{out}");
+    assert_eq!(section(&out.stdout, "tmp"), "ok", "a tmpfs on a read-only root stays writable");
+}
+
+#[test]
+fn rootfs_readonly_flag_in_mountinfo() {
+    let out = run_sh("rootfs_ro_flag", "cat /proc/self/mountinfo", |c| {
+        c.spec.root_readonly(true);
+    });
+    let e = parse_mountinfo(&out.stdout);
+    assert!(mount_at(&e, "/").options.contains(&"ro".to_string()), "{out}");
+}
+
+#[test]
+fn mount_bind_ro_and_rw() {
+    let mut c = Container::new("mount_bind");
+    let src = c.host_path("share");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("hello.txt"), "from the host\n").unwrap();
+    c.spec.bind(&src, "/rw", false).bind(&src, "/ro", true).sh(
+        "echo \"== rw ==\"; cat /rw/hello.txt; echo written > /rw/new.txt && echo write-ok; \
+         echo \"== ro ==\"; cat /ro/hello.txt; touch /ro/x 2>&1; echo \"== info ==\"; cat /proc/self/mountinfo",
+    );
+    let out = c.run();
+    out.ok();
+    assert_eq!(section(&out.stdout, "rw"), "from the host\nwrite-ok");
+    let ro = section(&out.stdout, "ro");
+    assert!(ro.starts_with("from the host"), "{out}");
+    assert!(ro.contains("Read-only file system"), "{out}");
+    assert_eq!(std::fs::read_to_string(src.join("new.txt")).unwrap(), "written\n", "rw bind writes reach the host");
+    assert!(!src.join("x").exists());
+    let e = parse_mountinfo(&section(&out.stdout, "info"));
+    assert!(mount_at(&e, "/ro").options.contains(&"ro".to_string()));
+    assert!(mount_at(&e, "/rw").options.contains(&"rw".to_string()));
+    c.assert_no_leaks();
+}
+
+#[test]
+fn mount_bind_file() {
+    let mut c = Container::new("mount_bind_file");
+    let src = c.host_path("file.txt");
+    std::fs::write(&src, "single file\n").unwrap();
+    c.spec.bind(&src, "/etc/bound.txt", true).sh("cat /etc/bound.txt");
+    let out = c.run();
+    out.ok();
+    assert_eq!(out.stdout, "single file\n");
+    c.assert_no_leaks();
+}
+
+#[test]
+fn mount_tmpfs_size_and_flags() {
+    let out = run_sh(
+        "mount_tmpfs",
+        "echo \"== df ==\"; df -k /scratch | tail -n 1; echo \"== exec ==\"; cp /bin/busybox /scratch/bb; /scratch/bb true 2>&1; echo rc=$?; \
+         echo \"== info ==\"; cat /proc/self/mountinfo",
+        |c| {
+            c.spec.add_mount("/scratch", "tmpfs", "tmpfs", &["nosuid", "nodev", "noexec", "size=4m", "mode=1770"]);
+        },
+    );
+    let df_line = section(&out.stdout, "df");
+    let df: Vec<&str> = df_line.split_whitespace().collect();
+    assert_eq!(df[1], "4096", "tmpfs size=4m gives 4096 1K-blocks: {out}");
+    assert!(section(&out.stdout, "exec").contains("rc=126"), "noexec must stop exec: {out}");
+    let e = parse_mountinfo(&section(&out.stdout, "info"));
+    let m = mount_at(&e, "/scratch");
+    assert_eq!(m.fstype, "tmpfs");
+    for f in ["nosuid", "nodev", "noexec"] {
+        assert!(m.options.contains(&f.to_string()), "{f} in {m:?}");
+    }
+    assert!(m.super_options.contains(&"size=4096k".to_string()), "{m:?}");
+    assert!(m.super_options.contains(&"mode=1770".to_string()), "{m:?}");
+}
+
+#[test]
+fn mount_special_filesystems() {
+    let out = run_sh("mount_special", "cat /proc/self/mountinfo", |_| {});
+    let e = parse_mountinfo(&out.stdout);
+    assert_eq!(mount_at(&e, "/proc").fstype, "proc");
+    assert_eq!(mount_at(&e, "/dev").fstype, "tmpfs");
+    let pts = mount_at(&e, "/dev/pts");
+    assert_eq!(pts.fstype, "devpts");
+    assert!(pts.super_options.contains(&"ptmxmode=666".to_string()), "{pts:?}");
+    let shm = mount_at(&e, "/dev/shm");
+    assert_eq!(shm.fstype, "tmpfs");
+    assert!(shm.options.contains(&"noexec".to_string()));
+    assert_eq!(mount_at(&e, "/dev/mqueue").fstype, "mqueue");
+    let sys = e.iter().find(|m| m.mount_point == "/sys").expect("/sys");
+    assert_eq!(sys.fstype, "sysfs");
+    assert!(sys.options.contains(&"ro".to_string()), "sysfs mounted ro: {sys:?}");
+}
+
+#[test]
+fn mount_proc_is_the_containers() {
+    // A new proc instance: it shows the container's pid namespace, not the host's processes.
+    let out = run_sh("mount_proc", "ls -d /proc/[0-9]* | wc -l", |_| {});
+    let n: usize = out.stdout.trim().parse().unwrap();
+    assert!(n <= 3, "the container's /proc lists its own few processes, got {n}");
+}
+
+#[test]
+fn sysfs_is_read_only() {
+    let out = run_sh("sysfs_ro", "touch /sys/kernel/x 2>&1; echo rc=$?", |_| {});
+    assert!(out.stdout.contains("Read-only file system"), "{out}");
+}
+
+/// Host view of a mount's propagation: `shared:N` / `master:N` from the optional fields.
+fn host_optional(mount_point: &std::path::Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    parse_mountinfo(&info)
+        .into_iter()
+        .rev()
+        .find(|e| e.mount_point == mount_point.to_str().unwrap())
+        .map(|e| e.optional)
+        .unwrap_or_default()
+}
+
+/// Make the bundle's rootfs a shared mount on the host, start a container that waits for a mount at /mnt to
+/// appear, then mount a tmpfs on the host at rootfs/mnt. Returns (container's "/" optional fields, seen).
+fn propagation_case(name: &str, propagation: Option<&str>) -> (String, bool, String) {
+    let mut c = Container::new(name);
+    let rootfs = c.rootfs.clone();
+    mount(Some(&rootfs), &rootfs, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind rootfs");
+    mount(None::<&str>, &rootfs, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("make rootfs shared");
+    let peer = host_optional(&rootfs).into_iter().find(|o| o.starts_with("shared:")).expect("shared peer group");
+    if let Some(p) = propagation {
+        c.spec.rootfs_propagation(p);
+    }
+    let marker = c.host_path("ready");
+    let out_dir = c.host.clone();
+    c.spec.bind(&out_dir, "/out", false).sh(
+        "grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/self/mountinfo > /out/root.txt; touch /out/ready; \
+         i=0; while [ $i -lt 40 ]; do if grep -q ' /mnt ' /proc/self/mountinfo; then echo seen; exit 0; fi; \
+         sleep 0.05; i=$((i+1)); done; echo not-seen",
+    );
+    let created = c.create();
+    created.ok();
+    c.start().ok();
+    roci_integration::wait_until("the container to be ready", Duration::from_secs(10), || marker.exists());
+    mount(Some("tmpfs"), &rootfs.join("mnt"), Some("tmpfs"), MsFlags::empty(), None::<&str>).expect("host tmpfs");
+    c.wait_status("stopped", Duration::from_secs(10));
+    let out = created.stdout_now();
+    let root = std::fs::read_to_string(out_dir.join("root.txt")).unwrap();
+    let seen = out.contains("seen") && !out.contains("not-seen");
+    c.delete().ok();
+    umount2(&rootfs.join("mnt"), MntFlags::MNT_DETACH).expect("umount host tmpfs");
+    umount2(&rootfs, MntFlags::MNT_DETACH).expect("umount rootfs bind");
+    c.assert_no_leaks();
+    // The host's peer group `shared:N` is what a slave copy names as `master:N`.
+    (root, seen, peer.replace("shared:", "master:"))
+}
+
+#[test]
+fn rootfs_propagation_default_is_slave() {
+    // Default (runc): the container's mounts are rslave of the host's: host mounts propagate in, nothing
+    // propagates out.
+    let (root, seen, master) = propagation_case("prop_default", None);
+    assert!(root.contains(&format!(" {master} ")), "root mount is a slave of the host's rootfs mount ({master}): {root}");
+    assert!(seen, "a host mount below the rootfs propagates into the container");
+}
+
+#[test]
+fn rootfs_propagation_rslave() {
+    let (root, seen, master) = propagation_case("prop_rslave", Some("rslave"));
+    assert!(root.contains(&format!(" {master} ")), "{master}: {root}");
+    assert!(seen);
+}
+
+#[test]
+fn rootfs_propagation_private() {
+    let (root, seen, _) = propagation_case("prop_private", Some("rprivate"));
+    assert!(!root.contains("master:") && !root.contains("shared:"), "{root}");
+    assert!(!seen, "private: host mounts do not propagate into the container");
+}
+
+#[test]
+fn masked_paths_read_empty() {
+    // Files are masked with /dev/null (reads are empty, writes vanish), directories with an empty
+    // read-only tmpfs. Only procfs files this kernel has are meaningful (/proc/kcore and /proc/sched_debug
+    // are absent here).
+    let proc_files: Vec<&str> = ["/proc/timer_list", "/proc/keys", "/proc/sched_debug"]
+        .into_iter()
+        .filter(|f| std::path::Path::new(f).exists())
+        .collect();
+    assert!(!proc_files.is_empty());
+    let mut c = Container::new("masked");
+    let mut masked = proc_files.clone();
+    masked.extend(["/sys/firmware", "/etc/secret", "/etc/secretdir"]);
+    let mut script = String::new();
+    for f in proc_files.iter().chain(&["/etc/secret"]) {
+        script.push_str(&format!("echo \"== {f} ==\"; cat {f} | wc -c; "));
+    }
+    script.push_str(
+        "echo \"== ls ==\"; ls -A /sys/firmware /etc/secretdir | grep -vc ':$'; \
+         echo \"== write ==\"; echo overwritten > /etc/secret && echo wrote; touch /etc/secretdir/x 2>&1; true",
+    );
+    c.spec.masked_paths(&masked).sh(&script);
+    std::fs::write(c.rootfs.join("etc/secret"), "top secret\n").unwrap();
+    std::fs::create_dir(c.rootfs.join("etc/secretdir")).unwrap();
+    std::fs::write(c.rootfs.join("etc/secretdir/inner"), "hidden\n").unwrap();
+    let out = c.run();
+    out.ok();
+    for f in proc_files.iter().chain(&["/etc/secret"]) {
+        assert_eq!(section(&out.stdout, f), "0", "masked {f} must read empty: {out}");
+    }
+    // `ls -A a b` prints "a:" and "b:" headers and a blank line; no entries beyond those.
+    assert_eq!(section(&out.stdout, "ls"), "1", "masked dirs must be empty: {out}");
+    let w = section(&out.stdout, "write");
+    assert!(w.contains("Read-only file system"), "a masked dir is read-only: {out}");
+    assert_eq!(std::fs::read_to_string(c.rootfs.join("etc/secret")).unwrap(), "top secret\n", "writes to a masked file vanish");
+    assert!(!c.rootfs.join("etc/secretdir/x").exists());
+    c.assert_no_leaks();
+}
+
+#[test]
+fn readonly_paths_not_writable() {
+    let out = run_sh(
+        "readonly_paths",
+        "sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward' 2>&1; echo rc=$?; cat /proc/sys/net/ipv4/ip_forward; \
+         echo \"== other ==\"; sh -c 'echo x > /etc/ro/f' 2>&1; echo rc=$?; echo \"== ok ==\"; echo y > /etc/rw && echo wrote",
+        |c| {
+            std::fs::create_dir(c.rootfs.join("etc/ro")).unwrap();
+            c.spec.readonly_paths(&["/proc/sys", "/etc/ro"]);
+        },
+    );
+    let lines = out.lines();
+    assert!(lines[0].contains("Read-only file system"), "{out}");
+    assert_eq!(lines[1..3], ["rc=1", "0"], "{out}");
+    let other = section(&out.stdout, "other");
+    assert!(other.contains("Read-only file system") && other.ends_with("rc=1"), "{out}");
+    assert_eq!(section(&out.stdout, "ok"), "wrote", "paths not listed stay writable");
+}
+
+#[test]
+fn sysctl_applied_in_namespaces() {
+    let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let host_shmmax = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let out = run_sh(
+        "sysctl",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax /proc/sys/kernel/msgmax",
+        |c| {
+            c.spec
+                .sysctl("net.ipv4.ip_forward", "1")
+                .sysctl("kernel.shmmax", "65536")
+                .sysctl("kernel.msgmax", "4096");
+        },
+    );
+    assert_eq!(out.lines(), ["1", "65536", "4096"]);
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_fwd, "host untouched");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(), host_shmmax, "host untouched");
+}
+
+#[test]
+fn sysctl_of_host_namespace_rejected() {
+    // net.* without a new network namespace would change the host: refused.
+    let mut c = Container::new("sysctl_hostns");
+    c.spec.remove_namespace("network").sysctl("net.ipv4.ip_forward", "1").args(&["true"]);
+    let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    c.run().fails().says("net.ipv4.ip_forward");
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), before);
+    c.assert_no_leaks();
+}
