@@ -13,6 +13,7 @@
 //! - [`process`]: the container's init, and the channel between it and the runtime.
 //! - [`rootfs`]: mounts, devices, pivot_root, masked and read-only paths.
 //! - [`cgroups`]: a manager per cgroup version.
+//! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
 #![deny(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod process;
 pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
+pub mod selfexe;
 pub mod signal;
 pub mod spec;
 pub mod state;

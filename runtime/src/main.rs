@@ -28,6 +28,23 @@ fn main() -> ExitCode {
         eprintln!("roci: {e}");
         return ExitCode::from(1);
     }
+    // Commands whose processes share a PID namespace with the container's
+    // run from a sealed copy of the binary (see libcontainer::selfexe).
+    let exposed = match &cli.command {
+        Some(Command::Exec(_)) => true,
+        Some(Command::Create(c)) => libcontainer::selfexe::joins_pid_namespace(&c.bundle),
+        Some(Command::Run(r)) => libcontainer::selfexe::joins_pid_namespace(&r.create.bundle),
+        _ => false,
+    };
+    if exposed {
+        if let Err(e) = libcontainer::selfexe::ensure_sealed() {
+            tracing::error!("{e}");
+            if log_to_stderr {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(1);
+        }
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
