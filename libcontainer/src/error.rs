@@ -4,6 +4,8 @@
 pub enum Error {
     #[error(transparent)]
     Cgroups(#[from] crate::cgroups::Error),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

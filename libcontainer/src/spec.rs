@@ -192,10 +192,6 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
             }
         }
     }
-    if let Some(seccomp) = linux.seccomp() {
-        let _ = seccomp;
-        return Err(invalid("linux.seccomp", "seccomp filters are not built by this roci version yet".into()));
-    }
     Ok(rootfs)
 }
 

@@ -20,6 +20,7 @@ mod namespaces;
 mod paths;
 mod process;
 mod rootfs;
+mod seccomp;
 mod terminal;
 
 use roci_integration::{Container, Output};

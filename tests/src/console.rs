@@ -14,7 +14,7 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 pub struct ConsoleSocket {
     pub path: PathBuf,
-    receiver: Option<JoinHandle<Result<OwnedFd, String>>>,
+    receiver: Option<JoinHandle<Result<(OwnedFd, Vec<u8>), String>>>,
 }
 
 impl ConsoleSocket {
@@ -38,11 +38,12 @@ impl ConsoleSocket {
             };
             stream.set_nonblocking(false).map_err(|e| e.to_string())?;
             stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-            let mut buf = [0u8; 4096];
+            let mut buf = vec![0u8; 64 * 1024];
             let mut iov = [IoSliceMut::new(&mut buf)];
             let mut cmsg = nix::cmsg_space!([RawFd; 4]);
             let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
                 .map_err(|e| format!("recvmsg on the console socket: {e}"))?;
+            let payload = msg.iovs().next().map(|b| b.to_vec()).unwrap_or_default();
             let mut fds = Vec::new();
             for c in msg.cmsgs().map_err(|e| e.to_string())? {
                 if let ControlMessageOwned::ScmRights(r) = c {
@@ -53,13 +54,19 @@ impl ConsoleSocket {
             if owned.is_empty() {
                 return Err("console socket message carried no file descriptor".to_string());
             }
-            Ok(owned.swap_remove(0))
+            Ok((owned.swap_remove(0), payload))
         });
         ConsoleSocket { path: path.to_path_buf(), receiver: Some(receiver) }
     }
 
     /// The pty master the runtime sent. Panics when none arrived.
-    pub fn master(mut self) -> OwnedFd {
+    pub fn master(self) -> OwnedFd {
+        self.received().0
+    }
+
+    /// The fd and the bytes that came with it (a seccomp agent gets the
+    /// container's state this way). Panics when none arrived.
+    pub fn received(mut self) -> (OwnedFd, Vec<u8>) {
         self.receiver.take().expect("receiver").join().expect("console thread").unwrap_or_else(|e| panic!("{e}"))
     }
 }

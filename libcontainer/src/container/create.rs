@@ -108,6 +108,10 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         return Err(Error::Usage("--console-socket given but process.terminal is false".into()));
     }
 
+    // Compiled here, in the runtime, so a bad profile fails before anything
+    // exists and the container's process only installs it.
+    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+
     let dir = Dir::create(opts.root, opts.id)?;
     let mut undo = Undo { dir: None, cgroup: None, child: None };
     let dir = undo.dir.insert(dir);
@@ -168,6 +172,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         keep_fds: (listen + opts.preserve_fds) as RawFd,
         extra_env,
         close_fds,
+        seccomp: seccomp.as_ref(),
     };
 
     let for_children = ForChildren::enter(&plan)?;
@@ -196,6 +201,20 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
                 parent_chan.send(&ToInit::HooksDone { state: String::from_utf8_lossy(&state).into_owned() })?;
             }
             Ok(FromInit::Ready) => break,
+            Ok(FromInit::SeccompListener { fd }) => {
+                let state = hook_state(opts.id, Status::Creating, pid.as_raw(), &bundle.dir, &annotations);
+                let (_, pidfd) = undo.child.as_ref().expect("set above");
+                let own;
+                let pidfd = match pidfd {
+                    Some(fd) => fd.as_fd(),
+                    None => {
+                        own = sys::pidfd_open(pid).map_err(|source| Error::Sys { op: format!("pidfd_open {pid}"), source })?;
+                        own.as_fd()
+                    }
+                };
+                super::pass_listener(pidfd, fd, spec, pid, &state)?;
+                parent_chan.send(&ToInit::ListenerTaken)?;
+            }
             Ok(FromInit::Failed { message }) => return Err(Error::Init(message)),
             Err(channel::Error::Closed) | Err(channel::Error::Io(_)) => {
                 let (pid, pidfd) = undo.child.take().expect("set above");

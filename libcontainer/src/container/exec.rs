@@ -164,6 +164,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
     }
 
+    let seccomp = saved.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let (parent_chan, child_chan) = channel::pair()?;
     let close_fds: Vec<RawFd> = vec![parent_chan.raw_fd()];
     let args = ExecArgs {
@@ -176,6 +177,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         keep_fds: opts.preserve_fds as RawFd,
         extra_env: Vec::new(),
         close_fds,
+        seccomp: seccomp.as_ref(),
     };
     // PID and time namespaces apply to children: enter them for the clone.
     let back = if for_children.is_empty() {
@@ -206,14 +208,29 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         cg.add_process(pid).map_err(|e| fail(e.into()))?;
     }
     parent_chan.send(&ToInit::Proceed).map_err(|e| fail(e.into()))?;
-    match parent_chan.recv::<FromInit>() {
-        Err(channel::Error::Closed) => {}
-        Ok(FromInit::Failed { message }) => {
-            let _ = waitpid(pid, None);
-            return Err(Error::Init(message));
+    loop {
+        match parent_chan.recv::<FromInit>() {
+            Err(channel::Error::Closed) => break,
+            Ok(FromInit::Failed { message }) => {
+                let _ = waitpid(pid, None);
+                return Err(Error::Init(message));
+            }
+            Ok(FromInit::SeccompListener { fd }) => {
+                let state = super::hook_state(opts.id, Status::Running, saved.pid, &saved.bundle, &saved.annotations);
+                let own;
+                let child_pidfd = match &child.pidfd {
+                    Some(fd) => fd.as_fd(),
+                    None => {
+                        own = sys::pidfd_open(pid).map_err(|source| fail(Error::Sys { op: format!("pidfd_open {pid}"), source }))?;
+                        own.as_fd()
+                    }
+                };
+                super::pass_listener(child_pidfd, fd, &saved.config, pid, &state).map_err(fail)?;
+                parent_chan.send(&ToInit::ListenerTaken).map_err(|e| fail(e.into()))?;
+            }
+            Ok(other) => return Err(fail(Error::Init(format!("unexpected message {other:?}")))),
+            Err(e) => return Err(fail(e.into())),
         }
-        Ok(other) => return Err(fail(Error::Init(format!("unexpected message {other:?}")))),
-        Err(e) => return Err(fail(e.into())),
     }
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, pid)?;

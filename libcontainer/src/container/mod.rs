@@ -57,6 +57,8 @@ pub enum Error {
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::Error),
     #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::Error),
+    #[error(transparent)]
     Channel(#[from] crate::process::channel::Error),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
@@ -222,4 +224,24 @@ pub fn user_name(uid: u32) -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// Copy a container process's seccomp listener (fd number `fd` in `pidfd`'s
+/// process) and hand it to `linux.seccomp.listenerPath` with the state.
+pub(crate) fn pass_listener(
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    fd: i32,
+    config: &oci_spec::runtime::Spec,
+    pid: Pid,
+    state: &[u8],
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let seccomp = config.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let path = seccomp
+        .and_then(|s| s.listener_path().as_ref())
+        .ok_or_else(|| Error::Usage("linux.seccomp.listenerPath: a notifying filter needs a listener path".into()))?;
+    let metadata = seccomp.and_then(|s| s.listener_metadata().clone()).unwrap_or_default();
+    let copy = crate::sys::seccomp::pidfd_getfd(pidfd, fd).map_err(|source| Error::Sys { op: format!("copy seccomp listener from {pid}"), source })?;
+    crate::seccomp::send_listener(copy.as_fd(), path, &metadata, pid, state)?;
+    Ok(())
 }

@@ -14,6 +14,8 @@ pub enum ToInit {
     /// The runtime-namespace hooks ran; here is the state they were given,
     /// for the init's own hooks.
     HooksDone { state: String },
+    /// The seccomp listener was copied and handed to its agent.
+    ListenerTaken,
 }
 
 /// Init → runtime.
@@ -23,6 +25,11 @@ pub enum FromInit {
     RunHooks,
     /// Created: init now waits for `start`.
     Ready,
+    /// A seccomp filter with a listener is installed; the listener is this
+    /// fd number in the sender, for the runtime to copy with
+    /// `pidfd_getfd` and hand to `linux.seccomp.listenerPath`. The sender
+    /// keeps it open until `ListenerTaken`.
+    SeccompListener { fd: i32 },
     /// Setup failed; the init exits after sending this.
     Failed { message: String },
 }

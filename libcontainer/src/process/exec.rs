@@ -41,6 +41,8 @@ pub struct ExecArgs<'a> {
     pub keep_fds: RawFd,
     pub extra_env: Vec<String>,
     pub close_fds: Vec<RawFd>,
+    /// The container's `linux.seccomp`, compiled by the runtime.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Entry point of the exec'd process; returns an exit code on failure.
@@ -78,7 +80,10 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
         let size = a.process.console_size().map(|b| (b.height() as u16, b.width() as u16));
         tty::setup_console(console.as_fd(), size, false)?;
     }
-    let program = become_process(a.process, &a.extra_env, a.keep_fds, &[a.channel.raw_fd(), a.root.as_raw_fd()])?;
+    let (program, listener) = become_process(a.process, &a.extra_env, a.keep_fds, &[a.channel.raw_fd(), a.root.as_raw_fd()], a.seccomp)?;
+    if let Some(l) = listener {
+        super::hand_over_listener(&a.channel, l)?;
+    }
     // The parent-death signal survives execve: clear it so the program
     // outlives `roci exec -d`.
     prctl::set_pdeathsig(None).map_err(sys_err("clear parent death signal"))?;

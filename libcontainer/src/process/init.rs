@@ -60,6 +60,8 @@ pub struct InitArgs<'a> {
     /// The runtime's fds the init must not hold on to (the state directory
     /// lock, the runtime's end of the channel).
     pub close_fds: Vec<RawFd>,
+    /// `linux.seccomp`, compiled by the runtime.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// The init's entry point; returns the exit code when it could not become
@@ -144,7 +146,10 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     }
     rootfs::finalize(&a.rootfs)?;
 
-    let program = super::become_process(process, &a.extra_env, a.keep_fds, &[a.start.as_raw_fd()])?;
+    let (program, listener) = super::become_process(process, &a.extra_env, a.keep_fds, &[a.start.as_raw_fd()], a.seccomp)?;
+    if let Some(l) = listener {
+        super::hand_over_listener(&a.channel, l)?;
+    }
     Ok((program, state))
 }
 

@@ -7,7 +7,7 @@ pub mod exec;
 pub mod init;
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::prctl;
@@ -15,6 +15,7 @@ use nix::sys::stat::{umask, Mode};
 use nix::unistd::chdir;
 use oci_spec::runtime::Process;
 
+use crate::seccomp::Filter;
 use crate::{caps, hooks, rlimits, rootfs, sys, tty, user};
 
 /// Failures inside a container process before it executes the program;
@@ -37,6 +38,8 @@ pub enum Error {
     Caps(#[from] caps::Error),
     #[error(transparent)]
     User(#[from] user::Error),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::Error),
     #[error("{op}: {source}")]
     Sys { op: String, source: std::io::Error },
     #[error("{0}")]
@@ -55,9 +58,28 @@ fn cstring(b: &[u8]) -> Result<CString, Error> {
 /// The last steps shared by the init and exec'd processes, once inside the
 /// container's filesystem: capabilities around the switch to the
 /// process's user, umask, working directory, environment, the program's
-/// path, no_new_privs, and which fds survive the exec (`0..3+keep_fds`;
-/// `internal` fds must lie above that range: they close on exec).
-pub(crate) fn become_process(process: &Process, extra_env: &[String], keep_fds: RawFd, internal: &[RawFd]) -> Result<Program, Error> {
+/// path, no_new_privs, the seccomp filter, and which fds survive the exec
+/// (`0..3+keep_fds`; `internal` fds must lie above that range: they close
+/// on exec).
+///
+/// The seccomp filter goes in as late as it can: without no_new_privs
+/// installing it needs CAP_SYS_ADMIN, so it is installed before the
+/// capabilities are dropped; with a listener, before the runtime (which
+/// hands the listener on) is told the process is ready; otherwise just
+/// before `execve` ([`Program::exec`]). A listener is returned to the
+/// caller to report.
+pub(crate) fn become_process(
+    process: &Process,
+    extra_env: &[String],
+    keep_fds: RawFd,
+    internal: &[RawFd],
+    filter: Option<&Filter>,
+) -> Result<(Program, Option<OwnedFd>), Error> {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut listener = None;
+    if let Some(f) = filter.filter(|_| !nnp) {
+        listener = f.install()?;
+    }
     let sets = caps::Sets::new(process.capabilities().as_ref())?;
     sets.drop_bounding()?;
     prctl::set_keepcaps(true).map_err(sys_err("set keep-caps"))?;
@@ -77,14 +99,20 @@ pub(crate) fn become_process(process: &Process, extra_env: &[String], keep_fds: 
     let first = args.first().ok_or_else(|| Error::Message("process.args is empty".into()))?;
     let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH="));
     let path = lookup(first, path_var).map_err(Error::Message)?;
-    let program = Program {
+    let mut program = Program {
         path: cstring(path.as_os_str().as_encoded_bytes())?,
         argv: args.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
         envp: env.iter().map(|s| cstring(s.as_bytes())).collect::<Result<_, _>>()?,
+        filter: None,
     };
 
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         prctl::set_no_new_privs().map_err(sys_err("set no_new_privs"))?;
+        match filter {
+            Some(f) if f.uses_notify() => listener = f.install()?,
+            Some(f) => program.filter = Some(f.clone()),
+            None => {}
+        }
     }
     let first_closed = 3 + keep_fds;
     if internal.iter().any(|fd| *fd < first_closed) {
@@ -95,13 +123,29 @@ pub(crate) fn become_process(process: &Process, extra_env: &[String], keep_fds: 
         // A preserved fd that is not open is simply absent in the container.
         let _ = sys::clear_cloexec(fd);
     }
-    Ok(program)
+    Ok((program, listener))
+}
+
+/// Tell the runtime where the seccomp listener is and keep it open until
+/// the runtime has copied it.
+pub(crate) fn hand_over_listener(channel: &channel::Channel, listener: OwnedFd) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    channel.send(&channel::FromInit::SeccompListener { fd: listener.as_raw_fd() })?;
+    match channel.recv::<channel::ToInit>()? {
+        channel::ToInit::ListenerTaken => Ok(()),
+        other => Err(Error::Message(format!("unexpected message {other:?}"))),
+    }
 }
 
 impl Program {
     /// Replace this process with the program; returns only on failure.
     pub(crate) fn exec(&self) -> Error {
         sys::reset_signals();
+        if let Some(f) = &self.filter {
+            if let Err(e) = f.install() {
+                return e.into();
+            }
+        }
         let argv: Vec<&std::ffi::CStr> = self.argv.iter().map(|s| s.as_c_str()).collect();
         let envp: Vec<&std::ffi::CStr> = self.envp.iter().map(|s| s.as_c_str()).collect();
         let err = sys::execve(&self.path, &argv, &envp);
@@ -125,6 +169,8 @@ pub struct Program {
     pub path: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
+    /// A seccomp filter to install right before `execve`.
+    pub filter: Option<Filter>,
 }
 
 /// `PATH` used when the container's environment has none.
