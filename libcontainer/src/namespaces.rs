@@ -219,6 +219,12 @@ pub fn id_map_text(maps: &[LinuxIdMapping]) -> String {
 /// Write the id mappings of the new user namespace of `pid` (from the
 /// runtime, which holds CAP_SETUID and CAP_SETGID over the namespace's parent).
 pub fn write_id_maps(pid: nix::unistd::Pid, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<(), Error> {
+    // Without CAP_SETGID a gid map may only be written once setgroups(2)
+    // is disabled in the namespace (user_namespaces(7)).
+    if !nix::unistd::geteuid().is_root() {
+        let path = PathBuf::from(format!("/proc/{pid}/setgroups"));
+        std::fs::write(&path, "deny").map_err(|e| Error::Open { kind: "user (setgroups)".into(), path, source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+    }
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         let text = id_map_text(maps);

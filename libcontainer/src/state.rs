@@ -66,10 +66,19 @@ pub struct Saved {
     pub owner: String,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    /// The container's cgroup path, resolved at create time.
-    pub cgroup_path: crate::cgroups::CgroupPath,
+    /// The container's cgroup path, resolved at create time; none for a
+    /// rootless container the host gave no cgroup to.
+    #[serde(default)]
+    pub cgroup_path: Option<crate::cgroups::CgroupPath>,
     /// The config the container was created from.
     pub config: Spec,
+}
+
+impl Saved {
+    /// The manager of the container's cgroup, if it has one.
+    pub fn cgroup(&self) -> std::result::Result<Option<Box<dyn crate::cgroups::Manager>>, crate::cgroups::Error> {
+        self.cgroup_path.as_ref().map(crate::cgroups::manager).transpose()
+    }
 }
 
 /// A container's directory, locked for the lifetime of this value.

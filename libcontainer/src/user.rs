@@ -15,10 +15,20 @@ pub struct Error {
 pub fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<(), Error> {
     let gids: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
     tracing::debug!(uid, gid, ?groups, "switch user");
-    setgroups(&gids).map_err(|source| Error { op: "setgroups", id: format!("{groups:?}"), source })?;
+    match setgroups(&gids) {
+        Ok(()) => {}
+        // A rootless user namespace has setgroups(2) disabled: with no
+        // supplementary groups asked for, there is nothing to set.
+        Err(nix::Error::EPERM) if groups.is_empty() && setgroups_denied() => {}
+        Err(source) => return Err(Error { op: "setgroups", id: format!("{groups:?}"), source }),
+    }
     setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(|source| Error { op: "setgid", id: gid.to_string(), source })?;
     setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(|source| Error { op: "setuid", id: uid.to_string(), source })?;
     Ok(())
+}
+
+fn setgroups_denied() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// The home directory of `uid` in a passwd file's content, if listed.

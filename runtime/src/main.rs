@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // As runc: the error goes to the log, and to stderr as a plain
             // line too when the log is stderr.
-            let msg = format!("{e:#}");
+            let msg = error_text(&e);
             tracing::error!("{msg}");
             if log_to_stderr {
                 eprintln!("{msg}");
@@ -61,7 +61,11 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
-    let root = cli.root.as_path();
+    let root_dir = match cli.root {
+        Some(r) => r,
+        None => default_root()?,
+    };
+    let root = root_dir.as_path();
     let Some(command) = cli.command else {
         if cli.version {
             out(VERSION_TEXT);
@@ -111,6 +115,12 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Spec { bundle, rootless } => {
             let dir = bundle.unwrap_or_else(|| ".".into());
             spec_template::write(&dir, rootless)?;
+        }
+        // ---- checkpoint/restore (CRIU): see the block at the end ----
+        Command::Checkpoint(c) => checkpoint(root, cli.criu.as_deref(), &c)?,
+        Command::Restore(r) => {
+            let code = restore(root, cli.criu.as_deref(), &r)?;
+            return Ok(code.clamp(0, 255) as u8);
         }
         Command::Features => {
             out(&serde_json::to_string_pretty(&libcontainer::features::document())?);
@@ -262,6 +272,7 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
         pid_file: e.pid_file.as_deref(),
         detach: e.detach,
         preserve_fds: e.preserve_fds,
+        cgroup: e.cgroup.clone(),
     })?)
 }
 
@@ -304,4 +315,77 @@ fn update_resources(u: &cli::Update) -> Result<oci_spec::runtime::LinuxResources
     let res = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&de))
         .map_err(|e| anyhow::anyhow!("update: resources.{}: {}", e.path(), e.inner()))?;
     Ok(res)
+}
+
+/// The error and its causes on one line. libcontainer's messages already
+/// carry their cause's text, so a cause already in the line is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
+}
+
+/// `/run/roci` for root; an unprivileged user's state goes under its
+/// runtime directory, as runc's does.
+fn default_root() -> Result<std::path::PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok("/run/roci".into());
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Ok(std::path::PathBuf::from(d).join("roci")),
+        None => bail!("not running as root and XDG_RUNTIME_DIR is not set: give --root"),
+    }
+}
+
+// ---- checkpoint/restore (CRIU) ---------------------------------------------------------------
+// Added by the checkpoint/restore work (libcontainer::container::{checkpoint,restore}).
+
+fn criu_common(f: &cli::CriuFlags) -> libcontainer::criu::Common {
+    libcontainer::criu::Common {
+        work_dir: f.work_path.clone(),
+        tcp_established: f.tcp_established,
+        ext_unix_sk: f.ext_unix_sk,
+        shell_job: f.shell_job,
+        file_locks: f.file_locks,
+        auto_dedup: f.auto_dedup,
+        cgroups_mode: f.manage_cgroups_mode.unwrap_or_default(),
+        config_file: None,
+    }
+}
+
+fn checkpoint(root: &Path, criu: Option<&Path>, c: &cli::Checkpoint) -> Result<()> {
+    let image_path = c.criu.image_path.clone().unwrap_or_else(container::checkpoint::default_image_path);
+    container::checkpoint::checkpoint(container::checkpoint::Options {
+        root,
+        id: &c.id,
+        criu,
+        image_path: &image_path,
+        parent_path: c.parent_path.as_deref(),
+        leave_running: c.leave_running,
+        pre_dump: c.pre_dump,
+        criu_opts: criu_common(&c.criu),
+    })?;
+    Ok(())
+}
+
+fn restore(root: &Path, criu: Option<&Path>, r: &cli::Restore) -> Result<i32> {
+    let image_path = r.criu.image_path.clone().unwrap_or_else(container::checkpoint::default_image_path);
+    Ok(container::restore::restore(container::restore::Options {
+        root,
+        id: &r.id,
+        bundle: &r.bundle,
+        criu,
+        image_path: &image_path,
+        detach: r.detach,
+        pid_file: r.pid_file.as_deref(),
+        console_socket: r.console_socket.as_deref(),
+        no_pivot: r.no_pivot,
+        criu_opts: criu_common(&r.criu),
+    })?)
 }

@@ -5,6 +5,8 @@
 
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxResources};
 
+use super::blockio;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Controller {
     Cpuset,
@@ -12,9 +14,14 @@ pub(crate) enum Controller {
     Cpu,
     Pids,
     Hugetlb,
+    Blkio,
+    Rdma,
+    NetCls,
+    NetPrio,
 }
 
 impl Controller {
+    /// The v1 name.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Controller::Cpuset => "cpuset",
@@ -22,6 +29,19 @@ impl Controller {
             Controller::Cpu => "cpu",
             Controller::Pids => "pids",
             Controller::Hugetlb => "hugetlb",
+            Controller::Blkio => "blkio",
+            Controller::Rdma => "rdma",
+            Controller::NetCls => "net_cls",
+            Controller::NetPrio => "net_prio",
+        }
+    }
+
+    /// The cgroup2 name, `None` for the v1-only network controllers.
+    pub(crate) fn v2_name(self) -> Option<&'static str> {
+        match self {
+            Controller::Blkio => Some("io"),
+            Controller::NetCls | Controller::NetPrio => None,
+            c => Some(c.name()),
         }
     }
 }
@@ -46,21 +66,19 @@ pub(crate) fn requested(r: &LinuxResources) -> Vec<(Controller, &'static str)> {
     if r.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
         out.push((Controller::Hugetlb, "linux.resources.hugepageLimits"));
     }
-    out
-}
-
-/// Fields that are set but that roci does not apply yet (`devices` is
-/// applied apart, by `Manager::set_devices`).
-pub(crate) fn not_applied(r: &LinuxResources) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if r.block_io().is_some() {
-        out.push("linux.resources.blockIO");
-    }
-    if r.network().is_some() {
-        out.push("linux.resources.network");
+    if let Some(field) = r.block_io().as_ref().and_then(blockio::first_field) {
+        out.push((Controller::Blkio, field));
     }
     if r.rdma().as_ref().is_some_and(|d| !d.is_empty()) {
-        out.push("linux.resources.rdma");
+        out.push((Controller::Rdma, "linux.resources.rdma"));
+    }
+    if let Some(n) = r.network() {
+        if n.class_id().is_some_and(|c| c != 0) {
+            out.push((Controller::NetCls, "linux.resources.network.classID"));
+        }
+        if n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
+            out.push((Controller::NetPrio, "linux.resources.network.priorities"));
+        }
     }
     out
 }
@@ -146,7 +164,8 @@ pub(crate) mod tests {
     fn each_controller_names_its_first_field() {
         let r = resources(
             r#"{"memory":{"reservation":5},"cpu":{"mems":"0","period":100000},"pids":{"limit":0},
-                "hugepageLimits":[{"pageSize":"2MB","limit":0}]}"#,
+                "hugepageLimits":[{"pageSize":"2MB","limit":0}],"blockIO":{"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1}]},
+                "rdma":{"mlx5_0":{"hcaHandles":1}},"network":{"classID":0,"priorities":[{"name":"lo","priority":1}]}}"#,
         );
         let got: Vec<_> = requested(&r).into_iter().map(|(c, f)| (c.name(), f)).collect();
         assert_eq!(
@@ -157,8 +176,15 @@ pub(crate) mod tests {
                 ("cpu", "linux.resources.cpu.period"),
                 ("pids", "linux.resources.pids.limit"),
                 ("hugetlb", "linux.resources.hugepageLimits"),
+                ("blkio", "linux.resources.blockIO.throttleReadBpsDevice"),
+                ("rdma", "linux.resources.rdma"),
+                ("net_prio", "linux.resources.network.priorities"),
             ]
         );
+        let r = resources(r#"{"blockIO":{"weight":0},"rdma":{},"network":{"classID":7}}"#);
+        let got: Vec<_> = requested(&r).into_iter().map(|(c, f)| (c.name(), c.v2_name(), f)).collect();
+        assert_eq!(got, [("net_cls", None, "linux.resources.network.classID")]);
+        assert_eq!(Controller::Blkio.v2_name(), Some("io"));
     }
 
     #[test]
@@ -169,11 +195,5 @@ pub(crate) mod tests {
         for bad in ["", "MB", "2mb", "2M", "2 MB", "../x", "2MB/../x", "-2MB"] {
             assert!(check_page_size(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn unhandled_fields_are_listed() {
-        let r = resources(r#"{"devices":[{"allow":false,"access":"rwm"}],"blockIO":{"weight":10}}"#);
-        assert_eq!(not_applied(&r), ["linux.resources.blockIO"]);
     }
 }

@@ -19,7 +19,8 @@ use super::layout::{Hierarchy, Layout, Mode, Version};
 use super::oom::OomNotifier;
 use super::path::CgroupPath;
 use super::stats::Stats;
-use super::{files, v1, v2, Error, Manager, MountSource, Result};
+use super::sub::{SubCgroup, SubCgroupDirs, OPTION};
+use super::{blockio, files, v1, v2, validate, Error, Manager, MountSource, Result};
 
 /// How long [`Manager::destroy`] keeps killing and retrying `rmdir`.
 const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +31,9 @@ pub(crate) struct FsManager {
     members: Vec<Member>,
     /// The cgroup2 directory, opened by `create` on a cgroup2-only host.
     cgroup_fd: Option<OwnedFd>,
+    /// `/sys/dev/block`, where `blockIO` devices are looked up (tests
+    /// point it elsewhere).
+    sys_dev_block: PathBuf,
 }
 
 /// The container's cgroup in one hierarchy.
@@ -51,7 +55,13 @@ impl FsManager {
             .iter()
             .map(|h| Member { dir: h.mountpoint.join(path.in_hierarchy(h).trim_start_matches('/')), h: h.clone() })
             .collect();
-        Ok(FsManager { mode: layout.mode, path: path.clone(), members, cgroup_fd: None })
+        Ok(FsManager {
+            mode: layout.mode,
+            path: path.clone(),
+            members,
+            cgroup_fd: None,
+            sys_dev_block: PathBuf::from(blockio::SYS_DEV_BLOCK),
+        })
     }
 
     fn v2(&self) -> Option<&Member> {
@@ -64,18 +74,31 @@ impl FsManager {
 
     /// The directory serving `controller` for `field`: a v1 hierarchy that
     /// has it, else the cgroup2 tree (enabling it in the parents if missing).
-    fn target(&self, controller: &str, field: &'static str) -> Result<(Version, &Path)> {
-        if let Some(m) = self.v1_with(controller) {
+    fn target(&self, controller: Controller, field: &str) -> Result<(Version, &Path)> {
+        if let Some(m) = self.v1_with(controller.name()) {
             return Ok((Version::V1, &m.dir));
         }
-        self.target_v2(controller, field, true).map(|dir| (Version::V2, dir))
+        let Some(v2_name) = controller.v2_name() else {
+            return Err(Error::ControllerUnavailable {
+                field: field.to_owned(),
+                controller: controller.name().to_owned(),
+                place: "in any mounted cgroup v1 hierarchy (cgroup v2 has no such controller)".to_owned(),
+            });
+        };
+        self.target_v2(v2_name, field, true).map(|dir| (Version::V2, dir)).map_err(|e| match e {
+            // Name both when they differ: "blkio/io".
+            Error::ControllerUnavailable { field, controller: c, place } if c != controller.name() => {
+                Error::ControllerUnavailable { field, controller: format!("{}/{c}", controller.name()), place }
+            }
+            e => e,
+        })
     }
 
     /// `after_v1`: the caller looked in v1 hierarchies first (the error says so).
-    fn target_v2(&self, controller: &str, field: &'static str, after_v1: bool) -> Result<&Path> {
+    fn target_v2(&self, controller: &str, field: &str, after_v1: bool) -> Result<&Path> {
         let Some(m) = self.v2() else {
             return Err(Error::ControllerUnavailable {
-                field,
+                field: field.to_owned(),
                 controller: controller.to_owned(),
                 place: "in any mounted cgroup v1 hierarchy (and there is no cgroup2 tree)".to_owned(),
             });
@@ -91,7 +114,7 @@ impl FsManager {
             Mode::Hybrid if after_v1 => format!("in any cgroup v1 hierarchy nor in {} (cgroup.controllers: {list})", m.dir.display()),
             _ => format!("in {} (cgroup.controllers: {list})", m.dir.display()),
         };
-        Err(Error::ControllerUnavailable { field, controller: controller.to_owned(), place })
+        Err(Error::ControllerUnavailable { field: field.to_owned(), controller: controller.to_owned(), place })
     }
 
     /// Where `controller` is served, without enabling anything (for reading
@@ -120,7 +143,7 @@ impl FsManager {
     /// The memory controller's directory, for OOM events.
     fn memory(&self, field: &'static str) -> Result<(Version, &Path)> {
         self.serving("memory").ok_or_else(|| Error::ControllerUnavailable {
-            field,
+            field: field.to_owned(),
             controller: "memory".into(),
             place: match self.v2() {
                 Some(m) => format!("in any cgroup v1 hierarchy nor in {}", m.dir.display()),
@@ -276,11 +299,18 @@ impl Manager for FsManager {
     }
 
     fn apply(&self, r: &LinuxResources) -> Result<()> {
-        for field in controllers::not_applied(r) {
-            tracing::warn!(field, "not applied: roci does not handle this resource yet");
+        // Everything that can be checked without the kernel, before any write.
+        validate::validate(r)?;
+        if let Some(b) = r.block_io().as_ref().filter(|b| blockio::first_field(b).is_some()) {
+            blockio::check_devices(&self.sys_dev_block, b)?;
         }
         for (controller, field) in controllers::requested(r) {
-            let (version, dir) = self.target(controller.name(), field)?;
+            if controller.v2_name().is_none() && self.mode == Mode::Unified {
+                // runc's cgroup2 manager ignores `network` the same way.
+                tracing::warn!(field, "cgroup v2 has no {} controller; ignored", controller.name());
+                continue;
+            }
+            let (version, dir) = self.target(controller, field)?;
             let (cpu, v) = (r.cpu().as_ref(), version == Version::V1);
             match controller {
                 Controller::Cpuset => match cpu {
@@ -308,6 +338,26 @@ impl Manager for FsManager {
                     Some(l) => v2::hugetlb::apply(dir, l)?,
                     None => {}
                 },
+                Controller::Blkio => match r.block_io() {
+                    Some(b) if v => v1::blkio::apply(dir, b, &self.sys_dev_block)?,
+                    Some(b) => v2::io::apply(dir, b, &self.sys_dev_block)?,
+                    None => {}
+                },
+                Controller::Rdma => match r.rdma() {
+                    Some(l) if v => v1::rdma::apply(dir, l)?,
+                    Some(l) => v2::rdma::apply(dir, l)?,
+                    None => {}
+                },
+                Controller::NetCls => {
+                    if let Some(id) = r.network().as_ref().and_then(|n| n.class_id()) {
+                        v1::net_cls::apply(dir, id)?;
+                    }
+                }
+                Controller::NetPrio => {
+                    if let Some(p) = r.network().as_ref().and_then(|n| n.priorities().as_ref()) {
+                        v1::net_prio::apply(dir, p)?;
+                    }
+                }
             }
         }
         if let Some(unified) = r.unified().as_ref().filter(|u| !u.is_empty()) {
@@ -319,7 +369,7 @@ impl Manager for FsManager {
             for key in keys {
                 let controller = v2::unified::controller_of(key)?;
                 if controller != "cgroup" {
-                    self.target_v2(controller, "linux.resources.unified", false)?;
+                    self.target_v2(controller, &v2::unified::field(key), false)?;
                 }
                 v2::unified::apply(&m.dir, key, &unified[key])?;
             }
@@ -337,7 +387,7 @@ impl Manager for FsManager {
         match self.v2() {
             Some(m) => v2::devices::apply(&m.dir, rules),
             None => Err(Error::ControllerUnavailable {
-                field: "linux.resources.devices",
+                field: "linux.resources.devices".into(),
                 controller: "devices".into(),
                 place: "in any mounted cgroup v1 hierarchy (and there is no cgroup2 tree)".into(),
             }),
@@ -429,6 +479,43 @@ impl Manager for FsManager {
 
     fn clone_fd(&self) -> Option<BorrowedFd<'_>> {
         self.cgroup_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    fn sub_cgroup(&self, sub: &SubCgroup) -> Result<SubCgroupDirs> {
+        let invalid = |reason: String| Error::Invalid { field: OPTION, reason };
+        if self.mode == Mode::Unified {
+            if let Some(c) = sub.by_controller.keys().next() {
+                return Err(invalid(format!("{c}: cgroup v2 has one hierarchy; give the sub-cgroup as PATH, without a controller")));
+            }
+        }
+        for c in sub.by_controller.keys() {
+            if !self.members.iter().any(|m| m.h.version == Version::V1 && m.h.has(c)) {
+                let known: Vec<String> =
+                    self.members.iter().filter(|m| m.h.version == Version::V1).flat_map(|m| m.h.controllers.clone()).collect();
+                return Err(invalid(format!("no cgroup v1 hierarchy has controller {c:?} (this host's: {})", known.join(" "))));
+            }
+        }
+        let mut dirs = Vec::new();
+        for m in &self.members {
+            let dir = match sub.for_hierarchy(&m.h.controllers)? {
+                Some(parts) => parts.iter().fold(m.dir.clone(), |d, p| d.join(p)),
+                None => m.dir.clone(),
+            };
+            if !dir.is_dir() {
+                return Err(invalid(format!("{} does not exist (create the sub-cgroup first)", dir.display())));
+            }
+            dirs.push((m.h.version, dir, m.h.version == Version::V1 && m.h.has("cpuset")));
+        }
+        let mut fd = None;
+        if self.mode == Mode::Unified {
+            if let Some((_, dir, _)) = dirs.iter().find(|(v, _, _)| *v == Version::V2) {
+                let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                fd = Some(
+                    nix::fcntl::open(dir, flags, FileMode::empty()).map_err(|e| Error::Open { path: dir.clone(), source: e.into() })?,
+                );
+            }
+        }
+        Ok(SubCgroupDirs { dirs, fd })
     }
 
     fn pids(&self) -> Result<Vec<Pid>> {
@@ -588,6 +675,152 @@ mod tests {
         assert!(e.to_string().contains("linux.resources.unified"), "{e}");
         // Nothing asked, nothing needed.
         m.apply(&resources(r#"{"memory":{"limit":0},"devices":[{"allow":false,"access":"rwm"}]}"#)).unwrap();
+    }
+
+    #[test]
+    fn block_io_rdma_and_network_go_to_their_hierarchies() {
+        let f = fake(Mode::Hybrid, &["blkio", "net_cls,net_prio", "rdma"], Some("hugetlb"));
+        let l = &f.layout;
+        let path = CgroupPath::new("/c").unwrap();
+        let mut m = FsManager::new(l, &path).unwrap();
+        m.sys_dev_block = blockio::tests::fake_sys(&f._tmp.path().join("sys"));
+        let dir = |i: usize| l.hierarchies[i].mountpoint.join("c");
+        write(
+            &dir(0),
+            &[("blkio.bfq.weight", ""), ("blkio.bfq.weight_device", ""), ("blkio.throttle.read_bps_device", "")],
+        );
+        write(&dir(1), &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")]);
+        write(&dir(2), &[("rdma.max", "")]);
+        let r = resources(
+            r#"{"blockIO":{"weight":200,"weightDevice":[{"major":8,"minor":0,"weight":300}],"throttleReadBpsDevice":[{"major":7,"minor":0,"rate":4096}]},
+                "network":{"classID":1048577,"priorities":[{"name":"lo","priority":3}]},"rdma":{"mlx5_0":{"hcaHandles":4}}}"#,
+        );
+        m.apply(&r).unwrap();
+        assert_eq!(read(&dir(0), "blkio.bfq.weight"), "200");
+        assert_eq!(read(&dir(0), "blkio.bfq.weight_device"), "8:0 300");
+        assert_eq!(read(&dir(0), "blkio.throttle.read_bps_device"), "7:0 4096");
+        assert_eq!(read(&dir(1), "net_cls.classid"), "1048577");
+        assert_eq!(read(&dir(1), "net_prio.ifpriomap"), "lo 3");
+        assert_eq!(read(&dir(2), "rdma.max"), "mlx5_0 hca_handle=4");
+        // The v2 tree was not asked for anything.
+        assert_eq!(read(&l.hierarchies[3].mountpoint, "cgroup.subtree_control"), "");
+
+        // An unknown device: an error naming the entry, and nothing written.
+        let r = resources(r#"{"network":{"classID":7},"blockIO":{"throttleReadBpsDevice":[{"major":9,"minor":9,"rate":1}]}}"#);
+        let e = m.apply(&r).unwrap_err().to_string();
+        assert!(e.starts_with("invalid linux.resources.blockIO.throttleReadBpsDevice: [0] 9:9: no such block device"), "{e}");
+        assert_eq!(read(&dir(1), "net_cls.classid"), "1048577");
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_any_write() {
+        let f = fake(Mode::Legacy, &["memory", "cpu", "blkio"], None);
+        let l = &f.layout;
+        let m = l.manager(&CgroupPath::new("/c").unwrap()).unwrap();
+        let dir = |i: usize| l.hierarchies[i].mountpoint.join("c");
+        write(&dir(0), &[("memory.limit_in_bytes", "9223372036854771712")]);
+        write(&dir(1), &[("cpu.cfs_quota_us", "-1"), ("cpu.cfs_period_us", "100000")]);
+        for (json, field) in [
+            (r#"{"memory":{"limit":1048576},"cpu":{"quota":500}}"#, "invalid linux.resources.cpu.quota: 500 µs is below"),
+            (r#"{"memory":{"limit":1048576},"cpu":{"quota":-3}}"#, "invalid linux.resources.cpu.quota: -3"),
+            (r#"{"memory":{"limit":1048576},"cpu":{"period":100}}"#, "invalid linux.resources.cpu.period: 100 µs"),
+            (r#"{"memory":{"limit":1048576},"blockIO":{"weight":1}}"#, "invalid linux.resources.blockIO.weight: 1 is outside 10-1000"),
+            (r#"{"memory":{"limit":1048576},"pids":{"limit":-7}}"#, "invalid linux.resources.pids.limit: -7"),
+        ] {
+            let e = m.apply(&resources(json)).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{json}: {e}");
+            assert_eq!(read(&dir(0), "memory.limit_in_bytes"), "9223372036854771712", "{json}");
+            assert_eq!(read(&dir(1), "cpu.cfs_quota_us"), "-1", "{json}");
+        }
+    }
+
+    #[test]
+    fn network_needs_v1_and_is_ignored_on_cgroup2_only_hosts() {
+        // Hybrid without net_cls: an error naming the field (runc fails too).
+        let f = fake(Mode::Hybrid, &["cpu"], Some("hugetlb"));
+        let m = f.layout.manager(&CgroupPath::new("/c").unwrap()).unwrap();
+        let e = m.apply(&resources(r#"{"network":{"classID":42}}"#)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "linux.resources.network.classID: net_cls controller not available in any mounted cgroup v1 hierarchy (cgroup v2 has no such controller)"
+        );
+        // cgroup2-only: ignored (logged), as runc's cgroup2 manager does.
+        let f = fake(Mode::Unified, &[], Some("io rdma"));
+        let m = f.layout.manager(&CgroupPath::new("/c").unwrap()).unwrap();
+        m.apply(&resources(r#"{"network":{"classID":42,"priorities":[{"name":"lo","priority":1}]}}"#)).unwrap();
+    }
+
+    #[test]
+    fn unified_hosts_get_io_max_and_rdma_max() {
+        let f = fake(Mode::Unified, &[], Some("io rdma misc"));
+        let mut m = FsManager::new(&f.layout, &CgroupPath::new("/c").unwrap()).unwrap();
+        m.sys_dev_block = blockio::tests::fake_sys(&f._tmp.path().join("sys"));
+        let dir = f.layout.hierarchies[0].mountpoint.join("c");
+        write(&dir, &[("cgroup.controllers", "io rdma misc"), ("io.weight", "default 100"), ("io.max", ""), ("rdma.max", "")]);
+        let r = resources(
+            r#"{"blockIO":{"weight":1000,"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":50}],"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":0}]},
+                "rdma":{"rxe0":{"hcaObjects":9}}}"#,
+        );
+        m.apply(&r).unwrap();
+        assert_eq!(read(&dir, "io.weight"), "10000");
+        assert_eq!(read(&dir, "io.max"), "8:0 rbps=max wiops=50");
+        assert_eq!(read(&dir, "rdma.max"), "rxe0 hca_object=9");
+        // A controller the tree lacks, through `unified`: the key is named.
+        let e = m.apply(&resources(r#"{"unified":{"hugetlb.2MB.max":"0"}}"#)).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.unified[\"hugetlb.2MB.max\"]: hugetlb controller not available in "), "{e}");
+        let e = m.apply(&resources(r#"{"unified":{"misc.max":"sev 1"}}"#)).unwrap_err().to_string();
+        assert!(e.starts_with("invalid linux.resources.unified: \"misc.max\": no such file in "), "{e}");
+    }
+
+    #[test]
+    fn sub_cgroups_for_exec() {
+        let f = fake(Mode::Hybrid, &["cpu", "memory", "cpuset", "name=systemd"], Some(""));
+        let l = &f.layout;
+        let m = l.manager(&CgroupPath::new("/c").unwrap()).unwrap();
+        let dir = |i: usize| l.hierarchies[i].mountpoint.join("c");
+        for i in 0..l.hierarchies.len() {
+            write(&dir(i).join("s"), &[("cgroup.procs", "")]);
+        }
+        write(&dir(2).join("s"), &[("cpuset.cpus", ""), ("cpuset.mems", "0")]);
+        write(&dir(1).join("only-mem"), &[("cgroup.procs", "")]);
+
+        let sub = m.sub_cgroup(&SubCgroup::parse(&["/s"]).unwrap()).unwrap();
+        assert!(sub.clone_fd().is_none(), "hybrid: no CLONE_INTO_CGROUP");
+        let want: Vec<PathBuf> = (0..5).map(|i| dir(i).join("s")).collect();
+        assert_eq!(sub.dirs().map(Path::to_owned).collect::<Vec<_>>(), want);
+        // The v1 cpuset sub-cgroup has no CPUs: refused, not filled in.
+        let e = sub.add_process(Pid::from_raw(4242)).unwrap_err().to_string();
+        assert!(e.starts_with("invalid --cgroup: ") && e.contains("cpuset.cpus is empty"), "{e}");
+        write(&dir(2).join("s"), &[("cpuset.cpus", "0")]);
+        sub.add_process(Pid::from_raw(4242)).unwrap();
+        for i in 0..5 {
+            assert_eq!(read(&dir(i).join("s"), "cgroup.procs"), "4242");
+        }
+
+        // memory:only-mem moves memory only; the rest stay in the container's cgroup.
+        let sub = m.sub_cgroup(&SubCgroup::parse(&["memory:only-mem"]).unwrap()).unwrap();
+        let got: Vec<PathBuf> = sub.dirs().map(Path::to_owned).collect();
+        assert_eq!(got, [dir(0), dir(1).join("only-mem"), dir(2), dir(3), dir(4)]);
+
+        for (args, says) in [
+            (&["missing"][..], "c/missing does not exist"),
+            (&["pids:s"][..], "no cgroup v1 hierarchy has controller \"pids\""),
+            (&["../x"][..], "climbs out"),
+        ] {
+            let e = SubCgroup::parse(args).and_then(|s| m.sub_cgroup(&s)).unwrap_err().to_string();
+            assert!(e.starts_with("invalid --cgroup: ") && e.contains(says), "{args:?}: {e}");
+        }
+
+        // cgroup2-only: one hierarchy, an fd for CLONE_INTO_CGROUP.
+        let f = fake(Mode::Unified, &[], Some("memory"));
+        let m = f.layout.manager(&CgroupPath::new("/c").unwrap()).unwrap();
+        let d = f.layout.hierarchies[0].mountpoint.join("c/s");
+        write(&d, &[("cgroup.procs", "")]);
+        let sub = m.sub_cgroup(&SubCgroup::parse(&["s"]).unwrap()).unwrap();
+        let st = nix::sys::stat::fstat(sub.clone_fd().unwrap()).unwrap();
+        assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&fs::metadata(&d).unwrap()));
+        let e = m.sub_cgroup(&SubCgroup::parse(&["memory:s"]).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("cgroup v2 has one hierarchy"), "{e}");
     }
 
     #[test]

@@ -191,8 +191,15 @@ fn host_create_apply_join_destroy() {
     if swap {
         check("memory", ("memory.memsw.limit_in_bytes", "134217728"), ("memory.swap.max", "67108864"));
     }
-    if hugetlb.is_some() {
+    if let Some((version, i)) = hugetlb {
         check("hugetlb", ("hugetlb.2MB.limit_in_bytes", "4194304"), ("hugetlb.2MB.max", "4194304"));
+        // The reservation limit too, where the kernel has it (5.7+), as runc.
+        let rsvd = if version == Version::V1 { "hugetlb.2MB.rsvd.limit_in_bytes" } else { "hugetlb.2MB.rsvd.max" };
+        if files::exists(&dir(i), rsvd) {
+            assert_eq!(files::read(&dir(i), rsvd).unwrap(), "4194304", "{rsvd}");
+        } else {
+            eprintln!("note: no {rsvd} on this kernel, not checked");
+        }
     }
     // update-style: raise memory and memory+swap together (v1 needs memsw first).
     if swap {
@@ -300,7 +307,7 @@ fn host_unavailable_controller_and_bad_values_name_the_field() {
     if layout.mode == Mode::Hybrid && serving(layout, "memory").is_some_and(|(v, _)| v == Version::V1) {
         // memory is v1 here, so the cgroup2 tree cannot take memory.high.
         let e = m.apply(&resources(r#"{"unified":{"memory.high":"1"}}"#)).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.unified: memory controller not available in /"), "{e}");
+        assert!(e.to_string().starts_with("linux.resources.unified[\"memory.high\"]: memory controller not available in /"), "{e}");
     }
     m.destroy().unwrap();
 }
@@ -772,4 +779,352 @@ fn host_oom_kill_is_notified_and_counted() {
     while !notifier.wait(Some(Duration::from_millis(100))).unwrap().cgroup_removed {
         assert!(Instant::now() < deadline, "the notifier never saw the cgroup go");
     }
+}
+
+/// A loop device over a temporary file, detached on drop.
+struct Loop {
+    dev: String,
+    /// `major:minor`.
+    num: String,
+    _file: tempfile::NamedTempFile,
+}
+
+impl Loop {
+    /// `None` (with a note) where there is no loop driver or `losetup`.
+    fn new() -> Option<Loop> {
+        if !Path::new("/dev/loop-control").exists() {
+            // A cgroup2-only test guest may have the module unloaded.
+            let _ = Command::new("modprobe").arg("loop").status();
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(16 << 20).unwrap();
+        let out = match Command::new("losetup").args(["-f", "--show"]).arg(file.path()).output() {
+            Ok(o) if o.status.success() => o,
+            other => {
+                eprintln!("note: skipped, no loop device: {other:?}");
+                return None;
+            }
+        };
+        let dev = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let name = dev.trim_start_matches("/dev/");
+        let num = fs::read_to_string(format!("/sys/block/{name}/dev")).unwrap().trim().to_owned();
+        Some(Loop { dev, num, _file: file })
+    }
+
+    fn queue(&self) -> PathBuf {
+        Path::new("/sys/block").join(self.dev.trim_start_matches("/dev/")).join("queue")
+    }
+
+    /// Switch this (our own) device's I/O scheduler; whether it took.
+    fn scheduler(&self, name: &str) -> bool {
+        let _ = files::write(&self.queue(), "scheduler", name);
+        files::read(&self.queue(), "scheduler").is_ok_and(|s| s.contains(&format!("[{name}]")))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// Read 2 MiB from `dev` with O_DIRECT (v1 throttles only direct I/O) in
+/// the cgroup; how long it took.
+fn timed_read(guard: &mut Guard, m: &dyn Manager, dev: &str) -> Duration {
+    let pid = guard.spawn(
+        Command::new("sh")
+            .args(["-c", r#"read x; exec dd if="$0" of=/dev/null bs=64k count=32 iflag=direct status=none"#, dev])
+            .stdin(Stdio::piped()),
+    );
+    m.add_process(pid).unwrap();
+    let child = guard.children.last_mut().unwrap();
+    let start = Instant::now();
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    assert!(child.wait().unwrap().success(), "dd failed");
+    start.elapsed()
+}
+
+/// `blockIO` on a loop device of the test's own: every file gets its
+/// value, the read limit really slows a reader down, a rate of 0 lifts a
+/// limit, and bad devices are refused naming the entry.
+#[test]
+fn host_block_io_limits_a_loop_device() {
+    let Some(layout) = host() else { return };
+    let Some((version, i)) = serving(layout, "blkio").or_else(|| serving(layout, "io")) else {
+        eprintln!("note: skipped, no blkio/io controller");
+        return;
+    };
+    let Some(lo) = Loop::new() else { return };
+    let _turn = V2_ROOT.lock().unwrap_or_else(|p| p.into_inner());
+    let top = top_name("blkio");
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let dir = layout.hierarchies[i].mountpoint.join(path.path().trim_start_matches('/'));
+    let bfq = lo.scheduler("bfq");
+    eprintln!("blockIO on {} ({}), {version:?}, BFQ: {bfq}", lo.dev, lo.num);
+    if !bfq {
+        eprintln!("note: BFQ not available, device weights not checked");
+    }
+    let n = &lo.num;
+    let (major, minor) = n.split_once(':').unwrap();
+    let entry = |rate: u64| format!(r#"[{{"major":{major},"minor":{minor},"rate":{rate}}}]"#);
+    let mut json = format!(
+        r#"{{"weight":300,"throttleReadBpsDevice":{},"throttleWriteBpsDevice":{},"throttleReadIOPSDevice":{},"throttleWriteIOPSDevice":{}"#,
+        entry(1 << 20),
+        entry(2 << 20),
+        entry(1000),
+        entry(2000)
+    );
+    if bfq {
+        json += &format!(r#","weightDevice":[{{"major":{major},"minor":{minor},"weight":400}}]"#);
+    }
+    json += "}";
+    m.apply(&resources(&format!(r#"{{"blockIO":{json}}}"#))).unwrap();
+    let read = |f: &str| files::read(&dir, f).unwrap();
+    if version == Version::V1 {
+        let weight = if files::exists(&dir, "blkio.weight") { "blkio.weight" } else { "blkio.bfq.weight" };
+        assert_eq!(read(weight), "300");
+        if bfq {
+            assert!(read("blkio.bfq.weight_device").lines().any(|l| l == format!("{n} 400")), "{}", read("blkio.bfq.weight_device"));
+        }
+        assert_eq!(read("blkio.throttle.read_bps_device"), format!("{n} 1048576"));
+        assert_eq!(read("blkio.throttle.write_bps_device"), format!("{n} 2097152"));
+        assert_eq!(read("blkio.throttle.read_iops_device"), format!("{n} 1000"));
+        assert_eq!(read("blkio.throttle.write_iops_device"), format!("{n} 2000"));
+    } else {
+        if files::exists(&dir, "io.bfq.weight") {
+            assert!(read("io.bfq.weight").lines().any(|l| l == "default 300"), "{}", read("io.bfq.weight"));
+            if bfq {
+                assert!(read("io.bfq.weight").lines().any(|l| l == format!("{n} 400")), "{}", read("io.bfq.weight"));
+            }
+        } else {
+            assert!(read("io.weight").lines().any(|l| l == "default 2929"), "{}", read("io.weight"));
+        }
+        assert_eq!(read("io.max"), format!("{n} rbps=1048576 wbps=2097152 riops=1000 wiops=2000"));
+    }
+
+    // 2 MiB at 1 MiB/s: over a second (unthrottled it takes milliseconds).
+    let took = timed_read(&mut guard, &*m, &lo.dev);
+    eprintln!("2 MiB through a 1 MiB/s limit took {took:?}");
+    assert!(took > Duration::from_millis(900), "not throttled: {took:?}");
+    let s = m.stats().unwrap();
+    let (maj, min): (u64, u64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let read_bytes: u64 = s
+        .blkio
+        .io_service_bytes_recursive
+        .iter()
+        .filter(|e| (e.major, e.minor) == (maj, min) && e.op == "Read")
+        .map(|e| e.value)
+        .sum();
+    assert!(read_bytes >= 2 << 20, "stats: {:?}", s.blkio);
+
+    // update: a rate of 0 lifts the read limit.
+    m.apply(&resources(&format!(r#"{{"blockIO":{{"throttleReadBpsDevice":{}}}}}"#, entry(0)))).unwrap();
+    if version == Version::V1 {
+        assert_eq!(read("blkio.throttle.read_bps_device"), "");
+    } else {
+        assert_eq!(read("io.max"), format!("{n} rbps=max wbps=2097152 riops=1000 wiops=2000"));
+    }
+    let took = timed_read(&mut guard, &*m, &lo.dev);
+    assert!(took < Duration::from_millis(900), "still throttled: {took:?}");
+
+    // Devices the kernel would refuse, named before anything is written.
+    let e = m.apply(&resources(r#"{"blockIO":{"throttleWriteBpsDevice":[{"major":4095,"minor":1,"rate":1}]}}"#)).unwrap_err();
+    assert!(e.to_string().starts_with("invalid linux.resources.blockIO.throttleWriteBpsDevice: [0] 4095:1: no such block device"), "{e}");
+    // A device weight on a device whose scheduler has no weights.
+    if lo.scheduler("none") {
+        let e = m
+            .apply(&resources(&format!(r#"{{"blockIO":{{"weightDevice":[{{"major":{major},"minor":{minor},"weight":500}}]}}}}"#)))
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("invalid linux.resources.blockIO.weightDevice: [0] {n}: ")), "{msg}");
+        if bfq || version == Version::V2 {
+            assert!(msg.contains("does not do per-cgroup weights") && msg.contains("Operation not supported"), "{msg}");
+        }
+    }
+    m.destroy().unwrap();
+}
+
+/// `rdma`, `misc` (through `unified`) and `network`: applied where this
+/// host serves them, an error naming the field where it does not.
+#[test]
+fn host_rdma_misc_and_network() {
+    let Some(layout) = host() else { return };
+    let top = top_name("rdma");
+    let _guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let dir = |i: usize| layout.hierarchies[i].mountpoint.join(path.path().trim_start_matches('/'));
+
+    // rdma: a device the kernel has (the guest run makes a soft-RoCE one).
+    let devices: Vec<String> = fs::read_dir("/sys/class/infiniband")
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    match serving(layout, "rdma") {
+        None => {
+            let e = m.apply(&resources(r#"{"rdma":{"mlx5_0":{"hcaHandles":1}}}"#)).unwrap_err();
+            assert!(e.to_string().starts_with("linux.resources.rdma: rdma controller not available in "), "{e}");
+        }
+        Some((_, i)) => {
+            let e = m.apply(&resources(r#"{"rdma":{"roci-none":{"hcaHandles":1}}}"#)).unwrap_err();
+            assert!(e.to_string().starts_with("invalid linux.resources.rdma: \"roci-none\": no such RDMA device"), "{e}");
+            match devices.first() {
+                Some(d) => {
+                    eprintln!("rdma: limiting device {d}");
+                    m.apply(&resources(&format!(r#"{{"rdma":{{"{d}":{{"hcaHandles":2}}}}}}"#))).unwrap();
+                    let max = files::read(&dir(i), "rdma.max").unwrap();
+                    assert!(max.lines().any(|l| l.trim() == format!("{d} hca_handle=2 hca_object=max")), "{max}");
+                    m.apply(&resources(&format!(r#"{{"rdma":{{"{d}":{{"hcaObjects":100}}}}}}"#))).unwrap();
+                    let max = files::read(&dir(i), "rdma.max").unwrap();
+                    assert!(max.lines().any(|l| l.trim() == format!("{d} hca_handle=2 hca_object=100")), "{max}");
+                }
+                None => eprintln!("note: no RDMA device, rdma.max not written"),
+            }
+        }
+    }
+
+    // misc: only through `unified`.
+    let v2_offers = layout.v2().map(|h| v2::controllers(&h.mountpoint).unwrap_or_default()).unwrap_or_default();
+    if layout.v2().is_none() {
+        eprintln!("note: no cgroup2 tree, misc not checked");
+    } else if !v2_offers.iter().any(|c| c == "misc") {
+        let e = m.apply(&resources(r#"{"unified":{"misc.max":"sev 1"}}"#)).unwrap_err();
+        assert!(e.to_string().starts_with("linux.resources.unified[\"misc.max\"]: misc controller not available in "), "{e}");
+    } else {
+        let (_, i) = serving(layout, "misc").unwrap();
+        let capacity = files::read(&layout.hierarchies[i].mountpoint, "misc.capacity").unwrap_or_default();
+        match capacity.split_whitespace().next() {
+            Some(res) => {
+                m.apply(&resources(&format!(r#"{{"unified":{{"misc.max":"{res} 0"}}}}"#))).unwrap();
+                assert!(files::read(&dir(i), "misc.max").unwrap().lines().any(|l| l == format!("{res} 0")));
+            }
+            None => eprintln!("note: no misc resource on this machine (misc.capacity is empty)"),
+        }
+        let e = m.apply(&resources(r#"{"unified":{"misc.max":"roci-none 1"}}"#)).unwrap_err();
+        assert!(e.to_string().starts_with("linux.resources.unified[\"misc.max\"]: write \"roci-none 1\" to "), "{e}");
+        assert!(e.to_string().contains("Invalid argument"), "{e}");
+        let e = m.apply(&resources(r#"{"unified":{"misc.bogus":"1"}}"#)).unwrap_err();
+        assert!(e.to_string().starts_with("invalid linux.resources.unified: \"misc.bogus\": no such file in "), "{e}");
+    }
+
+    // network: v1 only; ignored on a cgroup2-only host.
+    let r = resources(r#"{"network":{"classID":1048577,"priorities":[{"name":"lo","priority":5}]}}"#);
+    match (layout.mode, serving(layout, "net_cls").filter(|(v, _)| *v == Version::V1), serving(layout, "net_prio")) {
+        (Mode::Unified, ..) => m.apply(&r).unwrap(),
+        (_, Some((_, i)), Some((_, j))) => {
+            m.apply(&r).unwrap();
+            assert_eq!(files::read(&dir(i), "net_cls.classid").unwrap(), "1048577");
+            assert!(files::read(&dir(j), "net_prio.ifpriomap").unwrap().lines().any(|l| l == "lo 5"));
+        }
+        _ => {
+            let e = m.apply(&r).unwrap_err();
+            assert!(
+                e.to_string().starts_with("linux.resources.network.classID: net_cls controller not available in any mounted cgroup v1"),
+                "{e}"
+            );
+        }
+    }
+    m.destroy().unwrap();
+}
+
+/// Values only the kernel knows to be wrong come back naming the field;
+/// values a pure check refuses change nothing.
+#[test]
+fn host_cpu_values_the_kernel_refuses_name_the_field() {
+    let Some(layout) = host() else { return };
+    let Some((version, i)) = serving(layout, "cpu") else {
+        eprintln!("note: skipped, no cpu controller");
+        return;
+    };
+    let _turn = V2_ROOT.lock().unwrap_or_else(|p| p.into_inner());
+    let top = top_name("cpuerr");
+    let _guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let dir = layout.hierarchies[i].mountpoint.join(path.path().trim_start_matches('/'));
+    let file = if version == Version::V1 { "cpu.cfs_quota_us" } else { "cpu.max" };
+    let before = files::read(&dir, file).unwrap();
+    // Above the kernel's largest quota (2^44 - 1 µs): EINVAL.
+    let e = m.apply(&resources(r#"{"cpu":{"quota":1125899906842624,"period":100000}}"#)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("linux.resources.cpu.quota: write \"1125899906842624"), "{msg}");
+    assert!(msg.contains("Invalid argument"), "{msg}");
+    // Below the least quota: refused before the kernel sees it.
+    let e = m.apply(&resources(r#"{"cpu":{"quota":999,"period":100000}}"#)).unwrap_err();
+    assert!(e.to_string().starts_with("invalid linux.resources.cpu.quota: 999 µs is below"), "{e}");
+    assert_eq!(files::read(&dir, file).unwrap(), before);
+    m.destroy().unwrap();
+}
+
+/// `exec --cgroup`: a process joins an existing sub-cgroup in every
+/// hierarchy (or one controller's), and on a cgroup2-only host can be
+/// cloned straight into it.
+#[test]
+fn host_exec_joins_a_sub_cgroup() {
+    let Some(layout) = host() else { return };
+    let top = top_name("sub");
+    let mut guard = Guard::new(layout, &top);
+    let path = CgroupPath::new(&format!("{top}/c")).unwrap();
+    let mut m = layout.manager(&path).unwrap();
+    m.create().unwrap();
+    let dir = |h: &Hierarchy| h.mountpoint.join(path.path().trim_start_matches('/'));
+    let sub = SubCgroup::parse(&["/s"]).unwrap();
+    let e = m.sub_cgroup(&sub).unwrap_err();
+    assert!(e.to_string().starts_with("invalid --cgroup: ") && e.to_string().contains("/s does not exist"), "{e}");
+    for h in &layout.hierarchies {
+        fs::create_dir(dir(h).join("s")).unwrap();
+    }
+    let dirs = m.sub_cgroup(&sub).unwrap();
+    let pid = guard.spawn(Command::new("sleep").arg("1000"));
+    if let Some(h) = layout.hierarchies.iter().find(|h| h.has("cpuset")) {
+        // A new v1 cpuset has no CPUs: refused, and left to its maker.
+        let e = dirs.add_process(pid).unwrap_err();
+        assert!(e.to_string().contains("cpuset.cpus is empty"), "{e}");
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let v = files::read(&dir(h), f).unwrap();
+            files::write(&dir(h).join("s"), f, &v).unwrap();
+        }
+    }
+    dirs.add_process(pid).unwrap();
+    let want = format!("{}/s", path.path());
+    let cg = cgroups_of(pid);
+    for h in &layout.hierarchies {
+        assert_eq!(cg.get(&h.key()), Some(&want), "hierarchy {:?}", h.key());
+    }
+    assert_eq!(m.pids().unwrap(), [pid], "a sub-cgroup's processes are the container's");
+
+    if layout.mode == Mode::Unified {
+        let e = m.sub_cgroup(&SubCgroup::parse(&["memory:s"]).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("cgroup v2 has one hierarchy"), "{e}");
+        // clone3(CLONE_INTO_CGROUP) with the sub-cgroup's fd.
+        let fd = dirs.clone_fd().expect("an fd on a cgroup2-only host");
+        let child = crate::sys::clone_process(0, Some(fd), || {
+            nix::unistd::pause();
+            0
+        })
+        .unwrap();
+        let born = cgroups_of(child.pid);
+        let _ = nix::sys::signal::kill(child.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child.pid, None);
+        assert!(child.in_cgroup);
+        assert_eq!(born.get(""), Some(&want));
+    } else if let Some(h) = layout.hierarchies.iter().find(|h| h.has("memory")) {
+        // One controller: memory moves, the others stay where they are.
+        fs::create_dir(dir(h).join("m")).unwrap();
+        let pid = guard.spawn(Command::new("sleep").arg("1000"));
+        m.add_process(pid).unwrap();
+        m.sub_cgroup(&SubCgroup::parse(&["memory:m"]).unwrap()).unwrap().add_process(pid).unwrap();
+        let cg = cgroups_of(pid);
+        assert_eq!(cg["memory"], format!("{}/m", path.path()));
+        let others = layout.hierarchies.iter().filter(|o| !o.has("memory"));
+        for o in others {
+            assert_eq!(cg.get(&o.key()).map(String::as_str), Some(path.path()), "{:?}", o.key());
+        }
+    }
+    m.destroy().unwrap();
+    assert!(!dir(&layout.hierarchies[0]).exists());
 }

@@ -24,6 +24,10 @@
 //!   the BPF device filter (the `bpf(2)` calls are in `sys/bpf.rs`).
 //! - [`devices`](mod@devices): device rules, runc's default allow list, and
 //!   the emulator both versions apply rules through.
+//! - `validate.rs`: the checks of `linux.resources` made before any write
+//!   ([`validate_resources`]); `blockio.rs`: what v1 `blkio` and v2 `io`
+//!   share (weight conversion, device checks against `/sys/dev/block`).
+//! - `sub.rs`: `exec --cgroup` ([`SubCgroup`], [`Manager::sub_cgroup`]).
 //! - [`stats`](mod@stats): the `roci events` statistics (runc's JSON shape).
 //! - [`oom`](mod@oom): a pollable notifier of OOM kills.
 //! - `files.rs`: every read, write, mkdir and rmdir of a cgroup file, logged.
@@ -34,7 +38,10 @@
 //! `cgroup.controllers` there. On a hybrid host that means the v2 tree serves
 //! what no v1 hierarchy has (on this project's test host: hugetlb), which
 //! runc does not do (it fails on a missing v1 hugetlb mount). Asking for a
-//! controller nothing serves is an error naming the field.
+//! controller nothing serves is an error naming the field; so is `network`
+//! (v1 `net_cls`/`net_prio`, which cgroup v2 lacks) on a v1 or hybrid host
+//! without those hierarchies, as in runc. On a cgroup2-only host `network`
+//! is ignored with a warning, as runc's cgroup2 manager ignores it.
 //!
 //! Lifecycle of a container's cgroup, driven by `container::create` and
 //! `container::delete`:
@@ -54,6 +61,7 @@
 //! resource asks for), and `cpuset.cpus`/`cpuset.mems` of v1 cpuset
 //! directories it created itself (a new cpuset is empty and takes no tasks).
 
+mod blockio;
 mod controllers;
 pub mod devices;
 mod files;
@@ -62,8 +70,10 @@ pub mod layout;
 pub mod oom;
 pub mod path;
 pub mod stats;
+mod sub;
 pub mod v1;
 pub mod v2;
+mod validate;
 
 #[cfg(test)]
 mod host_tests;
@@ -81,6 +91,8 @@ pub use layout::{Hierarchy, Layout, Mode, Version};
 pub use oom::{OomEvents, OomNotifier};
 pub use path::CgroupPath;
 pub use stats::Stats;
+pub use sub::{SubCgroup, SubCgroupDirs};
+pub use validate::validate as validate_resources;
 
 /// Errors of the cgroup managers. Every variant names the file, directory or
 /// config field.
@@ -108,7 +120,12 @@ pub enum Error {
     /// the container, e.g. `linux.resources.memory.limit: memory controller
     /// not available in /sys/fs/cgroup/c1 (cgroup.controllers: cpu pids)`.
     #[error("{field}: {controller} controller not available {place}")]
-    ControllerUnavailable { field: &'static str, controller: String, place: String },
+    ControllerUnavailable { field: String, controller: String, place: String },
+    /// A write the kernel refused, with the config field it came from, e.g.
+    /// `linux.resources.cpu.quota: write "500 100000" to
+    /// /sys/fs/cgroup/c1/cpu.max: Invalid argument (os error 22)`.
+    #[error("{field}: {source}")]
+    Field { field: String, source: Box<Error> },
     /// A system call on a cgroup other than a file read or write (`bpf`,
     /// `eventfd`, `inotify`), e.g. "attach the device filter
     /// (BPF_PROG_ATTACH) on cgroup /sys/fs/cgroup/c1: ...".
@@ -125,6 +142,14 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The error of a write that came from the config field `field`, e.g. a
+    /// value the kernel refused with `EINVAL`.
+    pub(crate) fn in_field(self, field: &str) -> Error {
+        Error::Field { field: field.to_owned(), source: Box::new(self) }
+    }
+}
 
 /// What the container's `cgroup` mount shows: the host directory of the
 /// container's cgroup in one hierarchy, and how to expose it.
@@ -153,9 +178,11 @@ pub trait Manager {
     /// it created.
     fn create(&mut self) -> Result<()>;
     /// Write `linux.resources` to the controller files. Zero or absent values
-    /// are left alone, so this also serves `update`. Not handled here:
-    /// `devices` (see [`Manager::set_devices`]); not handled yet (logged, not
-    /// applied): `blockIO`, `network`, `rdma`.
+    /// are left alone, so this also serves `update`. Values are checked
+    /// first ([`validate_resources`], and `blockIO` devices against
+    /// `/sys/dev/block`), so a bad value changes nothing. Not handled here:
+    /// `devices` (see [`Manager::set_devices`]). `network` on a
+    /// cgroup2-only host is ignored with a warning, as runc ignores it.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
     /// Make `rules` (from [`device_rules`]) the container's device access:
     /// the v1 devices controller where the host has one (v1 and hybrid
@@ -184,6 +211,13 @@ pub trait Manager {
     /// On a cgroup2-only host, the open cgroup directory for
     /// `clone3(CLONE_INTO_CGROUP)`, available after [`Manager::create`].
     fn clone_fd(&self) -> Option<BorrowedFd<'_>>;
+    /// `exec --cgroup`: the existing sub-cgroup `sub` names below the
+    /// container's cgroup, in every hierarchy, for an exec'd process to
+    /// join ([`SubCgroupDirs::add_process`], or
+    /// [`SubCgroupDirs::clone_fd`] on a cgroup2-only host). Errors name
+    /// `--cgroup`: a directory that does not exist, a controller no v1
+    /// hierarchy has, a controller form on a cgroup2-only host.
+    fn sub_cgroup(&self, sub: &SubCgroup) -> Result<SubCgroupDirs>;
     /// Every process in the cgroup and its descendants, sorted; empty when
     /// the cgroup does not exist.
     fn pids(&self) -> Result<Vec<Pid>>;

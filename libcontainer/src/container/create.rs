@@ -118,18 +118,33 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     let cgroup_path = cgroups::resolve_path(linux.cgroups_path().as_deref().and_then(Path::to_str), opts.id)?;
     let mut cg = cgroups::manager(&cgroup_path)?;
-    cg.create()?;
-    let cg = undo.cgroup.insert(cg);
-    if let Some(res) = linux.resources() {
-        cg.apply(res)?;
+    let have_cgroup = match cg.create() {
+        Ok(()) => true,
+        // Rootless on a host that delegates no cgroup to the caller: as
+        // runc does, the container runs without one unless it asks for
+        // limits.
+        Err(cgroups::Error::Create { ref source, ref path })
+            if !nix::unistd::geteuid().is_root() && source.kind() == std::io::ErrorKind::PermissionDenied && !asks_for_limits(linux) =>
+        {
+            tracing::warn!(path = %path.display(), "rootless: no cgroup can be made here; the container runs in the caller's cgroups");
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if have_cgroup {
+        let cg = undo.cgroup.insert(cg);
+        if let Some(res) = linux.resources() {
+            cg.apply(res)?;
+        }
+        // Device access is always restricted: to the config's rules, the
+        // standard devices and the container's own device nodes.
+        let rules = cgroups::device_rules(
+            linux.resources().as_ref().and_then(|r| r.devices().as_deref()).unwrap_or_default(),
+            linux.devices().as_deref().unwrap_or_default(),
+        )?;
+        cg.set_devices(&rules)?;
     }
-    // Device access is always restricted: to the config's rules, the
-    // standard devices and the container's own device nodes.
-    let rules = cgroups::device_rules(
-        linux.resources().as_ref().and_then(|r| r.devices().as_deref()).unwrap_or_default(),
-        linux.devices().as_deref().unwrap_or_default(),
-    )?;
-    cg.set_devices(&rules)?;
+    let cg: Option<&dyn Manager> = undo.cgroup.as_deref();
 
     let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default(), linux.time_offsets().as_ref())?;
 
@@ -153,7 +168,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         spec,
         bundle: &bundle.dir,
         rootfs: &bundle.rootfs,
-        cgroup_mounts: cg.mount_sources(),
+        cgroup_mounts: cg.map(|c| c.mount_sources()).unwrap_or_default(),
         cgroup_ns: plan.has_cgroup,
         terminal,
         idmapped: crate::rootfs::idmapped_sources(spec, &bundle.dir)?,
@@ -176,14 +191,14 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     };
 
     let for_children = ForChildren::enter(&plan)?;
-    let child = sys::clone_process(plan.clone_flags, cg.clone_fd(), move || init::run(args))
+    let child = sys::clone_process(plan.clone_flags, cg.and_then(|c| c.clone_fd()), move || init::run(args))
         .map_err(|source| Error::Sys { op: "clone container init".into(), source })?;
     drop(for_children);
     let pid = child.pid;
     tracing::debug!(%pid, in_cgroup = child.in_cgroup, "container init cloned");
     undo.child = Some((pid, child.pidfd));
 
-    if !child.in_cgroup {
+    if let (false, Some(cg)) = (child.in_cgroup, cg) {
         cg.add_process(pid)?;
     }
     if plan.new_user {
@@ -236,7 +251,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         owner: super::user_name(nix::unistd::geteuid().as_raw()),
         annotations,
-        cgroup_path,
+        cgroup_path: have_cgroup.then_some(cgroup_path),
         config: spec.clone(),
     };
     dir.save(&saved)?;
@@ -255,4 +270,17 @@ pub fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Usage(format!("--pid-file {}: not a file path", path.display())))?;
     state::write_atomic(dir, name, pid.as_raw().to_string().as_bytes())?;
     Ok(())
+}
+
+/// Whether `linux.resources` sets any limit (device rules aside).
+fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
+    let Some(r) = linux.resources() else { return false };
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
+        || r.unified().as_ref().is_some_and(|m| !m.is_empty())
 }

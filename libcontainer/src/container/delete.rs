@@ -5,7 +5,7 @@ use std::path::Path;
 use super::kill::kill_and_wait;
 use super::{hook_state, status, Error, Result, Status};
 use crate::state::Dir;
-use crate::{cgroups, hooks};
+use crate::hooks;
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = Dir::open(root, id)?;
@@ -27,7 +27,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             kill_and_wait(&saved, 10)?;
         }
     }
-    cgroups::manager(&saved.cgroup_path)?.destroy()?;
+    if let Some(cg) = saved.cgroup()? {
+        cg.destroy()?;
+    }
     let state = hook_state(id, Status::Stopped, saved.pid, &saved.bundle, &saved.annotations);
     let poststop = saved.config.hooks().as_ref().and_then(|h| h.poststop().as_ref());
     for hook in poststop.into_iter().flatten() {

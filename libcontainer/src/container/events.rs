@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{status, Error, Result, Status};
-use crate::{cgroups, state};
+use crate::state;
 
 fn load(root: &Path, id: &str) -> Result<state::Saved> {
     let dir = root.join(id);
@@ -26,7 +26,7 @@ fn load(root: &Path, id: &str) -> Result<state::Saved> {
 /// One `{"type":"stats"}` event.
 pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value> {
     let saved = load(root, id)?;
-    let s = cgroups::manager(&saved.cgroup_path)?.stats()?;
+    let s = super::need_cgroup(&saved, "read statistics of")?.stats()?;
     Ok(json!({ "type": "stats", "id": id, "data": s }))
 }
 
@@ -34,7 +34,7 @@ pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value> {
 /// until the container stops.
 pub fn stream(root: &Path, id: &str, interval: Duration, out: &mut impl Write) -> Result<()> {
     let saved = load(root, id)?;
-    let cg = cgroups::manager(&saved.cgroup_path)?;
+    let cg = super::need_cgroup(&saved, "read statistics of")?;
     let mut oom = cg.oom_notifier().ok();
     let dir = root.join(id);
     let mut next = Instant::now();

@@ -104,6 +104,9 @@ pub struct Options<'a> {
     pub pid_file: Option<&'a Path>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// `--cgroup`: a sub-cgroup of the container's to run in (`PATH`, or
+    /// `CONTROLLER[,CONTROLLER]:PATH` for one v1 hierarchy), repeatable.
+    pub cgroup: Vec<String>,
 }
 
 /// Returns the exit code of the process (0 when detached).
@@ -139,12 +142,29 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             _ => join |= flag,
         }
     }
+    // Unprivileged, the runtime has no say over the container's other
+    // namespaces until it is in the container's user namespace: enter it
+    // first (for good: this process only supervises from here on).
+    if join.contains(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root() {
+        setns(pidfd.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| Error::Sys { op: "enter the container's user namespace".into(), source: e.into() })?;
+        join.remove(CloneFlags::CLONE_NEWUSER);
+    }
     let root_path = format!("/proc/{}/root", saved.pid);
     let root = open(root_path.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::Sys { op: format!("open {root_path}"), source: e.into() })?;
 
-    let cg = cgroups::manager(&saved.cgroup_path)?;
-    let cgroup_fd = unified_cgroup_fd(cg.as_ref());
+    let cg = saved.cgroup()?;
+    let sub = cgroups::SubCgroup::parse(&opts.cgroup)?;
+    let sub_dirs = match (&cg, sub.is_empty()) {
+        (_, true) => None,
+        (Some(cg), false) => Some(cg.sub_cgroup(&sub)?),
+        (None, false) => return Err(Error::Usage("--cgroup: the container has no cgroup".into())),
+    };
+    let own_cgroup_fd = if sub_dirs.is_none() { cg.as_deref().and_then(unified_cgroup_fd) } else { None };
+    let cgroup_fd = match &sub_dirs {
+        Some(d) => d.clone_fd(),
+        None => own_cgroup_fd.as_ref().map(|f| f.as_fd()),
+    };
 
     let mut proxy = None;
     let console: Option<OwnedFd> = match (terminal, opts.console_socket) {
@@ -188,7 +208,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         setns(pidfd.as_fd(), for_children).map_err(|e| Error::Sys { op: "enter the container's pid namespace".into(), source: e.into() })?;
         Some((own, own_time))
     };
-    let cloned = sys::clone_process(0, cgroup_fd.as_ref().map(|f| f.as_fd()), move || exec_child::run(args));
+    let cloned = sys::clone_process(0, cgroup_fd, move || exec_child::run(args));
     if let Some((own, own_time)) = back {
         if let Some(fd) = own {
             let _ = setns(fd.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -205,7 +225,11 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         e
     };
     if !child.in_cgroup {
-        cg.add_process(pid).map_err(|e| fail(e.into()))?;
+        match (&sub_dirs, &cg) {
+            (Some(d), _) => d.add_process(pid).map_err(|e| fail(e.into()))?,
+            (None, Some(cg)) => cg.add_process(pid).map_err(|e| fail(e.into()))?,
+            (None, None) => {}
+        }
     }
     parent_chan.send(&ToInit::Proceed).map_err(|e| fail(e.into()))?;
     loop {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 
 use super::{init_pidfd, status, Error, Result, Status};
-use crate::{cgroups, state, sys};
+use crate::{state, sys};
 
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let dir = root.join(id);
@@ -18,8 +18,7 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let Some(saved) = saved.filter(|_| st != Status::Stopped && st != Status::Creating) else {
         return Err(Error::Status("container not running".into()));
     };
-    if all {
-        let m = cgroups::manager(&saved.cgroup_path)?;
+    if let (true, Some(m)) = (all, saved.cgroup()?) {
         for pid in m.pids()? {
             tracing::debug!(%pid, signal, "kill");
             if let Err(e) = sys::kill(pid, signal) {
@@ -46,9 +45,10 @@ pub(crate) fn kill_and_wait(saved: &state::Saved, secs: u64) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
         Err(source) => return Err(Error::Sys { op: format!("kill init {}", saved.pid), source }),
     }
-    let cg = cgroups::manager(&saved.cgroup_path)?;
-    if cg.is_frozen().unwrap_or(false) {
-        cg.thaw()?;
+    if let Some(cg) = saved.cgroup()? {
+        if cg.is_frozen().unwrap_or(false) {
+            cg.thaw()?;
+        }
     }
     let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
     let ms = (secs * 1000).min(i32::MAX as u64) as i32;

@@ -19,6 +19,7 @@
 //! `delete` removes the state directory from `created` or `stopped` (and
 //! from `running` with `--force`, after killing the init).
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -26,6 +27,7 @@ pub mod exec;
 pub mod foreground;
 pub mod kill;
 pub mod pause;
+pub mod restore;
 pub mod run;
 pub mod start;
 pub mod update;
@@ -157,7 +159,7 @@ pub fn status(dir: &Path, saved: Option<&Saved>) -> Status {
     if !init_alive(saved.pid, saved.pid_start_time) {
         return Status::Stopped;
     }
-    if crate::cgroups::manager(&saved.cgroup_path).and_then(|m| m.is_frozen()).unwrap_or(false) {
+    if saved.cgroup().ok().flatten().and_then(|m| m.is_frozen().ok()).unwrap_or(false) {
         return Status::Paused;
     }
     if dir.join(state::START_SOCKET).exists() {
@@ -211,8 +213,11 @@ pub fn init_pidfd(saved: &Saved) -> Option<OwnedFd> {
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let dir = root.join(id);
     let saved = state::load(&dir)?.ok_or_else(|| state::Error::NotExist(id.to_owned()))?;
-    let m = crate::cgroups::manager(&saved.cgroup_path)?;
-    let mut pids: Vec<i32> = m.pids()?.into_iter().map(|p| p.as_raw()).collect();
+    let mut pids: Vec<i32> = match saved.cgroup()? {
+        Some(m) => m.pids()?.into_iter().map(|p| p.as_raw()).collect(),
+        // No cgroup (rootless): the init stands for the container.
+        None => [saved.pid].into_iter().filter(|p| init_alive(*p, saved.pid_start_time)).collect(),
+    };
     pids.sort_unstable();
     Ok(pids)
 }
@@ -244,4 +249,9 @@ pub(crate) fn pass_listener(
     let copy = crate::sys::seccomp::pidfd_getfd(pidfd, fd).map_err(|source| Error::Sys { op: format!("copy seccomp listener from {pid}"), source })?;
     crate::seccomp::send_listener(copy.as_fd(), path, &metadata, pid, state)?;
     Ok(())
+}
+
+/// The container's cgroup manager, for verbs that cannot work without one.
+pub(crate) fn need_cgroup(saved: &Saved, verb: &str) -> Result<Box<dyn crate::cgroups::Manager>> {
+    saved.cgroup()?.ok_or_else(|| Error::Status(format!("cannot {verb} container {}: it has no cgroup (it was created rootless without one)", saved.id)))
 }

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use super::{status, Error, Result, Status};
-use crate::cgroups;
 use crate::state::Dir;
 
 pub fn pause(root: &Path, id: &str) -> Result<()> {
@@ -16,7 +15,7 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
         st => return Err(Error::Status(format!("cannot pause container {id}: it is {st}"))),
     }
     let saved = saved.expect("running containers have state");
-    cgroups::manager(&saved.cgroup_path)?.freeze()?;
+    super::need_cgroup(&saved, "pause")?.freeze()?;
     Ok(())
 }
 
@@ -28,6 +27,6 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
         st => return Err(Error::Status(format!("container {id} is not paused: it is {st}"))),
     }
     let saved = saved.expect("paused containers have state");
-    cgroups::manager(&saved.cgroup_path)?.thaw()?;
+    super::need_cgroup(&saved, "resume")?.thaw()?;
     Ok(())
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 use oci_spec::runtime::LinuxResources;
 
 use super::{status, Error, Result, Status};
-use crate::cgroups;
 use crate::state::Dir;
 
 /// Apply `resources` (absent fields stay as they are) and record them in
@@ -17,7 +16,7 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
         return Err(Error::Status(format!("cannot update container {id}: it is stopped")));
     }
     let mut saved = saved.ok_or_else(|| Error::Status(format!("container {id} is still being created")))?;
-    cgroups::manager(&saved.cgroup_path)?.apply(resources)?;
+    super::need_cgroup(&saved, "update")?.apply(resources)?;
     let merged = merge(saved.config.linux().as_ref().and_then(|l| l.resources().clone()), resources);
     if let Some(linux) = saved.config.linux_mut() {
         linux.set_resources(Some(merged));

@@ -12,17 +12,19 @@ use crate::cgroups::{files, Error, Result};
 const SHARES: &str = "cpu.shares";
 const QUOTA: &str = "cpu.cfs_quota_us";
 const PERIOD: &str = "cpu.cfs_period_us";
+const F_SHARES: &str = "linux.resources.cpu.shares";
+const F_QUOTA: &str = "linux.resources.cpu.quota";
+const F_PERIOD: &str = "linux.resources.cpu.period";
 
+/// Each value the kernel refuses (`EINVAL`: a quota above the parent's,
+/// a burst above the quota) is an error naming its field.
 pub fn apply(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(shares) = c.shares().filter(|&s| s != 0) {
-        files::write(dir, SHARES, &shares.to_string())?;
+        files::write(dir, SHARES, &shares.to_string()).map_err(|e| e.in_field(F_SHARES))?;
         // The kernel clamps to 2..=262144 silently; say so instead.
         let got = files::read(dir, SHARES)?;
         if got.trim() != shares.to_string() {
-            return Err(Error::Invalid {
-                field: "linux.resources.cpu.shares",
-                reason: format!("the kernel took {shares} as {}", got.trim()),
-            });
+            return Err(Error::Invalid { field: F_SHARES, reason: format!("the kernel took {shares} as {}", got.trim()) });
         }
     }
     let quota = c.quota().filter(|&q| q != 0).map(|q| if q < 0 { -1 } else { q });
@@ -33,26 +35,26 @@ pub fn apply(dir: &Path, c: &LinuxCpu) -> Result<()> {
             // A shorter period can make the current quota exceed the parent's
             // bandwidth (EINVAL); retry once the new quota is in.
             Err(e) if quota.is_some() && files::is_write_errno(&e, libc::EINVAL) => period_pending = Some(period),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.in_field(F_PERIOD)),
         }
     }
     if let Some(quota) = quota {
-        files::write(dir, QUOTA, &quota.to_string())?;
+        files::write(dir, QUOTA, &quota.to_string()).map_err(|e| e.in_field(F_QUOTA))?;
         if let Some(period) = period_pending {
-            files::write(dir, PERIOD, &period.to_string())?;
+            files::write(dir, PERIOD, &period.to_string()).map_err(|e| e.in_field(F_PERIOD))?;
         }
     }
     if let Some(burst) = c.burst() {
-        files::write(dir, "cpu.cfs_burst_us", &burst.to_string())?;
+        files::write(dir, "cpu.cfs_burst_us", &burst.to_string()).map_err(|e| e.in_field("linux.resources.cpu.burst"))?;
     }
     if let Some(p) = c.realtime_period().filter(|&p| p != 0) {
-        files::write(dir, "cpu.rt_period_us", &p.to_string())?;
+        files::write(dir, "cpu.rt_period_us", &p.to_string()).map_err(|e| e.in_field("linux.resources.cpu.realtimePeriod"))?;
     }
     if let Some(r) = c.realtime_runtime().filter(|&r| r != 0) {
-        files::write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+        files::write(dir, "cpu.rt_runtime_us", &r.to_string()).map_err(|e| e.in_field("linux.resources.cpu.realtimeRuntime"))?;
     }
     if let Some(idle) = c.idle() {
-        files::write(dir, "cpu.idle", &idle.to_string())?;
+        files::write(dir, "cpu.idle", &idle.to_string()).map_err(|e| e.in_field("linux.resources.cpu.idle"))?;
     }
     Ok(())
 }
@@ -115,6 +117,7 @@ mod tests {
         fake(t.path());
         let c: LinuxCpu = serde_json::from_str(r#"{"realtimeRuntime":1000}"#).unwrap();
         let e = apply(t.path(), &c).unwrap_err();
+        assert!(e.to_string().starts_with("linux.resources.cpu.realtimeRuntime: write \"1000\" to "), "{e}");
         assert!(e.to_string().contains("cpu.rt_runtime_us"), "{e}");
     }
 }

@@ -22,10 +22,10 @@ pub fn apply(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
             });
         }
         let value = if l.limit() < 0 { "-1".to_owned() } else { l.limit().to_string() };
-        files::write(dir, &file, &value)?;
+        files::write(dir, &file, &value).map_err(|e| e.in_field("linux.resources.hugepageLimits"))?;
         let rsvd = format!("hugetlb.{size}.rsvd.limit_in_bytes");
         if files::exists(dir, &rsvd) {
-            files::write(dir, &rsvd, &value)?;
+            files::write(dir, &rsvd, &value).map_err(|e| e.in_field("linux.resources.hugepageLimits"))?;
         }
     }
     Ok(())

@@ -52,19 +52,19 @@ pub fn apply(dir: &Path, m: &LinuxMemory) -> Result<()> {
         files::write(dir, file, &value.to_string()).map_err(|e| below_usage(dir, file, value, e))?;
     }
     if let Some(r) = m.reservation().filter(|&r| r != 0) {
-        files::write(dir, SOFT, &r.to_string())?;
+        files::write(dir, SOFT, &r.to_string()).map_err(|e| e.in_field("linux.resources.memory.reservation"))?;
     }
     if let Some(s) = m.swappiness() {
         if s > 100 {
             return Err(Error::Invalid { field: "linux.resources.memory.swappiness", reason: format!("{s} is not in 0-100") });
         }
-        files::write(dir, SWAPPINESS, &s.to_string())?;
+        files::write(dir, SWAPPINESS, &s.to_string()).map_err(|e| e.in_field("linux.resources.memory.swappiness"))?;
     }
     if m.disable_oom_killer() == Some(true) {
-        files::write(dir, OOM_CONTROL, "1")?;
+        files::write(dir, OOM_CONTROL, "1").map_err(|e| e.in_field("linux.resources.memory.disableOOMKiller"))?;
     }
     if let Some(k) = m.kernel_tcp().filter(|&k| k != 0) {
-        files::write(dir, KMEM_TCP, &k.to_string())?;
+        files::write(dir, KMEM_TCP, &k.to_string()).map_err(|e| e.in_field("linux.resources.memory.kernelTCP"))?;
     }
     #[allow(deprecated)]
     if m.kernel().is_some_and(|k| k != 0) {
@@ -88,7 +88,8 @@ fn limit_writes(limit: i64, swap: i64, current: impl FnOnce() -> Result<u64>) ->
 /// `EBUSY` on the limit: the kernel could not reclaim down to it.
 fn below_usage(dir: &Path, file: &str, value: i64, e: Error) -> Error {
     if file != LIMIT || !files::is_write_errno(&e, libc::EBUSY) {
-        return e;
+        let field = if file == LIMIT { "linux.resources.memory.limit" } else { "linux.resources.memory.swap" };
+        return e.in_field(field);
     }
     let usage = files::read(dir, "memory.usage_in_bytes").unwrap_or_default();
     let peak = files::read(dir, "memory.max_usage_in_bytes").unwrap_or_default();

@@ -11,4 +11,7 @@ pub mod devices;
 pub mod freezer;
 pub mod hugetlb;
 pub mod memory;
+pub mod net_cls;
+pub mod net_prio;
 pub mod pids;
+pub mod rdma;

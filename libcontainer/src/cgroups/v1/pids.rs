@@ -9,7 +9,7 @@ use crate::cgroups::{files, Result};
 
 /// `pids.max`: the limit, or `max` for zero and below (no limit).
 pub fn apply(dir: &Path, p: &LinuxPids) -> Result<()> {
-    files::write(dir, "pids.max", &pids_max(p.limit()))
+    files::write(dir, "pids.max", &pids_max(p.limit())).map_err(|e| e.in_field("linux.resources.pids.limit"))
 }
 
 /// The value of `pids.max` (the same in v1 and v2).

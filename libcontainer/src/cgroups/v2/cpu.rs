@@ -8,21 +8,24 @@ use oci_spec::runtime::LinuxCpu;
 use crate::cgroups::stats::{read_keyed, Cpu};
 use crate::cgroups::{files, Result};
 
+/// Each value the kernel refuses (`EINVAL`: a quota above the parent's,
+/// a burst above the quota) is an error naming its field.
 pub fn apply(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(weight) = c.shares().and_then(shares_to_weight) {
-        files::write(dir, "cpu.weight", &weight.to_string())?;
+        files::write(dir, "cpu.weight", &weight.to_string()).map_err(|e| e.in_field("linux.resources.cpu.shares"))?;
     }
     let quota = c.quota().filter(|&q| q != 0);
     let period = c.period().filter(|&p| p != 0);
     if quota.is_some() || period.is_some() {
         let current = files::read_opt(dir, "cpu.max")?.unwrap_or_default();
-        files::write(dir, "cpu.max", &cpu_max(quota, period, &current))?;
+        let field = if quota.is_some() { "linux.resources.cpu.quota" } else { "linux.resources.cpu.period" };
+        files::write(dir, "cpu.max", &cpu_max(quota, period, &current)).map_err(|e| e.in_field(field))?;
     }
     if let Some(burst) = c.burst() {
-        files::write(dir, "cpu.max.burst", &burst.to_string())?;
+        files::write(dir, "cpu.max.burst", &burst.to_string()).map_err(|e| e.in_field("linux.resources.cpu.burst"))?;
     }
     if let Some(idle) = c.idle() {
-        files::write(dir, "cpu.idle", &idle.to_string())?;
+        files::write(dir, "cpu.idle", &idle.to_string()).map_err(|e| e.in_field("linux.resources.cpu.idle"))?;
     }
     if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0) {
         tracing::warn!(field = "linux.resources.cpu.realtimeRuntime", "cgroup v2 has no realtime budget; ignored");

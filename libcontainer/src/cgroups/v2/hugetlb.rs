@@ -24,10 +24,10 @@ pub fn apply(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
         }
         // A limit of 0 is a real one (no huge pages); below 0 lifts it.
         let value = if l.limit() < 0 { "max".to_owned() } else { l.limit().to_string() };
-        files::write(dir, &file, &value)?;
+        files::write(dir, &file, &value).map_err(|e| e.in_field("linux.resources.hugepageLimits"))?;
         let rsvd = format!("hugetlb.{size}.rsvd.max");
         if files::exists(dir, &rsvd) {
-            files::write(dir, &rsvd, &value)?;
+            files::write(dir, &rsvd, &value).map_err(|e| e.in_field("linux.resources.hugepageLimits"))?;
         }
     }
     Ok(())

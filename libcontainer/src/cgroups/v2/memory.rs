@@ -34,14 +34,14 @@ pub fn apply(dir: &Path, m: &LinuxMemory) -> Result<()> {
             Err(e) if files::is_write_missing(&e) => {
                 return Err(Error::Unsupported(format!("linux.resources.memory.swap (no swap accounting: {e})")))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.in_field("linux.resources.memory.swap")),
         }
     }
     if let Some(v) = num_to_str(limit) {
-        files::write(dir, "memory.max", &v)?;
+        files::write(dir, "memory.max", &v).map_err(|e| e.in_field("linux.resources.memory.limit"))?;
     }
     if let Some(v) = num_to_str(m.reservation().unwrap_or(0)) {
-        files::write(dir, "memory.low", &v)?;
+        files::write(dir, "memory.low", &v).map_err(|e| e.in_field("linux.resources.memory.reservation"))?;
     }
     #[allow(deprecated)]
     let v1_only = [

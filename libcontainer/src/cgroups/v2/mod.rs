@@ -17,6 +17,7 @@ pub mod hugetlb;
 pub mod io;
 pub mod memory;
 pub mod pids;
+pub mod rdma;
 pub mod unified;
 
 use std::path::{Path, PathBuf};
@@ -95,8 +96,8 @@ pub fn kill(dir: &Path) -> Result<bool> {
 }
 
 /// Turn a failed enable into the error a resource reports.
-pub(crate) fn enable_failed(field: &'static str, controller: &str, leaf: &Path, e: Error) -> Error {
-    Error::ControllerUnavailable { field, controller: controller.to_owned(), place: format!("in {} ({e})", leaf.display()) }
+pub(crate) fn enable_failed(field: &str, controller: &str, leaf: &Path, e: Error) -> Error {
+    Error::ControllerUnavailable { field: field.to_owned(), controller: controller.to_owned(), place: format!("in {} ({e})", leaf.display()) }
 }
 
 /// `0` (unset) writes nothing, `-1` is `max`, the rest as they are: the

@@ -25,12 +25,20 @@ pub fn controller_of(key: &str) -> Result<&str> {
     }
 }
 
+/// How errors name one key: `linux.resources.unified["misc.max"]`.
+pub(crate) fn field(key: &str) -> String {
+    format!("{FIELD}[{key:?}]")
+}
+
+/// Write one key. A file the directory lacks (a knob this kernel or
+/// controller does not have) and a value the kernel refuses are errors
+/// naming the key.
 pub fn apply(dir: &Path, key: &str, value: &str) -> Result<()> {
     files::write(dir, key, value).map_err(|e| {
         if files::is_write_missing(&e) {
             Error::Invalid { field: FIELD, reason: format!("{key:?}: no such file in {}", dir.display()) }
         } else {
-            e
+            Error::Field { field: field(key), source: Box::new(e) }
         }
     })
 }
@@ -56,5 +64,9 @@ mod tests {
         assert!(e.to_string().contains("memory.high\": no such file"), "{e}");
         std::fs::write(t.path().join("memory.high"), "max").unwrap();
         apply(t.path(), "memory.high", "1").unwrap();
+        // A refused value names the key.
+        std::fs::create_dir(t.path().join("misc.max")).unwrap();
+        let e = apply(t.path(), "misc.max", "sev 1").unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.unified[\"misc.max\"]: write \"sev 1\" to "), "{e}");
     }
 }
