@@ -8,7 +8,7 @@
 //! which spares a second fork. The init joins the others first thing, user
 //! namespace first, mount namespace last among them.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::fcntl::{open, OFlag};
@@ -78,6 +78,10 @@ pub struct Plan {
     /// A new user namespace, whose mappings the runtime writes after the
     /// clone and before `Proceed`.
     pub new_user: bool,
+    /// The user namespace to join was entered by the process that cloned
+    /// the init (so the init's new namespaces are owned by it); the init
+    /// only becomes root in it.
+    pub user_entered_by_parent: bool,
     /// A new time namespace: made by the init with `unshare`, so its clock
     /// offsets can be written before any process is in it; the init's
     /// `execve` then moves it in.
@@ -139,7 +143,13 @@ impl Plan {
     /// then become root in it), then make the new cgroup and time
     /// namespaces.
     pub fn enter(&self) -> Result<(), Error> {
+        if self.user_entered_by_parent {
+            become_root()?;
+        }
         for j in &self.join {
+            if j.kind == LinuxNamespaceType::User && self.user_entered_by_parent {
+                continue;
+            }
             tracing::debug!(kind = %j.kind, path = %j.path.display(), "setns");
             setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32))
                 .map_err(|source| Error::Join { kind: j.kind.to_string(), path: j.path.clone(), source })?;
@@ -255,9 +265,51 @@ pub fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Resul
     result
 }
 
+impl Plan {
+    /// The user namespace to join, if the container joins one by path.
+    pub fn joined_user(&self) -> Option<&Join> {
+        self.join.iter().find(|j| j.kind == LinuxNamespaceType::User)
+    }
+}
+
+/// The `uid_map` and `gid_map` of the user namespace open as `userns`, read
+/// from inside it by a short-lived child.
+pub fn user_ns_maps(userns: BorrowedFd<'_>) -> Result<(String, String), Error> {
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| Error::Other { op: "pipe for", kind: "user".into(), source })?;
+    let child = crate::sys::clone_process(0, None, || {
+        if setns(userns, CloneFlags::CLONE_NEWUSER).is_err() {
+            return 1;
+        }
+        let text = ["uid_map", "gid_map"].map(|f| std::fs::read_to_string(format!("/proc/self/{f}")).unwrap_or_default()).join("\0");
+        let mut w = std::fs::File::from(wr.try_clone().expect("dup pipe"));
+        use std::io::Write;
+        i32::from(w.write_all(text.as_bytes()).is_err())
+    })
+    .map_err(|e| Error::Other { op: "read the mappings of", kind: "user".into(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+    drop(wr);
+    let mut text = String::new();
+    use std::io::Read;
+    let _ = std::fs::File::from(rd).read_to_string(&mut text);
+    let _ = nix::sys::wait::waitpid(child.pid, None);
+    let (uid, gid) = text.split_once('\0').ok_or_else(|| Error::Other { op: "read the mappings of", kind: "user".into(), source: nix::Error::EPERM })?;
+    Ok((uid.to_owned(), gid.to_owned()))
+}
+
+/// Mapping text compared field by field, whatever the spacing.
+pub fn same_mappings(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+    norm(a) == norm(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapping_comparison_ignores_spacing() {
+        assert!(same_mappings("         0     100000      65536\n", "0 100000 65536\n"));
+        assert!(!same_mappings("0 100000 65536\n", "0 100000 1\n"));
+    }
 
     #[test]
     fn map_text() {

@@ -120,13 +120,16 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         return Err(invalid("linux.namespaces", "a mount namespace is required: the rootfs is set up in it".into()));
     }
     let new_userns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let joined_userns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
     for (field, maps) in [("linux.uidMappings", linux.uid_mappings()), ("linux.gidMappings", linux.gid_mappings())] {
         let maps = maps.as_deref().unwrap_or_default();
         if new_userns && maps.is_empty() {
             return Err(invalid(field, "a new user namespace needs mappings".into()));
         }
-        if !new_userns && !maps.is_empty() {
-            return Err(invalid(field, "mappings are only written for a new user namespace".into()));
+        // With a joined namespace, mappings may be given (containerd and
+        // CRI-O send them); create checks they are the namespace's own.
+        if !new_userns && !joined_userns && !maps.is_empty() {
+            return Err(invalid(field, "mappings need a user namespace".into()));
         }
         check_mappings(maps).map_err(|(i, reason)| invalid(&format!("{field}[{i}]"), reason))?;
     }

@@ -11,8 +11,10 @@
 mod bad_input;
 mod cgroup;
 mod cli;
+mod events;
 mod devices;
 mod exec;
+mod exec_tty;
 mod fds;
 mod hooks;
 mod lifecycle;
@@ -21,7 +23,9 @@ mod paths;
 mod process;
 mod rootfs;
 mod seccomp;
+mod security;
 mod terminal;
+mod userns;
 
 use roci_integration::{Container, Output};
 

@@ -82,3 +82,24 @@ pub fn build(rootfs: &Path) {
     fs::write(rootfs.join("etc/group"), GROUP).expect("write group");
     fs::write(rootfs.join("etc/hosts"), "127.0.0.1 localhost\n").expect("write hosts");
 }
+
+/// Give every file of `rootfs` to `uid:gid` (`lchown`, symlinks not followed), for a container whose user
+/// namespace maps its root to those host ids. The busybox binary is a hardlink of the shared cache copy:
+/// it is replaced by a private copy first, so the cache and other tests' rootfs keep their owner.
+pub fn chown_tree(rootfs: &Path, uid: u32, gid: u32) {
+    let bb = rootfs.join("bin/busybox");
+    let private = rootfs.join("bin/.busybox-private");
+    fs::copy(&bb, &private).expect("copy busybox out of the shared cache");
+    fs::rename(&private, &bb).expect("replace the hardlinked busybox");
+    lchown_tree(rootfs, uid, gid);
+}
+
+fn lchown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("lchown {}: {e}", path.display()));
+    let meta = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())) {
+            lchown_tree(&entry.expect("dir entry").path(), uid, gid);
+        }
+    }
+}

@@ -146,7 +146,20 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     }
     let cg: Option<&dyn Manager> = undo.cgroup.as_deref();
 
-    let plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default(), linux.time_offsets().as_ref())?;
+    let mut plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default(), linux.time_offsets().as_ref())?;
+    if let Some(joined) = plan.joined_user() {
+        // Mappings next to a joined user namespace must be its own.
+        let (uid_map, gid_map) = crate::namespaces::user_ns_maps(joined.fd.as_fd())?;
+        for (field, maps, have) in [("linux.uidMappings", linux.uid_mappings(), uid_map), ("linux.gidMappings", linux.gid_mappings(), gid_map)] {
+            let maps = maps.as_deref().unwrap_or_default();
+            if !maps.is_empty() && !crate::namespaces::same_mappings(&crate::namespaces::id_map_text(maps), &have) {
+                return Err(Error::Usage(format!("{field}: do not match the user namespace joined at {} ({})", joined.path.display(), have.trim())));
+            }
+        }
+        // New namespaces must belong to the joined user namespace, so the
+        // init is cloned by a process already in it.
+        plan.user_entered_by_parent = true;
+    }
 
     let console = match (opts.console_fd, opts.console_socket) {
         (Some(fd), _) => Some(fd),
@@ -191,8 +204,11 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     };
 
     let for_children = ForChildren::enter(&plan)?;
-    let child = sys::clone_process(plan.clone_flags, cg.and_then(|c| c.clone_fd()), move || init::run(args))
-        .map_err(|source| Error::Sys { op: "clone container init".into(), source })?;
+    let child = match plan.joined_user() {
+        Some(j) => clone_in_user_namespace(j.fd.as_fd(), plan.clone_flags, move || init::run(args)),
+        None => sys::clone_process(plan.clone_flags, cg.and_then(|c| c.clone_fd()), move || init::run(args)),
+    }
+    .map_err(|source| Error::Sys { op: "clone container init".into(), source })?;
     drop(for_children);
     let pid = child.pid;
     tracing::debug!(%pid, in_cgroup = child.in_cgroup, "container init cloned");
@@ -283,4 +299,31 @@ fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
         || r.network().is_some()
         || r.rdma().as_ref().is_some_and(|m| !m.is_empty())
         || r.unified().as_ref().is_some_and(|m| !m.is_empty())
+}
+
+/// Clone the init from an intermediate process that has joined `userns`,
+/// so the namespaces the clone makes are owned by it. The intermediate
+/// sends the init's pidfd back and exits; as a child subreaper, this
+/// process becomes the init's parent.
+fn clone_in_user_namespace(userns: std::os::fd::BorrowedFd<'_>, flags: u64, init: impl FnOnce() -> i32) -> std::io::Result<sys::Child> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
+    nix::sys::prctl::set_child_subreaper(true)?;
+    let middle = sys::clone_process(0, None, move || {
+        if nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER).is_err() {
+            return 1;
+        }
+        match sys::clone_process(flags, None, init) {
+            Ok(c) => match c.pidfd {
+                Some(fd) => i32::from(crate::tty::send_fd(theirs.as_fd(), fd.as_fd(), "init").is_err()),
+                None => 1,
+            },
+            Err(_) => 1,
+        }
+    })?;
+    let status = waitpid(middle.pid, None);
+    let pidfd = crate::tty::recv_fd(ours.as_fd())
+        .map_err(|e| std::io::Error::other(format!("the process joining the user namespace failed ({status:?}): {e}")))?;
+    let pid = sys::pidfd_pid(pidfd.as_fd())?;
+    Ok(sys::Child { pid, pidfd: Some(pidfd), in_cgroup: false })
 }

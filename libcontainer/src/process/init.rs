@@ -97,7 +97,6 @@ pub fn run(args: InitArgs<'_>) -> i32 {
 
 /// Everything up to `Ready`.
 fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
-    prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
     // Nothing in the container may ptrace us or open our /proc files
     // (our executable is the runtime's) before the program replaces us.
     prctl::set_dumpable(false).map_err(sys_err("set non-dumpable"))?;
@@ -105,6 +104,9 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
     }
+    // Only now: the runtime is our parent by this point even when an
+    // intermediate process cloned us (it has exited and we were reparented).
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
     let spec = &a.bundle.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::Message("config has no process".into()))?;
 

@@ -335,3 +335,14 @@ pub fn dup2(old: BorrowedFd<'_>, new: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The pid (in our PID namespace) of the process a pidfd refers to.
+pub fn pidfd_pid(pidfd: BorrowedFd<'_>) -> io::Result<Pid> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+        .map(Pid::from_raw)
+        .ok_or_else(|| io::Error::other("the pidfd's process has no pid here"))
+}
