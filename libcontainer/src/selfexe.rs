@@ -13,15 +13,19 @@
 //! - they are non-dumpable until then (`process::init`, `process::exec`),
 //!   so only a process with CAP_SYS_PTRACE in the runtime's user namespace
 //!   may open their `/proc` files;
-//! - when such a process can exist — `exec`, and a container joining an
-//!   existing PID namespace — the runtime first re-executes itself from a
-//!   sealed memfd copy of its binary ([`ensure_sealed`]), so what
-//!   `/proc/PID/exe` reaches cannot be written, nor is it the host's file.
+//! - when a process that could pass that check may exist — an `exec` into
+//!   a container without a user namespace whose processes may hold
+//!   CAP_SYS_PTRACE ([`exec_exposes_runtime`]), and a container joining an
+//!   existing PID namespace (whose other processes roci knows nothing
+//!   about) — the runtime first re-executes itself from a sealed memfd copy
+//!   of its binary ([`ensure_sealed`]), so what `/proc/PID/exe` reaches
+//!   cannot be written, nor is it the host's file.
 //!
-//! The cost is one copy of the binary into memory and one `execve`, paid
-//! only on those paths (about 2 ms for a 5 MB binary); a plain `create` or
-//! `run` in a new PID namespace has no process that could see the runtime,
-//! and pays nothing.
+//! The copy and the extra `execve` cost about 3 ms (a third of an exec), so
+//! they are paid only where the first layer is not enough; the usual
+//! container (Docker's and Kubernetes' default capabilities leave
+//! CAP_SYS_PTRACE out, or a user namespace) and a plain `create` or `run`
+//! in a new PID namespace pay nothing.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -83,6 +87,30 @@ pub fn ensure_sealed() -> Result<(), Error> {
     Err(err("execute the sealed copy")(e))
 }
 
+/// Whether a process of the container could open the `/proc/PID/exe` of a
+/// non-dumpable runtime process in its PID namespace: that takes
+/// CAP_SYS_PTRACE in the runtime's user namespace, which a container with a
+/// user namespace never has, and one without has only if its capability
+/// bounding set allows it — for its init (`config`), the process about to
+/// be exec'd (`process`), or one exec'd earlier (`granted_before`).
+pub fn exec_exposes_runtime(config: &oci_spec::runtime::Spec, process: &oci_spec::runtime::Process, granted_before: bool) -> bool {
+    use oci_spec::runtime::LinuxNamespaceType;
+    let userns = config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User));
+    if userns {
+        return false;
+    }
+    granted_before || config.process().as_ref().is_some_and(may_ptrace) || may_ptrace(process)
+}
+
+/// Whether a process's capability bounding set allows CAP_SYS_PTRACE.
+pub fn may_ptrace(process: &oci_spec::runtime::Process) -> bool {
+    process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().as_ref())
+        .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::SysPtrace))
+}
+
 /// Whether the bundle's container joins an existing PID namespace (so its
 /// init can be seen by processes already there). Reads config.json loosely;
 /// a config that fails to parse is reported later by `create` itself.
@@ -106,6 +134,26 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), r#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).unwrap();
         assert!(!joins_pid_namespace(dir.path()));
         assert!(!joins_pid_namespace(Path::new("/nonexistent")));
+    }
+
+    #[test]
+    fn exposure_needs_ptrace_without_userns() {
+        let spec = |caps: &str, userns: bool| -> oci_spec::runtime::Spec {
+            let ns = if userns { r#",{"type":"user"}"# } else { "" };
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"args":["sh"],"cwd":"/","user":{{"uid":0,"gid":0}},"capabilities":{{"bounding":[{caps}]}}}},"linux":{{"namespaces":[{{"type":"pid"}}{ns}]}}}}"#
+            ))
+            .unwrap()
+        };
+        let plain = spec(r#""CAP_KILL""#, false);
+        let ptrace = spec(r#""CAP_KILL","CAP_SYS_PTRACE""#, false);
+        let userns = spec(r#""CAP_SYS_PTRACE""#, true);
+        let p = |s: &oci_spec::runtime::Spec| s.process().clone().unwrap();
+        assert!(!exec_exposes_runtime(&plain, &p(&plain), false));
+        assert!(exec_exposes_runtime(&plain, &p(&plain), true), "an earlier exec had it");
+        assert!(exec_exposes_runtime(&plain, &p(&ptrace), false), "this exec asks for it");
+        assert!(exec_exposes_runtime(&ptrace, &p(&plain), false), "the init may have it");
+        assert!(!exec_exposes_runtime(&userns, &p(&userns), true), "never across a user namespace");
     }
 
     #[test]

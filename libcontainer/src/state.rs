@@ -72,6 +72,10 @@ pub struct Saved {
     pub cgroup_path: Option<crate::cgroups::CgroupPath>,
     /// The config the container was created from.
     pub config: Spec,
+    /// A process exec'd into the container may hold CAP_SYS_PTRACE (see
+    /// `selfexe`): later execs must protect the runtime binary.
+    #[serde(default)]
+    pub ptrace_exec: bool,
 }
 
 impl Saved {

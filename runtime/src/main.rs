@@ -31,7 +31,6 @@ fn main() -> ExitCode {
     // Commands whose processes share a PID namespace with the container's
     // run from a sealed copy of the binary (see libcontainer::selfexe).
     let exposed = match &cli.command {
-        Some(Command::Exec(_)) => true,
         Some(Command::Create(c)) => libcontainer::selfexe::joins_pid_namespace(&c.bundle),
         Some(Command::Run(r)) => libcontainer::selfexe::joins_pid_namespace(&r.create.bundle),
         _ => false,
@@ -264,6 +263,13 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
             container::exec::process_from(&base, &o)?
         }
     };
+    let saved = libcontainer::state::load(&root.join(&e.id))?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
+    if libcontainer::selfexe::exec_exposes_runtime(&saved.config, &process, saved.ptrace_exec) {
+        if libcontainer::selfexe::may_ptrace(&process) && !saved.ptrace_exec {
+            container::exec::record_ptrace_exec(root, &e.id)?;
+        }
+        libcontainer::selfexe::ensure_sealed()?;
+    }
     Ok(container::exec::exec(container::exec::Options {
         root,
         id: &e.id,

@@ -269,6 +269,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         annotations,
         cgroup_path: have_cgroup.then_some(cgroup_path),
         config: spec.clone(),
+        ptrace_exec: false,
     };
     dir.save(&saved)?;
     if let Some(pid_file) = opts.pid_file {

@@ -269,6 +269,17 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
     supervise(pid, master, &forwarded)
 }
 
+/// Remember that a process exec'd into the container may hold
+/// CAP_SYS_PTRACE, so every later exec protects the runtime's binary.
+pub fn record_ptrace_exec(root: &Path, id: &str) -> Result<()> {
+    let dir = state::Dir::open(root, id)?;
+    if let Some(mut saved) = dir.load()? {
+        saved.ptrace_exec = true;
+        dir.save(&saved)?;
+    }
+    Ok(())
+}
+
 /// On a cgroup2-only host, the container's cgroup directory, opened for
 /// `CLONE_INTO_CGROUP`.
 fn unified_cgroup_fd(cg: &dyn cgroups::Manager) -> Option<OwnedFd> {
