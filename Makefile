@@ -24,8 +24,9 @@ ROCI := $(TARGET_DIR)/release/roci
 IT_THREADS ?= 4
 IT_FILTER ?=
 # Debian packages the tests, demo and bench use: the reference runtimes, the container rootfs
-# (busybox-static), ps(1) for `runc ps`, GNU time and hyperfine for the bench, jq for the scripts.
-DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux
+# (busybox-static), ps(1) for `runc ps`, GNU time and hyperfine for the bench, jq for the scripts,
+# criu for checkpoint/restore (which also needs iptables to lock the network during a dump).
+DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables
 
 IT := $(CARGO) test -p roci-integration --test oci
 
@@ -77,7 +78,7 @@ test-v2guest:
 	for rt in $(ROCI) $$(command -v runc); do \
 		if [[ ! -x $$rt ]]; then echo "test-v2guest: $$rt not built, skipped"; continue; fi; \
 		echo "== cgroup_ tests in the v2 guest against $$rt"; \
-		hack/v2guest/run --timeout 900 --share $(TARGET_DIR) --env ROCI_TEST_RUNTIME=$$rt -- "$$bin" --test-threads=2 cgroup_ || rc=1; \
+		hack/v2guest/run --timeout 900 --share $(TARGET_DIR) --env ROCI_TEST_RUNTIME=$$rt -- "$$bin" --test-threads=2 cgroup_ checkpoint || rc=1; \
 	done; \
 	exit $$rc
 

@@ -21,6 +21,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod container;
+pub mod criu;
 pub mod error;
 pub mod features;
 pub mod hooks;

@@ -25,8 +25,8 @@ pub struct Cli {
     /// Use systemd to manage cgroups (needs a running systemd)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for runc compatibility: CRIU binary (checkpointing is not a verb of this version)
-    #[arg(long, global = true, hide = true)]
+    /// CRIU binary for checkpoint and restore [default: criu in PATH]
+    #[arg(long, global = true)]
     pub criu: Option<PathBuf>,
     /// Print the version
     #[arg(short = 'v', long = "version")]
@@ -108,6 +108,10 @@ pub enum Command {
     },
     /// Print the OCI features document of this runtime
     Features,
+    /// Checkpoint a running container with CRIU
+    Checkpoint(Checkpoint),
+    /// Restore a container from a CRIU checkpoint
+    Restore(Restore),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -282,5 +286,77 @@ pub struct Update {
     /// Block IO weight (10 to 1000)
     #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
+    pub id: String,
+}
+
+// ---- checkpoint/restore (CRIU) ---------------------------------------------------------------
+
+/// Flags `checkpoint` and `restore` share (runc's).
+#[derive(Debug, Args)]
+pub struct CriuFlags {
+    /// Directory of the CRIU images [default: ./checkpoint]
+    #[arg(long = "image-path")]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's log and work files [default: the image path]
+    #[arg(long = "work-path")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks, for safety
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// Deduplicate memory images
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// cgroups mode: soft|full|strict|ignore [default: soft]
+    #[arg(long = "manage-cgroups-mode")]
+    pub manage_cgroups_mode: Option<libcontainer::criu::CgroupsMode>,
+}
+
+#[derive(Debug, Args)]
+pub struct Checkpoint {
+    #[command(flatten)]
+    pub criu: CriuFlags,
+    /// Images of a previous pre-dump, relative to --image-path
+    #[arg(long = "parent-path")]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Dump memory only and leave the container running
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Restore {
+    #[command(flatten)]
+    pub criu: CriuFlags,
+    /// Bundle directory (holding config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return once the container runs instead of waiting for it
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the restored init's pid to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket for the pty master (terminal containers cannot be restored by this version)
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Accepted for runc compatibility (CRIU enters the rootfs on restore)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
     pub id: String,
 }

@@ -115,6 +115,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let dir = bundle.unwrap_or_else(|| ".".into());
             spec_template::write(&dir, rootless)?;
         }
+        Command::Checkpoint(c) => checkpoint(root, cli.criu.as_deref(), &c)?,
+        Command::Restore(r) => {
+            let code = restore(root, cli.criu.as_deref(), &r)?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
         Command::Features => {
             out(&serde_json::to_string_pretty(&libcontainer::features::document())?);
         }
@@ -341,4 +346,50 @@ fn default_root() -> Result<std::path::PathBuf> {
         Some(d) => Ok(std::path::PathBuf::from(d).join("roci")),
         None => bail!("not running as root and XDG_RUNTIME_DIR is not set: give --root"),
     }
+}
+
+// ---- checkpoint/restore (CRIU) ---------------------------------------------------------------
+
+fn criu_common(f: &cli::CriuFlags) -> libcontainer::criu::Common {
+    libcontainer::criu::Common {
+        work_dir: f.work_path.clone(),
+        tcp_established: f.tcp_established,
+        ext_unix_sk: f.ext_unix_sk,
+        shell_job: f.shell_job,
+        file_locks: f.file_locks,
+        auto_dedup: f.auto_dedup,
+        cgroups_mode: f.manage_cgroups_mode.unwrap_or_default(),
+        config_file: None,
+    }
+}
+
+fn checkpoint(root: &Path, criu: Option<&Path>, c: &cli::Checkpoint) -> Result<()> {
+    let image_path = c.criu.image_path.clone().unwrap_or_else(container::checkpoint::default_image_path);
+    container::checkpoint::checkpoint(container::checkpoint::Options {
+        root,
+        id: &c.id,
+        criu,
+        image_path: &image_path,
+        parent_path: c.parent_path.as_deref(),
+        leave_running: c.leave_running,
+        pre_dump: c.pre_dump,
+        criu_opts: criu_common(&c.criu),
+    })?;
+    Ok(())
+}
+
+fn restore(root: &Path, criu: Option<&Path>, r: &cli::Restore) -> Result<i32> {
+    let image_path = r.criu.image_path.clone().unwrap_or_else(container::checkpoint::default_image_path);
+    Ok(container::restore::restore(container::restore::Options {
+        root,
+        id: &r.id,
+        bundle: &r.bundle,
+        criu,
+        image_path: &image_path,
+        detach: r.detach,
+        pid_file: r.pid_file.as_deref(),
+        console_socket: r.console_socket.as_deref(),
+        no_pivot: r.no_pivot,
+        criu_opts: criu_common(&r.criu),
+    })?)
 }

@@ -10,6 +10,7 @@
 
 mod bad_input;
 mod cgroup;
+mod checkpoint;
 mod cli;
 mod events;
 mod devices;

@@ -19,6 +19,7 @@
 //! `delete` removes the state directory from `created` or `stopped` (and
 //! from `running` with `--force`, after killing the init).
 
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -26,6 +27,7 @@ pub mod exec;
 pub mod foreground;
 pub mod kill;
 pub mod pause;
+pub mod restore;
 pub mod run;
 pub mod start;
 pub mod update;
