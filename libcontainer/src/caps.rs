@@ -7,7 +7,7 @@
 //! permitted, and ambient last, which needs its capabilities in both the
 //! permitted and inheritable sets (others are skipped).
 
-use caps::{CapSet, CapsHashSet, Capability as Cap};
+use caps::{CapSet, Capability as Cap, CapsHashSet};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,8 @@ impl Sets {
     pub fn drop_bounding(&self) -> Result<(), Error> {
         for cap in caps::runtime::thread_all_supported() {
             if !self.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| Error::Apply { set: "bounding", message: format!("drop {cap}: {e}") })?;
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(|e| Error::Apply { set: "bounding", message: format!("drop {cap}: {e}") })?;
             }
         }
         Ok(())
@@ -87,7 +88,8 @@ impl Sets {
                 tracing::debug!(capability = %cap, "ambient capability not permitted and inheritable; skipped");
                 continue;
             }
-            caps::raise(None, CapSet::Ambient, *cap).map_err(|e| Error::Apply { set: "ambient", message: format!("raise {cap}: {e}") })?;
+            caps::raise(None, CapSet::Ambient, *cap)
+                .map_err(|e| Error::Apply { set: "ambient", message: format!("raise {cap}: {e}") })?;
         }
         Ok(())
     }

@@ -353,57 +353,28 @@ pub fn bind_mounts(spec: &Spec, bundle: &Path) -> Vec<(PathBuf, PathBuf)> {
 /// Where the config's `cgroup` mount shows each hierarchy of the
 /// container's cgroup: (mount point in the container, host directory).
 pub fn cgroup_binds(spec: &Spec, sources: &[MountSource]) -> Vec<(PathBuf, PathBuf)> {
-    let Some(dest) = spec.mounts().iter().flatten().find(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2"))).map(|m| clean(m.destination())) else {
+    let Some(dest) = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")))
+        .map(|m| clean(m.destination()))
+    else {
         return Vec::new();
     };
-    sources
-        .iter()
-        .map(|s| (if s.name.is_empty() { dest.clone() } else { dest.join(&s.name) }, s.host_dir.clone()))
-        .collect()
+    sources.iter().map(|s| (if s.name.is_empty() { dest.clone() } else { dest.join(&s.name) }, s.host_dir.clone())).collect()
 }
 
 /// One line of `/proc/PID/mountinfo`: the mount's root in its filesystem,
 /// where it is mounted, its filesystem type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountLine {
-    /// `major:minor` of the filesystem.
-    pub dev: String,
-    pub root: PathBuf,
-    pub mount_point: PathBuf,
-    pub fstype: String,
-}
+/// A parsed mountinfo line.
+pub type MountLine = crate::mountinfo::Entry;
 
+/// Every well-formed line of mountinfo text.
 pub fn parse_mountinfo(text: &str) -> Vec<MountLine> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let l: Vec<&str> = left.split(' ').collect();
-            let fstype = right.split(' ').next()?;
-            Some(MountLine { dev: (*l.get(2)?).to_owned(), root: unescape(l.get(3)?), mount_point: unescape(l.get(4)?), fstype: fstype.to_owned() })
-        })
-        .collect()
+    crate::mountinfo::parse(text)
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\NNN` (octal).
-fn unescape(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(OsString::from_vec(out))
-}
-
-/// The container's mounts of a cgroup filesystem that show only part of it
-/// (their root is not `/`): binds of the container's cgroup directory,
-/// which CRIU cannot mount again by itself.
 pub fn cgroup_bind_points(mounts: &[MountLine]) -> Vec<PathBuf> {
     mounts
         .iter()
@@ -488,7 +459,9 @@ pub fn dump(binary: &Path, d: &Dump) -> Result<()> {
 pub fn restore(binary: &Path, r: &Restore, fds: Vec<(RawFd, OwnedFd)>) -> Result<()> {
     let args = r.args();
     tracing::debug!(binary = %binary.display(), ?args, "run criu");
-    let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| Error::Unsupported(format!("criu argument {s:?} contains a NUL byte")));
+    let cstr = |s: &OsStr| {
+        CString::new(s.as_bytes()).map_err(|_| Error::Unsupported(format!("criu argument {s:?} contains a NUL byte")))
+    };
     let path = cstr(binary.as_os_str())?;
     let mut argv = vec![path.clone()];
     for a in &args {
@@ -505,8 +478,11 @@ pub fn restore(binary: &Path, r: &Restore, fds: Vec<(RawFd, OwnedFd)>) -> Result
     // Keep the fds to hand over above any number they will be moved to.
     let mut moved = Vec::new();
     for (target, fd) in fds {
-        let high = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(1000))
-            .map_err(|e| Error::Io { op: "duplicate fd for", path: binary.to_owned(), source: e.into() })?;
+        let high = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(1000)).map_err(|e| Error::Io {
+            op: "duplicate fd for",
+            path: binary.to_owned(),
+            source: e.into(),
+        })?;
         moved.push((target, sys::own_fd(high)));
     }
     let rootfs = r.rootfs.clone();
@@ -541,9 +517,14 @@ pub fn restore(binary: &Path, r: &Restore, fds: Vec<(RawFd, OwnedFd)>) -> Result
         WaitStatus::Exited(_, 0) => Ok(()),
         WaitStatus::Exited(_, 126) => Err(Error::Spawn {
             binary: binary.to_owned(),
-            source: std::io::Error::other(format!("could not prepare the mount namespace for criu (bind {} onto itself)", r.rootfs.display())),
+            source: std::io::Error::other(format!(
+                "could not prepare the mount namespace for criu (bind {} onto itself)",
+                r.rootfs.display()
+            )),
         }),
-        WaitStatus::Exited(_, 127) => Err(Error::Spawn { binary: binary.to_owned(), source: std::io::Error::other("execve failed") }),
+        WaitStatus::Exited(_, 127) => {
+            Err(Error::Spawn { binary: binary.to_owned(), source: std::io::Error::other("execve failed") })
+        }
         WaitStatus::Exited(_, code) => Err(failure("restore", format!("exit status: {code}"), log)),
         other => Err(failure("restore", format!("{other:?}"), log)),
     }
@@ -652,7 +633,12 @@ mod tests {
             bind_mounts(&s, Path::new("/bundle")),
             vec![(PathBuf::from("/data"), PathBuf::from("/srv/data")), (PathBuf::from("/cfg"), PathBuf::from("/bundle/cfg"))]
         );
-        let v2 = [MountSource { name: String::new(), host_dir: "/sys/fs/cgroup/roci/c1".into(), controllers: vec![], version: crate::cgroups::Version::V2 }];
+        let v2 = [MountSource {
+            name: String::new(),
+            host_dir: "/sys/fs/cgroup/roci/c1".into(),
+            controllers: vec![],
+            version: crate::cgroups::Version::V2,
+        }];
         assert_eq!(cgroup_binds(&s, &v2), vec![(PathBuf::from("/sys/fs/cgroup"), PathBuf::from("/sys/fs/cgroup/roci/c1"))]);
         let v1 = [MountSource {
             name: "cpu,cpuacct".into(),

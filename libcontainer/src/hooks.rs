@@ -75,7 +75,8 @@ pub fn run(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(), Error> {
             if wait_ms == 0 {
                 break;
             }
-            let timeout = if wait_ms < 0 { PollTimeout::NONE } else { PollTimeout::try_from(wait_ms).unwrap_or(PollTimeout::MAX) };
+            let timeout =
+                if wait_ms < 0 { PollTimeout::NONE } else { PollTimeout::try_from(wait_ms).unwrap_or(PollTimeout::MAX) };
             match poll(&mut [PollFd::new(e.as_fd(), PollFlags::POLLIN)], timeout) {
                 Ok(0) => break,
                 Ok(_) => {
@@ -135,7 +136,10 @@ mod tests {
     use oci_spec::runtime::HookBuilder;
 
     fn hook(script: &str, timeout: Option<i64>) -> Hook {
-        let mut b = HookBuilder::default().path("/bin/sh").args(vec!["sh".to_string(), "-c".to_string(), script.to_string()]).env(vec!["X=1".to_string()]);
+        let mut b = HookBuilder::default()
+            .path("/bin/sh")
+            .args(vec!["sh".to_string(), "-c".to_string(), script.to_string()])
+            .env(vec!["X=1".to_string()]);
         if let Some(t) = timeout {
             b = b.timeout(t);
         }

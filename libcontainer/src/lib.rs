@@ -25,6 +25,7 @@ pub mod criu;
 pub mod error;
 pub mod features;
 pub mod hooks;
+pub mod mountinfo;
 pub mod namespaces;
 pub mod process;
 pub mod rlimits;

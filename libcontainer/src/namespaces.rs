@@ -124,8 +124,11 @@ impl Plan {
                     }
                 }
                 Some(path) => {
-                    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                        .map_err(|source| Error::Open { kind: kind.to_string(), path: path.clone(), source })?;
+                    let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| Error::Open {
+                        kind: kind.to_string(),
+                        path: path.clone(),
+                        source,
+                    })?;
                     let join = Join { kind, path: path.clone(), fd };
                     if matches!(kind, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
                         plan.for_children.push(join);
@@ -151,8 +154,11 @@ impl Plan {
                 continue;
             }
             tracing::debug!(kind = %j.kind, path = %j.path.display(), "setns");
-            setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32))
-                .map_err(|source| Error::Join { kind: j.kind.to_string(), path: j.path.clone(), source })?;
+            setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32)).map_err(|source| Error::Join {
+                kind: j.kind.to_string(),
+                path: j.path.clone(),
+                source,
+            })?;
             if j.kind == LinuxNamespaceType::User {
                 become_root()?;
             }
@@ -161,15 +167,26 @@ impl Plan {
             become_root()?;
         }
         if self.new_cgroup {
-            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| Error::Other { op: "create", kind: "cgroup".into(), source })?;
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| Error::Other {
+                op: "create",
+                kind: "cgroup".into(),
+                source,
+            })?;
         }
         if self.new_time {
-            nix::sched::unshare(CloneFlags::from_bits_retain(CLONE_NEWTIME as i32)).map_err(|source| Error::Other { op: "create", kind: "time".into(), source })?;
+            nix::sched::unshare(CloneFlags::from_bits_retain(CLONE_NEWTIME as i32)).map_err(|source| Error::Other {
+                op: "create",
+                kind: "time".into(),
+                source,
+            })?;
             if !self.time_offsets.is_empty() {
                 let text = self.time_offsets.join("\n") + "\n";
                 tracing::debug!(offsets = %text, "write time namespace offsets");
-                std::fs::write("/proc/self/timens_offsets", text)
-                    .map_err(|e| Error::Other { op: "write linux.timeOffsets of", kind: "time".into(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+                std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::Other {
+                    op: "write linux.timeOffsets of",
+                    kind: "time".into(),
+                    source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?;
             }
         }
         Ok(())
@@ -191,12 +208,18 @@ impl ForChildren {
                 LinuxNamespaceType::Pid => "/proc/self/ns/pid_for_children",
                 _ => "/proc/self/ns/time_for_children",
             };
-            let fd = open(own, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|source| Error::Open { kind: j.kind.to_string(), path: own.into(), source })?;
+            let fd = open(own, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| Error::Open {
+                kind: j.kind.to_string(),
+                path: own.into(),
+                source,
+            })?;
             saved.push((j.kind, fd));
             tracing::debug!(kind = %j.kind, path = %j.path.display(), "setns for children");
-            setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32))
-                .map_err(|source| Error::Join { kind: j.kind.to_string(), path: j.path.clone(), source })?;
+            setns(j.fd.as_fd(), CloneFlags::from_bits_retain(clone_flag(j.kind) as i32)).map_err(|source| Error::Join {
+                kind: j.kind.to_string(),
+                path: j.path.clone(),
+                source,
+            })?;
         }
         Ok(ForChildren { saved })
     }
@@ -233,7 +256,11 @@ pub fn write_id_maps(pid: nix::unistd::Pid, uid: &[LinuxIdMapping], gid: &[Linux
     // is disabled in the namespace (user_namespaces(7)).
     if !nix::unistd::geteuid().is_root() {
         let path = PathBuf::from(format!("/proc/{pid}/setgroups"));
-        std::fs::write(&path, "deny").map_err(|e| Error::Open { kind: "user (setgroups)".into(), path, source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+        std::fs::write(&path, "deny").map_err(|e| Error::Open {
+            kind: "user (setgroups)".into(),
+            path,
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
     }
     for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
@@ -255,10 +282,18 @@ pub fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Resul
     let child = crate::sys::clone_process(flags, None, || loop {
         nix::unistd::pause();
     })
-    .map_err(|e| Error::Other { op: "create", kind: "user (for an idmapped mount)".into(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+    .map_err(|e| Error::Other {
+        op: "create",
+        kind: "user (for an idmapped mount)".into(),
+        source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
     let result = write_id_maps(child.pid, uid, gid).and_then(|()| {
         let path = PathBuf::from(format!("/proc/{}/ns/user", child.pid));
-        open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| Error::Open { kind: "user".into(), path, source })
+        open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| Error::Open {
+            kind: "user".into(),
+            path,
+            source,
+        })
     });
     let _ = crate::sys::kill(child.pid, libc::SIGKILL);
     let _ = nix::sys::wait::waitpid(child.pid, None);
@@ -275,29 +310,41 @@ impl Plan {
 /// The `uid_map` and `gid_map` of the user namespace open as `userns`, read
 /// from inside it by a short-lived child.
 pub fn user_ns_maps(userns: BorrowedFd<'_>) -> Result<(String, String), Error> {
-    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| Error::Other { op: "pipe for", kind: "user".into(), source })?;
+    let (rd, wr) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| Error::Other { op: "pipe for", kind: "user".into(), source })?;
     let child = crate::sys::clone_process(0, None, || {
         if setns(userns, CloneFlags::CLONE_NEWUSER).is_err() {
             return 1;
         }
-        let text = ["uid_map", "gid_map"].map(|f| std::fs::read_to_string(format!("/proc/self/{f}")).unwrap_or_default()).join("\0");
+        let text =
+            ["uid_map", "gid_map"].map(|f| std::fs::read_to_string(format!("/proc/self/{f}")).unwrap_or_default()).join("\0");
         let mut w = std::fs::File::from(wr.try_clone().expect("dup pipe"));
         use std::io::Write;
         i32::from(w.write_all(text.as_bytes()).is_err())
     })
-    .map_err(|e| Error::Other { op: "read the mappings of", kind: "user".into(), source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) })?;
+    .map_err(|e| Error::Other {
+        op: "read the mappings of",
+        kind: "user".into(),
+        source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
     drop(wr);
     let mut text = String::new();
     use std::io::Read;
     let _ = std::fs::File::from(rd).read_to_string(&mut text);
     let _ = nix::sys::wait::waitpid(child.pid, None);
-    let (uid, gid) = text.split_once('\0').ok_or_else(|| Error::Other { op: "read the mappings of", kind: "user".into(), source: nix::Error::EPERM })?;
+    let (uid, gid) = text.split_once('\0').ok_or_else(|| Error::Other {
+        op: "read the mappings of",
+        kind: "user".into(),
+        source: nix::Error::EPERM,
+    })?;
     Ok((uid.to_owned(), gid.to_owned()))
 }
 
 /// Mapping text compared field by field, whatever the spacing.
 pub fn same_mappings(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect::<Vec<_>>();
+    let norm = |s: &str| {
+        s.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect::<Vec<_>>()
+    };
     norm(a) == norm(b)
 }
 
@@ -313,7 +360,9 @@ mod tests {
 
     #[test]
     fn map_text() {
-        let m: Vec<LinuxIdMapping> = serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536},{"containerID":65536,"hostID":5,"size":1}]"#).unwrap();
+        let m: Vec<LinuxIdMapping> =
+            serde_json::from_str(r#"[{"containerID":0,"hostID":100000,"size":65536},{"containerID":65536,"hostID":5,"size":1}]"#)
+                .unwrap();
         assert_eq!(id_map_text(&m), "0 100000 65536\n65536 5 1\n");
     }
 }

@@ -39,7 +39,10 @@ pub fn apply(rlimits: &[PosixRlimit]) -> Result<(), Error> {
     for rl in rlimits {
         tracing::debug!(kind = ?rl.typ(), soft = rl.soft(), hard = rl.hard(), "setrlimit");
         setrlimit(resource(rl.typ()), rl.soft(), rl.hard()).map_err(|source| Error {
-            name: serde_json::to_value(rl.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| format!("{:?}", rl.typ())),
+            name: serde_json::to_value(rl.typ())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{:?}", rl.typ())),
             soft: rl.soft(),
             hard: rl.hard(),
             source,

@@ -47,10 +47,8 @@ fn err(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error { op, source }
 }
 
-const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
-    .union(SealFlag::F_SEAL_SHRINK)
-    .union(SealFlag::F_SEAL_GROW)
-    .union(SealFlag::F_SEAL_WRITE);
+const SEALS: SealFlag =
+    SealFlag::F_SEAL_SEAL.union(SealFlag::F_SEAL_SHRINK).union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE);
 
 /// Whether this process already runs from a sealed copy.
 pub fn is_sealed() -> bool {
@@ -69,7 +67,8 @@ pub fn ensure_sealed() -> Result<(), Error> {
         return Ok(());
     }
     let mut exe = File::open("/proc/self/exe").map_err(err("open /proc/self/exe"))?;
-    let memfd = memfd_create(c"roci", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).map_err(|e| err("memfd_create")(e.into()))?;
+    let memfd =
+        memfd_create(c"roci", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).map_err(|e| err("memfd_create")(e.into()))?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut exe, &mut copy).map_err(err("copy the binary"))?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).map_err(|e| err("seal the copy")(e.into()))?;
@@ -93,9 +92,17 @@ pub fn ensure_sealed() -> Result<(), Error> {
 /// user namespace never has, and one without has only if its capability
 /// bounding set allows it — for its init (`config`), the process about to
 /// be exec'd (`process`), or one exec'd earlier (`granted_before`).
-pub fn exec_exposes_runtime(config: &oci_spec::runtime::Spec, process: &oci_spec::runtime::Process, granted_before: bool) -> bool {
+pub fn exec_exposes_runtime(
+    config: &oci_spec::runtime::Spec,
+    process: &oci_spec::runtime::Process,
+    granted_before: bool,
+) -> bool {
     use oci_spec::runtime::LinuxNamespaceType;
-    let userns = config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User));
+    let userns = config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User));
     if userns {
         return false;
     }
@@ -129,7 +136,8 @@ mod tests {
     #[test]
     fn pid_namespace_join_detected() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#).unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"linux":{"namespaces":[{"type":"pid","path":"/proc/1/ns/pid"}]}}"#)
+            .unwrap();
         assert!(joins_pid_namespace(dir.path()));
         std::fs::write(dir.path().join("config.json"), r#"{"linux":{"namespaces":[{"type":"pid"}]}}"#).unwrap();
         assert!(!joins_pid_namespace(dir.path()));

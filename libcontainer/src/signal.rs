@@ -11,12 +11,20 @@ pub fn parse(s: &str) -> Result<i32, String> {
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off = if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|n| n.parse::<i32>().ok()).ok_or(format!("unknown signal {s:?}"))? };
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('+').and_then(|n| n.parse::<i32>().ok()).ok_or(format!("unknown signal {s:?}"))?
+        };
         let n = libc::SIGRTMIN() + off;
         return if n <= libc::SIGRTMAX() { Ok(n) } else { Err(format!("unknown signal {s:?}")) };
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off = if rest.is_empty() { 0 } else { rest.strip_prefix('-').and_then(|n| n.parse::<i32>().ok()).ok_or(format!("unknown signal {s:?}"))? };
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('-').and_then(|n| n.parse::<i32>().ok()).ok_or(format!("unknown signal {s:?}"))?
+        };
         let n = libc::SIGRTMAX() - off;
         return if n >= libc::SIGRTMIN() { Ok(n) } else { Err(format!("unknown signal {s:?}")) };
     }

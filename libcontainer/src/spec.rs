@@ -68,9 +68,7 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
 
     let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing".into()))?;
     let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
-    let rootfs = rootfs
-        .canonicalize()
-        .map_err(|e| invalid("root.path", format!("{}: {e}", rootfs.display())))?;
+    let rootfs = rootfs.canonicalize().map_err(|e| invalid("root.path", format!("{}: {e}", rootfs.display())))?;
     if !rootfs.is_dir() {
         return Err(invalid("root.path", format!("{} is not a directory", rootfs.display())));
     }
@@ -186,12 +184,17 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         if !offsets.is_empty() && !types.contains(&LinuxNamespaceType::Time) {
             return Err(invalid("linux.timeOffsets", "clock offsets need a time namespace".into()));
         }
-        if linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_some()) && !offsets.is_empty() {
+        if linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_some())
+            && !offsets.is_empty()
+        {
             return Err(invalid("linux.timeOffsets", "offsets cannot be set on a time namespace that is joined".into()));
         }
         for clock in offsets.keys() {
             if clock != "monotonic" && clock != "boottime" {
-                return Err(invalid(&format!("linux.timeOffsets.{clock}"), "only monotonic and boottime clocks have offsets".into()));
+                return Err(invalid(
+                    &format!("linux.timeOffsets.{clock}"),
+                    "only monotonic and boottime clocks have offsets".into(),
+                ));
             }
         }
     }
@@ -258,7 +261,16 @@ fn check_mappings(maps: &[oci_spec::runtime::LinuxIdMapping]) -> std::result::Re
 /// Only namespaced sysctls may be set, and only when the container has the
 /// namespace that scopes them (as runc enforces).
 fn check_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> std::result::Result<(), String> {
-    const IPC: &[&str] = &["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
     if key.contains("..") || key.contains('/') && key.contains('.') {
         return Err("malformed key".into());
     }
@@ -361,17 +373,21 @@ mod tests {
 
     #[test]
     fn invalid_rlimit_names_field() {
-        let json = minimal("rootfs").replace(r#""cwd":"/""#, r#""cwd":"/","rlimits":[{"type":"RLIMIT_BOGUS","soft":1,"hard":1}]"#);
+        let json =
+            minimal("rootfs").replace(r#""cwd":"/""#, r#""cwd":"/","rlimits":[{"type":"RLIMIT_BOGUS","soft":1,"hard":1}]"#);
         let err = check(&json).unwrap_err().to_string();
         assert!(err.contains("process.rlimits[0].type"), "{err}");
-        let json = minimal("rootfs").replace(r#""cwd":"/""#, r#""cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":1}]"#);
+        let json =
+            minimal("rootfs").replace(r#""cwd":"/""#, r#""cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":1}]"#);
         let err = check(&json).unwrap_err().to_string();
         assert!(err.contains("process.rlimits[0]"), "{err}");
     }
 
     #[test]
     fn hostname_needs_uts() {
-        let json = minimal("rootfs").replace(r#",{"type":"uts"}"#, "").replace(r#""ociVersion":"1.0.2","#, r#""ociVersion":"1.0.2","hostname":"x","#);
+        let json = minimal("rootfs")
+            .replace(r#",{"type":"uts"}"#, "")
+            .replace(r#""ociVersion":"1.0.2","#, r#""ociVersion":"1.0.2","hostname":"x","#);
         let err = check(&json).unwrap_err().to_string();
         assert!(err.contains("hostname"), "{err}");
     }

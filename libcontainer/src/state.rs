@@ -103,8 +103,8 @@ impl Dir {
             Err(e) => return Err(io("create state dir", &path)(e)),
         }
         let file = File::open(&path).map_err(io("open state dir", &path))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
         Ok(Dir { path, lock })
     }
 

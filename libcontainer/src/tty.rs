@@ -29,7 +29,8 @@ fn err(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> Result<(), Error> {
     let fds = [fd.as_raw_fd()];
     let iov = [IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).map_err(err("send pty master"))?;
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map_err(err("send pty master"))?;
     Ok(())
 }
 
@@ -38,7 +39,8 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).map_err(err("receive pty master"))?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(err("receive pty master"))?;
     for c in msg.cmsgs().map_err(err("receive pty master"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
@@ -61,7 +63,8 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>, bind_cons
         sys::set_window_size(slave.as_fd(), rows, cols).map_err(|source| Error { op: "set console size", source })?;
     }
     if bind_console && Path::new("/dev/console").exists() {
-        mount(Some(&proc_fd_path(slave.as_fd())), "/dev/console", None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(err("bind pty slave on /dev/console"))?;
+        mount(Some(&proc_fd_path(slave.as_fd())), "/dev/console", None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(err("bind pty slave on /dev/console"))?;
     }
     send_fd(socket, master.as_fd(), "/dev/ptmx")?;
     drop(master);

@@ -22,8 +22,16 @@ pub fn switch(uid: u32, gid: u32, groups: &[u32]) -> Result<(), Error> {
         Err(nix::Error::EPERM) if groups.is_empty() && setgroups_denied() => {}
         Err(source) => return Err(Error { op: "setgroups", id: format!("{groups:?}"), source }),
     }
-    setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(|source| Error { op: "setgid", id: gid.to_string(), source })?;
-    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(|source| Error { op: "setuid", id: uid.to_string(), source })?;
+    setresgid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid)).map_err(|source| Error {
+        op: "setgid",
+        id: gid.to_string(),
+        source,
+    })?;
+    setresuid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid)).map_err(|source| Error {
+        op: "setuid",
+        id: uid.to_string(),
+        source,
+    })?;
     Ok(())
 }
 

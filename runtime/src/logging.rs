@@ -74,9 +74,7 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
             let _ = write!(msg, " {k}={v}");
         }
         let line = match self.format {
-            Format::Json => {
-                serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
-            }
+            Format::Json => serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string(),
             Format::Text => format!("time={time:?} level={level} msg={msg:?}"),
         };
         if let Ok(mut out) = self.out.lock() {

@@ -175,7 +175,16 @@ fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<()> {
         ListFormat::Table => {
             let rows: Vec<[String; 6]> = reports
                 .iter()
-                .map(|r| [r.id.clone(), r.pid.to_string(), r.status.to_string(), r.bundle.display().to_string(), r.created.clone(), r.owner.clone()])
+                .map(|r| {
+                    [
+                        r.id.clone(),
+                        r.pid.to_string(),
+                        r.status.to_string(),
+                        r.bundle.display().to_string(),
+                        r.created.clone(),
+                        r.owner.clone(),
+                    ]
+                })
                 .collect();
             let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
             let mut widths = header.clone().map(|h| h.len());
@@ -185,7 +194,12 @@ fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<()> {
                 }
             }
             for row in std::iter::once(&header).chain(rows.iter()) {
-                let line: Vec<String> = row.iter().zip(widths).enumerate().map(|(i, (c, w))| if i == 5 { c.clone() } else { format!("{c:<w$}") }).collect();
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .enumerate()
+                    .map(|(i, (c, w))| if i == 5 { c.clone() } else { format!("{c:<w$}") })
+                    .collect();
                 writeln!(out, "{}", line.join("   "))?;
             }
         }
@@ -244,7 +258,8 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
                         None => (u.as_str(), None),
                     };
                     let uid: u32 = uid.parse().with_context(|| format!("--user {u}: uid must be a number"))?;
-                    let gid: Option<u32> = gid.map(|g| g.parse().with_context(|| format!("--user {u}: gid must be a number"))).transpose()?;
+                    let gid: Option<u32> =
+                        gid.map(|g| g.parse().with_context(|| format!("--user {u}: gid must be a number"))).transpose()?;
                     (Some(uid), gid)
                 }
             };
@@ -262,7 +277,8 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
             container::exec::process_from(&base, &o)?
         }
     };
-    let saved = libcontainer::state::load(&root.join(&e.id))?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
+    let saved =
+        libcontainer::state::load(&root.join(&e.id))?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
     if libcontainer::selfexe::exec_exposes_runtime(&saved.config, &process, saved.ptrace_exec) {
         if libcontainer::selfexe::may_ptrace(&process) && !saved.ptrace_exec {
             container::exec::record_ptrace_exec(root, &e.id)?;
@@ -290,7 +306,9 @@ fn out(text: &str) {
 /// The resources of `roci update`: the `-r` file, then the flags over it.
 fn update_resources(u: &cli::Update) -> Result<oci_spec::runtime::LinuxResources> {
     let mut v: serde_json::Value = match &u.resources {
-        Some(p) if p.as_os_str() == "-" => serde_json::from_reader(std::io::stdin().lock()).context("parse resources from stdin")?,
+        Some(p) if p.as_os_str() == "-" => {
+            serde_json::from_reader(std::io::stdin().lock()).context("parse resources from stdin")?
+        }
         Some(p) => {
             let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
             serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))?
@@ -304,18 +322,42 @@ fn update_resources(u: &cli::Update) -> Result<oci_spec::runtime::LinuxResources
         }
         cur[path[path.len() - 1]] = value;
     };
-    if let Some(x) = u.memory { set(&["memory", "limit"], x.into()); }
-    if let Some(x) = u.memory_reservation { set(&["memory", "reservation"], x.into()); }
-    if let Some(x) = u.memory_swap { set(&["memory", "swap"], x.into()); }
-    if let Some(x) = u.cpu_quota { set(&["cpu", "quota"], x.into()); }
-    if let Some(x) = u.cpu_period { set(&["cpu", "period"], x.into()); }
-    if let Some(x) = u.cpu_share { set(&["cpu", "shares"], x.into()); }
-    if let Some(x) = u.cpu_rt_period { set(&["cpu", "realtimePeriod"], x.into()); }
-    if let Some(x) = u.cpu_rt_runtime { set(&["cpu", "realtimeRuntime"], x.into()); }
-    if let Some(x) = &u.cpuset_cpus { set(&["cpu", "cpus"], x.clone().into()); }
-    if let Some(x) = &u.cpuset_mems { set(&["cpu", "mems"], x.clone().into()); }
-    if let Some(x) = u.pids_limit { set(&["pids", "limit"], x.into()); }
-    if let Some(x) = u.blkio_weight { set(&["blockIO", "weight"], x.into()); }
+    if let Some(x) = u.memory {
+        set(&["memory", "limit"], x.into());
+    }
+    if let Some(x) = u.memory_reservation {
+        set(&["memory", "reservation"], x.into());
+    }
+    if let Some(x) = u.memory_swap {
+        set(&["memory", "swap"], x.into());
+    }
+    if let Some(x) = u.cpu_quota {
+        set(&["cpu", "quota"], x.into());
+    }
+    if let Some(x) = u.cpu_period {
+        set(&["cpu", "period"], x.into());
+    }
+    if let Some(x) = u.cpu_share {
+        set(&["cpu", "shares"], x.into());
+    }
+    if let Some(x) = u.cpu_rt_period {
+        set(&["cpu", "realtimePeriod"], x.into());
+    }
+    if let Some(x) = u.cpu_rt_runtime {
+        set(&["cpu", "realtimeRuntime"], x.into());
+    }
+    if let Some(x) = &u.cpuset_cpus {
+        set(&["cpu", "cpus"], x.clone().into());
+    }
+    if let Some(x) = &u.cpuset_mems {
+        set(&["cpu", "mems"], x.clone().into());
+    }
+    if let Some(x) = u.pids_limit {
+        set(&["pids", "limit"], x.into());
+    }
+    if let Some(x) = u.blkio_weight {
+        set(&["blockIO", "weight"], x.into());
+    }
     let de = serde_json::to_vec(&v)?;
     let res = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&de))
         .map_err(|e| anyhow::anyhow!("update: resources.{}: {}", e.path(), e.inner()))?;

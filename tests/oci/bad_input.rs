@@ -172,7 +172,8 @@ fn bad_ids() {
     }
     // Nothing created outside the state root: no `escape` next to it, no state entries at all.
     assert!(!c.dir.join("escape").exists());
-    let entries: Vec<_> = std::fs::read_dir(&c.state_root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let entries: Vec<_> =
+        std::fs::read_dir(&c.state_root).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(entries.is_empty(), "state root must stay empty: {entries:?}");
     c.assert_no_leaks();
 }

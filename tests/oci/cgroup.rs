@@ -151,10 +151,10 @@ fn cgroup_pids_limit_enforced() {
     let mut c = Container::new("cgroup_pids_limit");
     // The spawning loop runs in a child shell: busybox sh exits when a fork for `&` fails. Afterwards the
     // pids are used up, so PID 1 reports with builtins only (no fork): `read`, `set -- glob`.
-    c.spec.resources("pids", json!({"limit": PIDS})).sh(
-        "sh -c 'i=0; while [ $i -lt 40 ]; do sleep 100 & i=$((i+1)); echo $i > /tmp/n; done' 2>&1; \
-         read n < /tmp/n; echo \"== spawned ==\"; echo $n; set -- /proc/[0-9]*; echo \"== count ==\"; echo $#",
-    );
+    c.spec
+        .resources("pids", json!({"limit": PIDS}))
+        .sh("sh -c 'i=0; while [ $i -lt 40 ]; do sleep 100 & i=$((i+1)); echo $i > /tmp/n; done' 2>&1; \
+         read n < /tmp/n; echo \"== spawned ==\"; echo $n; set -- /proc/[0-9]*; echo \"== count ==\"; echo $#");
     let out = c.run();
     out.ok();
     assert!(

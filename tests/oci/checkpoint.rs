@@ -18,8 +18,7 @@ use std::time::Duration;
 use roci_integration::wait::wait_until;
 use roci_integration::{is_dead, Container};
 
-const COUNTER: &str =
-    "exec </dev/null >/dev/null 2>&1; i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done";
+const COUNTER: &str = "exec </dev/null >/dev/null 2>&1; i=0; while true; do echo $i > /tmp/count; i=$((i+1)); sleep 0.1; done";
 
 /// CRIU on a slow (emulated) machine takes seconds per dump or restore.
 const CRIU_TIMEOUT: Duration = Duration::from_secs(120);

@@ -53,7 +53,8 @@ fn events_stats_once() {
     assert_eq!(ev["id"], json!(c.id), "{ev}");
     let data = &ev["data"];
     for (pointer, keys) in REQUIRED_KEYS {
-        let obj = data.pointer(pointer).and_then(Value::as_object).unwrap_or_else(|| panic!("data{pointer} is not an object: {data}"));
+        let obj =
+            data.pointer(pointer).and_then(Value::as_object).unwrap_or_else(|| panic!("data{pointer} is not an object: {data}"));
         for k in *keys {
             assert!(obj.contains_key(*k), "data{pointer} lacks {k:?} (runc has it): {data}");
         }

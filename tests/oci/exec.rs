@@ -58,7 +58,17 @@ fn exec_exit_code_and_output() {
 fn exec_env_cwd_user() {
     let c = running("exec_opts");
     let out = c.invoke(&[
-        "exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1000", &c.id, "sh", "-c", "id -u; id -g; pwd; echo $FOO",
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        &c.id,
+        "sh",
+        "-c",
+        "id -u; id -g; pwd; echo $FOO",
     ]);
     out.ok();
     assert_eq!(out.lines(), ["1000", "1000", "/tmp", "bar"]);

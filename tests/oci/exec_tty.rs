@@ -49,7 +49,17 @@ fn exec_tty_console_socket() {
     let path = sock.path.to_string_lossy().into_owned();
     let pid_file = c.host_path("exec.pid");
     let out = c.invoke(&[
-        "exec", "-d", "--tty", "--console-socket", &path, "--pid-file", pid_file.to_str().unwrap(), &c.id, "sh", "-c", TTY_SCRIPT,
+        "exec",
+        "-d",
+        "--tty",
+        "--console-socket",
+        &path,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id,
+        "sh",
+        "-c",
+        TTY_SCRIPT,
     ]);
     out.ok();
     if let Ok(pid) = std::fs::read_to_string(&pid_file).unwrap_or_default().trim().parse() {
@@ -151,7 +161,8 @@ fn exec_preserve_fds() {
     // `ls` of the shell's own fd dir, not in a pipeline (the shell would hold pipe fds) nor last (the shell
     // would exec it, and list ls's fds).
     let script = "echo \"== fds ==\"; ls /proc/$$/fd; echo \"== read ==\"; cat <&3";
-    let out = c.invoke_via_shell(&format!("exec 3<'{}'", f.display()), &["exec", "--preserve-fds", "1", &c.id, "sh", "-c", script]);
+    let out =
+        c.invoke_via_shell(&format!("exec 3<'{}'", f.display()), &["exec", "--preserve-fds", "1", &c.id, "sh", "-c", script]);
     out.ok();
     assert_eq!(section(&out.stdout, "read"), "hello from fd 3", "{out}");
     assert_eq!(fds(&out.stdout), "0 1 2 3", "{out}");

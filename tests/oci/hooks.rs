@@ -32,13 +32,14 @@ fn host_hook(c: &Container, out: &Path) -> String {
 
 /// (argv line, env line, state JSON) written by a hook of `kind`.
 fn hook_record(out: &Path, kind: &str) -> (String, String, Value) {
-    let text = std::fs::read_to_string(out.join(format!("{kind}.txt")))
-        .unwrap_or_else(|e| panic!("the {kind} hook did not run: {e}"));
+    let text =
+        std::fs::read_to_string(out.join(format!("{kind}.txt"))).unwrap_or_else(|e| panic!("the {kind} hook did not run: {e}"));
     let mut lines = text.lines();
     let argv = lines.next().unwrap_or("").to_string();
     let env = lines.next().unwrap_or("").to_string();
     let rest: String = lines.collect::<Vec<_>>().join("\n");
-    let state = serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("{kind} hook stdin is not the state JSON ({e}): {text}"));
+    let state =
+        serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("{kind} hook stdin is not the state JSON ({e}): {text}"));
     (argv, env, state)
 }
 
@@ -84,7 +85,10 @@ fn hooks_run_in_order_with_state() {
         assert!(!out.join(format!("{kind}.txt")).exists(), "{kind} must not run during create");
     }
     c.start().ok();
-    assert!(out.join("startContainer.txt").exists() && out.join("poststart.txt").exists(), "start runs startContainer and poststart");
+    assert!(
+        out.join("startContainer.txt").exists() && out.join("poststart.txt").exists(),
+        "start runs startContainer and poststart"
+    );
     assert!(!out.join("poststop.txt").exists());
     c.kill("KILL").ok();
     c.wait_status("stopped", T);
@@ -142,9 +146,7 @@ fn hooks_run_in_order_with_state() {
 #[test]
 fn hook_timeout_fails_create() {
     let mut c = Container::new("hook_timeout");
-    c.spec
-        .hook("prestart", json!({"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}))
-        .args(&["true"]);
+    c.spec.hook("prestart", json!({"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1})).args(&["true"]);
     let t0 = Instant::now();
     let out = c.create();
     out.fails();
@@ -172,9 +174,7 @@ fn hook_failure_leaves_nothing_behind() {
 fn hook_failure_in_poststop_does_not_fail_delete() {
     // runtime-spec: a failing poststop hook is logged as a warning; delete goes on.
     let mut c = Container::new("hook_poststop_fail");
-    c.spec
-        .hook("poststop", json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 1"]}))
-        .args(&["true"]);
+    c.spec.hook("poststop", json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 1"]})).args(&["true"]);
     c.create().ok();
     c.start().ok();
     c.wait_status("stopped", T);

@@ -7,10 +7,7 @@ use crate::run_sh;
 const PRINT_NS: &str = "for n in net uts ipc pid mnt cgroup user time; do echo \"$n $(readlink /proc/self/ns/$n)\"; done";
 
 fn container_ns(out: &str) -> std::collections::HashMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    out.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
 }
 
 #[test]
@@ -93,7 +90,10 @@ fn ns_time_namespace() {
     let mut c = Container::new("ns_time");
     c.spec
         .namespace("time", None)
-        .set("/linux/timeOffsets", serde_json::json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 172800, "nanosecs": 0}}))
+        .set(
+            "/linux/timeOffsets",
+            serde_json::json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 172800, "nanosecs": 0}}),
+        )
         .sh("readlink /proc/self/ns/time; cut -d. -f1 /proc/uptime");
     let out = c.run();
     if rt.is_runc() {

@@ -58,9 +58,7 @@ fn path_escape_dotdot_destination() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("marker"), "dotdot\n").unwrap();
     let v = victim.to_str().unwrap().trim_start_matches('/');
-    c.spec
-        .bind(&src, &format!("/mnt/../../../../{v}/dd"), true)
-        .sh(&format!("cat /{v}/dd/marker"));
+    c.spec.bind(&src, &format!("/mnt/../../../../{v}/dd"), true).sh(&format!("cat /{v}/dd/marker"));
     let out = c.run();
     out.ok();
     assert_eq!(out.stdout, "dotdot\n");

@@ -122,10 +122,7 @@ fn mask(caps: &[&str]) -> String {
 }
 
 fn cap_lines(out: &str) -> std::collections::HashMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once(":\t"))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    out.lines().filter_map(|l| l.split_once(":\t")).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
 }
 
 /// The configured sets, chosen so that the kernel's execve rules keep each one as configured: root with

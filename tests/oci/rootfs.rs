@@ -38,10 +38,11 @@ fn mount_bind_ro_and_rw() {
     let src = c.host_path("share");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("hello.txt"), "from the host\n").unwrap();
-    c.spec.bind(&src, "/rw", false).bind(&src, "/ro", true).sh(
-        "echo \"== rw ==\"; cat /rw/hello.txt; echo written > /rw/new.txt && echo write-ok; \
-         echo \"== ro ==\"; cat /ro/hello.txt; touch /ro/x 2>&1; echo \"== info ==\"; cat /proc/self/mountinfo",
-    );
+    c.spec
+        .bind(&src, "/rw", false)
+        .bind(&src, "/ro", true)
+        .sh("echo \"== rw ==\"; cat /rw/hello.txt; echo written > /rw/new.txt && echo write-ok; \
+         echo \"== ro ==\"; cat /ro/hello.txt; touch /ro/x 2>&1; echo \"== info ==\"; cat /proc/self/mountinfo");
     let out = c.run();
     out.ok();
     assert_eq!(section(&out.stdout, "rw"), "from the host\nwrite-ok");
@@ -255,16 +256,9 @@ fn readonly_paths_not_writable() {
 fn sysctl_applied_in_namespaces() {
     let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let host_shmmax = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
-    let out = run_sh(
-        "sysctl",
-        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax /proc/sys/kernel/msgmax",
-        |c| {
-            c.spec
-                .sysctl("net.ipv4.ip_forward", "1")
-                .sysctl("kernel.shmmax", "65536")
-                .sysctl("kernel.msgmax", "4096");
-        },
-    );
+    let out = run_sh("sysctl", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax /proc/sys/kernel/msgmax", |c| {
+        c.spec.sysctl("net.ipv4.ip_forward", "1").sysctl("kernel.shmmax", "65536").sysctl("kernel.msgmax", "4096");
+    });
     assert_eq!(out.lines(), ["1", "65536", "4096"]);
     assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_fwd, "host untouched");
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(), host_shmmax, "host untouched");

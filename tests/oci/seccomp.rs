@@ -67,7 +67,10 @@ fn seccomp_argument_conditions() {
 fn seccomp_kill_process_action() {
     let mut c = Container::new("seccomp_kill");
     c.spec.sh("exec mkdir /tmp/x");
-    with_seccomp(&mut c, json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]}));
+    with_seccomp(
+        &mut c,
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}]}),
+    );
     let out = c.run();
     assert_eq!(out.code, 128 + libc::SIGSYS, "killed by SIGSYS: {out}");
     c.assert_no_leaks();
@@ -77,7 +80,10 @@ fn seccomp_kill_process_action() {
 fn seccomp_applies_to_exec() {
     let mut c = Container::new("seccomp_exec");
     c.spec.args(&["sleep", "1000"]);
-    with_seccomp(&mut c, json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}));
+    with_seccomp(
+        &mut c,
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}),
+    );
     c.create().ok();
     c.start().ok();
     let out = c.invoke(&["exec", &c.id, "sh", "-c", "mkdir /tmp/y; echo mkdir=$?; grep Seccomp: /proc/self/status"]);
@@ -106,7 +112,8 @@ fn seccomp_notify_listener_gets_fd_and_state() {
     );
     c.create().ok();
     let (fd, payload) = agent.received();
-    let msg: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_else(|e| panic!("agent message is JSON ({e}): {}", String::from_utf8_lossy(&payload)));
+    let msg: serde_json::Value = serde_json::from_slice(&payload)
+        .unwrap_or_else(|e| panic!("agent message is JSON ({e}): {}", String::from_utf8_lossy(&payload)));
     assert_eq!(msg["fds"], json!(["seccompFd"]), "{msg}");
     assert_eq!(msg["metadata"], "meta-1", "{msg}");
     assert_eq!(msg["state"]["id"], c.id.as_str(), "{msg}");
@@ -123,10 +130,22 @@ fn seccomp_notify_listener_gets_fd_and_state() {
 #[test]
 fn seccomp_bad_profiles_name_the_field() {
     for (name, seccomp, needle) in [
-        ("sc_bad_op", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_FOO"}]}]}), "SCMP_CMP_FOO"),
+        (
+            "sc_bad_op",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_FOO"}]}]}),
+            "SCMP_CMP_FOO",
+        ),
         ("sc_bad_action", json!({"defaultAction": "SCMP_ACT_BOGUS"}), "SCMP_ACT_BOGUS"),
-        ("sc_bad_index", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]}), "index"),
-        ("sc_notify_no_path", json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}), "listener"),
+        (
+            "sc_bad_index",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
+            "index",
+        ),
+        (
+            "sc_notify_no_path",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+            "listener",
+        ),
     ] {
         let mut c = Container::new(name);
         with_seccomp(&mut c, seccomp);

@@ -16,7 +16,8 @@ const T: Duration = Duration::from_secs(10);
 
 /// `ls` of the shell's own fd dir (`$$`, listed while the shell still runs more commands: a last command
 /// would be exec'd in its place), and `ls -l /proc/self/fd`, where ls sees its own open dir too.
-const FD_SCRIPT: &str = "echo \"== shell ==\"; ls /proc/$$/fd; echo \"== self ==\"; ls -l /proc/self/fd 2>/dev/null; echo \"== end ==\"";
+const FD_SCRIPT: &str =
+    "echo \"== shell ==\"; ls /proc/$$/fd; echo \"== self ==\"; ls -l /proc/self/fd 2>/dev/null; echo \"== end ==\"";
 
 fn numbers(text: &str) -> Vec<u32> {
     let mut v: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -70,7 +71,8 @@ fn security_no_fd_leak_into_exec() {
     c.start().ok();
     let f = c.host_path("open.txt");
     std::fs::write(&f, "x").unwrap();
-    let out = c.invoke_via_shell(&format!("exec 5<'{}' 9<'{}'", f.display(), f.display()), &["exec", &c.id, "sh", "-c", FD_SCRIPT]);
+    let out =
+        c.invoke_via_shell(&format!("exec 5<'{}' 9<'{}'", f.display(), f.display()), &["exec", &c.id, "sh", "-c", FD_SCRIPT]);
     out.ok();
     check_fds(&out);
     // Nor into the init, whatever the runtime did since create.
@@ -148,10 +150,10 @@ fn security_created_init_not_dumpable() {
     let apid = a.pid();
     // B shares A's pid namespace (A's init is its PID 1) and has default capabilities: no CAP_SYS_PTRACE.
     let mut b = Container::new("security_dump_b");
-    b.spec.namespace("pid", Some(&format!("/proc/{apid}/ns/pid"))).sh(
-        "echo \"== exe ==\"; readlink /proc/1/exe 2>&1 || echo denied; \
-         echo \"== environ ==\"; { tr '\\0' '\\n' < /proc/1/environ; } 2>&1 || echo denied; echo \"== end ==\"",
-    );
+    b.spec
+        .namespace("pid", Some(&format!("/proc/{apid}/ns/pid")))
+        .sh("echo \"== exe ==\"; readlink /proc/1/exe 2>&1 || echo denied; \
+         echo \"== environ ==\"; { tr '\\0' '\\n' < /proc/1/environ; } 2>&1 || echo denied; echo \"== end ==\"");
     let out = b.run();
     out.ok();
     let environ = section(&out.stdout, "environ");

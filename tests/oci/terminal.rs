@@ -20,10 +20,7 @@ fn terminal_container(name: &str) -> (Container, ConsoleSocket) {
 
 fn check_output(text: &str) {
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-    assert!(
-        lines.first().is_some_and(|l| *l == "/dev/pts/0" || *l == "/dev/console"),
-        "tty inside the container: {text:?}"
-    );
+    assert!(lines.first().is_some_and(|l| *l == "/dev/pts/0" || *l == "/dev/console"), "tty inside the container: {text:?}");
     assert!(lines.contains(&"30 100"), "consoleSize applied (stty size): {text:?}");
     assert!(lines.contains(&"all-tty"), "stdin, stdout and stderr are the terminal: {text:?}");
     assert!(text.contains("\r\n"), "output passed through a pty line discipline (onlcr): {text:?}");

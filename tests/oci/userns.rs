@@ -58,13 +58,11 @@ fn userns_root_is_mapped() {
     // A file the mapping does not cover (host root's): the container sees the overflow id, nobody.
     std::fs::write(c.rootfs.join("etc/host-root-file"), "x").unwrap();
     std::os::unix::fs::chown(c.rootfs.join("etc/host-root-file"), Some(0), Some(0)).unwrap();
-    c.spec.sh(
-        "echo \"== id ==\"; id -u; id -g; echo \"== uid_map ==\"; cat /proc/self/uid_map; \
+    c.spec.sh("echo \"== id ==\"; id -u; id -g; echo \"== uid_map ==\"; cat /proc/self/uid_map; \
          echo \"== gid_map ==\"; cat /proc/self/gid_map; echo \"== userns ==\"; readlink /proc/self/ns/user; \
          echo \"== owners ==\"; stat -c '%u %g' / /bin/busybox /etc/passwd; \
          echo \"== unmapped ==\"; stat -c '%u %g' /etc/host-root-file; \
-         echo \"== created ==\"; touch /tmp/made && stat -c '%u %g' /tmp/made",
-    );
+         echo \"== created ==\"; touch /tmp/made && stat -c '%u %g' /tmp/made");
     let out = c.run();
     out.ok();
     assert_eq!(section(&out.stdout, "id"), "0\n0", "root inside the user namespace: {out}");
@@ -250,9 +248,15 @@ fn userns_process_user_not_mapped() {
 fn userns_overlapping_mappings() {
     for (name, maps) in [
         // Container ranges overlap (1000..1010 lies in 0..65536).
-        ("userns_overlap_ct", json!([{"containerID": 0, "hostID": HOST_ID, "size": SIZE}, {"containerID": 1000, "hostID": 300_000, "size": 10}])),
+        (
+            "userns_overlap_ct",
+            json!([{"containerID": 0, "hostID": HOST_ID, "size": SIZE}, {"containerID": 1000, "hostID": 300_000, "size": 10}]),
+        ),
         // Host ranges overlap (100500..100510 lies in 100000..101000).
-        ("userns_overlap_host", json!([{"containerID": 0, "hostID": HOST_ID, "size": 1000}, {"containerID": 70_000, "hostID": HOST_ID + 500, "size": 10}])),
+        (
+            "userns_overlap_host",
+            json!([{"containerID": 0, "hostID": HOST_ID, "size": 1000}, {"containerID": 70_000, "hostID": HOST_ID + 500, "size": 10}]),
+        ),
     ] {
         let mut c = userns_container(name);
         c.spec.set("/linux/uidMappings", maps).args(&["true"]);
@@ -293,11 +297,9 @@ fn idmapped_container(name: &str) -> (Container, std::path::PathBuf) {
 #[test]
 fn userns_idmapped_bind_mount() {
     let (mut c, data) = idmapped_container("userns_idmapped");
-    c.spec.sh(
-        "echo \"== idm ==\"; stat -c '%u %g' /idm/f; echo \"== plain ==\"; stat -c '%u %g' /plain/f; \
+    c.spec.sh("echo \"== idm ==\"; stat -c '%u %g' /idm/f; echo \"== plain ==\"; stat -c '%u %g' /plain/f; \
          echo \"== read ==\"; cat /idm/f; echo \"== create ==\"; touch /idm/new && stat -c '%u %g' /idm/new; \
-         echo \"== mountinfo ==\"; cat /proc/self/mountinfo",
-    );
+         echo \"== mountinfo ==\"; cat /proc/self/mountinfo");
     let out = c.run();
     out.ok();
     assert_eq!(section(&out.stdout, "plain"), "65534 65534", "host root's file through a plain bind: unmapped: {out}");

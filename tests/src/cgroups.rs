@@ -37,7 +37,12 @@ pub fn hierarchies() -> &'static [Hierarchy] {
                 "cgroup" => Hierarchy {
                     controllers: superopts
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "xattr") && !o.starts_with("release_agent"))
+                        .filter(|o| {
+                            !matches!(
+                                *o,
+                                "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "xattr"
+                            ) && !o.starts_with("release_agent")
+                        })
                         .map(String::from)
                         .collect(),
                     mount,
@@ -100,11 +105,7 @@ pub fn existing_dirs(rel: &str) -> Vec<PathBuf> {
 
 /// The pids in `cgroup.procs` of `rel` in `controller`'s hierarchy.
 pub fn procs(controller: &str, rel: &str) -> Vec<i32> {
-    read(controller, rel, "cgroup.procs")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+    read(controller, rel, "cgroup.procs").unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 /// This test process's parent cgroup: `/roci-it-<pid>`.

@@ -12,9 +12,12 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
+/// What the receiving thread hands back: the fd and the bytes sent with it.
+type Received = Result<(OwnedFd, Vec<u8>), String>;
+
 pub struct ConsoleSocket {
     pub path: PathBuf,
-    receiver: Option<JoinHandle<Result<(OwnedFd, Vec<u8>), String>>>,
+    receiver: Option<JoinHandle<Received>>,
 }
 
 impl ConsoleSocket {

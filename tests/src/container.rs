@@ -268,8 +268,7 @@ impl Container {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| {
-                std::fs::read_link(format!("/proc/{pid}/root"))
-                    .is_ok_and(|r| r.to_string_lossy().starts_with(&prefix))
+                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.to_string_lossy().starts_with(&prefix))
                     && !crate::is_dead(*pid)
             })
             .collect()
@@ -310,10 +309,7 @@ impl Container {
 
 pub fn mounts_below(dir: &Path) -> Vec<String> {
     let prefix = dir.to_string_lossy().into_owned();
-    crate::host_mount_points()
-        .into_iter()
-        .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
-        .collect()
+    crate::host_mount_points().into_iter().filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/"))).collect()
 }
 
 impl Drop for Container {

@@ -51,19 +51,13 @@ pub fn is_dead(pid: i32) -> bool {
 
 /// Inode of a namespace link (`/proc/PID/ns/net` and the like) as the kernel prints it: `net:[4026531840]`.
 pub fn ns_id(path: &str) -> String {
-    std::fs::read_link(path)
-        .unwrap_or_else(|e| panic!("readlink {path}: {e}"))
-        .to_string_lossy()
-        .into_owned()
+    std::fs::read_link(path).unwrap_or_else(|e| panic!("readlink {path}: {e}")).to_string_lossy().into_owned()
 }
 
 /// Mount points in the caller's mount namespace (field 5 of `/proc/self/mountinfo`, octal escapes decoded).
 pub fn host_mount_points() -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .collect()
+    info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo).collect()
 }
 
 /// Decode the `\040`-style octal escapes of /proc/self/mountinfo.

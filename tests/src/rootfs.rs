@@ -35,8 +35,7 @@ static TEMPLATE: OnceLock<Template> = OnceLock::new();
 
 fn template() -> &'static Template {
     TEMPLATE.get_or_init(|| {
-        let meta = fs::metadata(HOST_BUSYBOX)
-            .unwrap_or_else(|e| panic!("{HOST_BUSYBOX}: {e} (install Debian's busybox-static)"));
+        let meta = fs::metadata(HOST_BUSYBOX).unwrap_or_else(|e| panic!("{HOST_BUSYBOX}: {e} (install Debian's busybox-static)"));
         let out = std::process::Command::new(HOST_BUSYBOX).arg("--list").output().expect("busybox --list");
         assert!(out.status.success(), "busybox --list failed");
         let applets = String::from_utf8_lossy(&out.stdout)

@@ -88,10 +88,7 @@ fn resolve() -> PathBuf {
             }
         }
     }
-    panic!(
-        "no runtime to test: set ROCI_TEST_RUNTIME=/path/to/runtime or build roci (looked in {:?})",
-        targets
-    );
+    panic!("no runtime to test: set ROCI_TEST_RUNTIME=/path/to/runtime or build roci (looked in {:?})", targets);
 }
 
 /// Look a bare program name up in `PATH`.

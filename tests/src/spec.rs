@@ -181,7 +181,14 @@ impl Spec {
 
     /// Set all five capability sets. `ambient` is separate because it must be a subset of
     /// permitted and inheritable.
-    pub fn capabilities(&mut self, bounding: &[&str], effective: &[&str], permitted: &[&str], inheritable: &[&str], ambient: &[&str]) -> &mut Self {
+    pub fn capabilities(
+        &mut self,
+        bounding: &[&str],
+        effective: &[&str],
+        permitted: &[&str],
+        inheritable: &[&str],
+        ambient: &[&str],
+    ) -> &mut Self {
         self.set(
             "/process/capabilities",
             json!({"bounding": bounding, "effective": effective, "permitted": permitted,

@@ -241,7 +241,11 @@ pub(crate) mod tests {
             (r#"{"weight":9}"#, WEIGHT, "9 is outside 10-1000"),
             (r#"{"weight":1001}"#, WEIGHT, "1001 is outside"),
             (r#"{"leafWeight":5}"#, LEAF_WEIGHT, "5 is outside"),
-            (r#"{"weightDevice":[{"major":8,"minor":0,"weight":500},{"major":8,"minor":16,"leafWeight":2000}]}"#, WEIGHT_DEVICE, "[1] 8:16: leafWeight 2000"),
+            (
+                r#"{"weightDevice":[{"major":8,"minor":0,"weight":500},{"major":8,"minor":16,"leafWeight":2000}]}"#,
+                WEIGHT_DEVICE,
+                "[1] 8:16: leafWeight 2000",
+            ),
             (r#"{"weightDevice":[{"major":-8,"minor":0,"weight":500}]}"#, WEIGHT_DEVICE, "[0] -8:0 is not a device number"),
             (r#"{"throttleWriteIOPSDevice":[{"major":8,"minor":1048576,"rate":1}]}"#, Throttle::WriteIops.field(), "8:1048576"),
         ] {
@@ -280,7 +284,10 @@ pub(crate) mod tests {
         .to_string();
         assert!(e.starts_with("invalid linux.resources.blockIO.throttleWriteBpsDevice: [1] 9:9: no such block device"), "{e}");
         let e = check_devices(&sys, &blkio(r#"{"weightDevice":[{"major":8,"minor":1,"weight":100}]}"#)).unwrap_err().to_string();
-        assert!(e.contains("weightDevice: [0] 8:1 is a partition; block IO limits and weights apply to whole disks (here 8:0)"), "{e}");
+        assert!(
+            e.contains("weightDevice: [0] 8:1 is a partition; block IO limits and weights apply to whole disks (here 8:0)"),
+            "{e}"
+        );
         // No sysfs: the kernel decides.
         check_devices(&t.path().join("nope"), &blkio(r#"{"weightDevice":[{"major":9,"minor":9,"weight":100}]}"#)).unwrap();
     }

@@ -191,7 +191,8 @@ pub fn device_rules(resources_devices: &[LinuxDeviceCgroup], linux_devices: &[Li
             Some(t) => return Err(invalid(format!("type {:?} is not one of a, b, c", t.as_str()))),
         };
         let access = d.access().as_deref().unwrap_or("");
-        let access = Access::parse(access).ok_or_else(|| invalid(format!("access {access:?} is not a non-empty mix of r, w, m")))?;
+        let access =
+            Access::parse(access).ok_or_else(|| invalid(format!("access {access:?} is not a non-empty mix of r, w, m")))?;
         let num = |n: Option<i64>, what: &str| match n {
             None | Some(-1) => Ok(None),
             Some(n) => u32::try_from(n).map(Some).map_err(|_| invalid(format!("{what} {n} is out of range"))),
@@ -294,18 +295,20 @@ impl Emulator {
     }
 
     fn remove(&mut self, meta: Meta, rule: &DeviceRule) -> Result<()> {
-        let wider = [
-            Meta { major: None, ..meta },
-            Meta { minor: None, ..meta },
-            Meta { major: None, minor: None, ..meta },
-        ];
+        let wider = [Meta { major: None, ..meta }, Meta { minor: None, ..meta }, Meta { major: None, minor: None, ..meta }];
         for w in wider {
             if w == meta {
                 continue;
             }
             let shared = self.exceptions.get(&w).copied().unwrap_or_default().intersection(rule.access);
             if !shared.is_empty() {
-                let wide = DeviceRule { allow: !self.default_allow, kind: w.kind, major: w.major, minor: w.minor, access: self.exceptions[&w] };
+                let wide = DeviceRule {
+                    allow: !self.default_allow,
+                    kind: w.kind,
+                    major: w.major,
+                    minor: w.minor,
+                    access: self.exceptions[&w],
+                };
                 return Err(Error::Invalid {
                     field: RESOURCES_FIELD,
                     reason: format!(
@@ -345,7 +348,13 @@ impl Emulator {
         let mut out = Vec::new();
         let empty = BTreeMap::new();
         let old = if self.default_allow || self.default_allow != target.default_allow {
-            out.push(DeviceRule { allow: target.default_allow, kind: DeviceKind::All, major: None, minor: None, access: Access::RWM });
+            out.push(DeviceRule {
+                allow: target.default_allow,
+                kind: DeviceKind::All,
+                major: None,
+                minor: None,
+                access: Access::RWM,
+            });
             &empty
         } else {
             &self.exceptions
@@ -506,8 +515,14 @@ pub(crate) mod tests {
 
     #[test]
     fn emulator_resets_on_a_and_merges_exceptions() {
-        let e = Emulator::from_rules(&rules(&["deny a *:* rwm", "allow c 1:3 r", "allow c 1:3 w", "allow c 1:5 rwm", "deny c 1:5 w"]))
-            .unwrap();
+        let e = Emulator::from_rules(&rules(&[
+            "deny a *:* rwm",
+            "allow c 1:3 r",
+            "allow c 1:3 w",
+            "allow c 1:5 rwm",
+            "deny c 1:5 w",
+        ]))
+        .unwrap();
         assert!(!e.default_allow());
         assert_eq!(shown(&e.exceptions()), ["allow c 1:3 rw", "allow c 1:5 rm"]);
         // A later `a` throws away everything before it.
@@ -537,7 +552,8 @@ pub(crate) mod tests {
     fn the_defaults_emulate_to_runcs_devices_list() {
         // runc 1.1.5's devices.list on the test host for a default config.
         let runc = "b *:* m\nc *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\nc 5:0 rwm\nc 5:2 rwm\nc 10:200 rwm\nc 136:* rwm\n";
-        let ours = Emulator::from_rules(&device_rules(&cgroup_rules(r#"[{"allow":false,"access":"rwm"}]"#), &[]).unwrap()).unwrap();
+        let ours =
+            Emulator::from_rules(&device_rules(&cgroup_rules(r#"[{"allow":false,"access":"rwm"}]"#), &[]).unwrap()).unwrap();
         assert_eq!(ours, Emulator::from_list(runc).unwrap());
         // And the order of exceptions is (major, minor, type), wildcards first.
         let first: Vec<String> = ours.exceptions().iter().take(3).map(ToString::to_string).collect();

@@ -103,15 +103,16 @@ impl FsManager {
                 place: "in any mounted cgroup v1 hierarchy (and there is no cgroup2 tree)".to_owned(),
             });
         };
-        v2::enable(&m.h.mountpoint, &m.dir, Some(&[controller]))
-            .map_err(|e| v2::enable_failed(field, controller, &m.dir, e))?;
+        v2::enable(&m.h.mountpoint, &m.dir, Some(&[controller])).map_err(|e| v2::enable_failed(field, controller, &m.dir, e))?;
         let available = v2::controllers(&m.dir)?;
         if available.iter().any(|c| c == controller) {
             return Ok(&m.dir);
         }
         let list = available.join(" ");
         let place = match self.mode {
-            Mode::Hybrid if after_v1 => format!("in any cgroup v1 hierarchy nor in {} (cgroup.controllers: {list})", m.dir.display()),
+            Mode::Hybrid if after_v1 => {
+                format!("in any cgroup v1 hierarchy nor in {} (cgroup.controllers: {list})", m.dir.display())
+            }
             _ => format!("in {} (cgroup.controllers: {list})", m.dir.display()),
         };
         Err(Error::ControllerUnavailable { field: field.to_owned(), controller: controller.to_owned(), place })
@@ -485,7 +486,9 @@ impl Manager for FsManager {
         let invalid = |reason: String| Error::Invalid { field: OPTION, reason };
         if self.mode == Mode::Unified {
             if let Some(c) = sub.by_controller.keys().next() {
-                return Err(invalid(format!("{c}: cgroup v2 has one hierarchy; give the sub-cgroup as PATH, without a controller")));
+                return Err(invalid(format!(
+                    "{c}: cgroup v2 has one hierarchy; give the sub-cgroup as PATH, without a controller"
+                )));
             }
         }
         for c in sub.by_controller.keys() {
@@ -511,7 +514,8 @@ impl Manager for FsManager {
             if let Some((_, dir, _)) = dirs.iter().find(|(v, _, _)| *v == Version::V2) {
                 let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
                 fd = Some(
-                    nix::fcntl::open(dir, flags, FileMode::empty()).map_err(|e| Error::Open { path: dir.clone(), source: e.into() })?,
+                    nix::fcntl::open(dir, flags, FileMode::empty())
+                        .map_err(|e| Error::Open { path: dir.clone(), source: e.into() })?,
                 );
             }
         }
@@ -685,10 +689,7 @@ mod tests {
         let mut m = FsManager::new(l, &path).unwrap();
         m.sys_dev_block = blockio::tests::fake_sys(&f._tmp.path().join("sys"));
         let dir = |i: usize| l.hierarchies[i].mountpoint.join("c");
-        write(
-            &dir(0),
-            &[("blkio.bfq.weight", ""), ("blkio.bfq.weight_device", ""), ("blkio.throttle.read_bps_device", "")],
-        );
+        write(&dir(0), &[("blkio.bfq.weight", ""), ("blkio.bfq.weight_device", ""), ("blkio.throttle.read_bps_device", "")]);
         write(&dir(1), &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")]);
         write(&dir(2), &[("rdma.max", "")]);
         let r = resources(
@@ -724,7 +725,10 @@ mod tests {
             (r#"{"memory":{"limit":1048576},"cpu":{"quota":500}}"#, "invalid linux.resources.cpu.quota: 500 µs is below"),
             (r#"{"memory":{"limit":1048576},"cpu":{"quota":-3}}"#, "invalid linux.resources.cpu.quota: -3"),
             (r#"{"memory":{"limit":1048576},"cpu":{"period":100}}"#, "invalid linux.resources.cpu.period: 100 µs"),
-            (r#"{"memory":{"limit":1048576},"blockIO":{"weight":1}}"#, "invalid linux.resources.blockIO.weight: 1 is outside 10-1000"),
+            (
+                r#"{"memory":{"limit":1048576},"blockIO":{"weight":1}}"#,
+                "invalid linux.resources.blockIO.weight: 1 is outside 10-1000",
+            ),
             (r#"{"memory":{"limit":1048576},"pids":{"limit":-7}}"#, "invalid linux.resources.pids.limit: -7"),
         ] {
             let e = m.apply(&resources(json)).unwrap_err().to_string();
@@ -865,7 +869,8 @@ mod tests {
         let path = l.resolve_path(Some("c1"), "c1", own).unwrap();
         let m = l.manager(&path).unwrap();
         let src = m.mount_sources();
-        let got: Vec<_> = src.iter().map(|s| (s.name.as_str(), s.host_dir.strip_prefix(f._tmp.path()).unwrap().to_owned())).collect();
+        let got: Vec<_> =
+            src.iter().map(|s| (s.name.as_str(), s.host_dir.strip_prefix(f._tmp.path()).unwrap().to_owned())).collect();
         assert_eq!(
             got,
             [

@@ -75,7 +75,9 @@ impl Drop for Guard {
                 let deadline = Instant::now() + Duration::from_secs(2);
                 while d.exists() {
                     match fs::remove_dir(&d) {
-                        Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => sleep(Duration::from_millis(20)),
+                        Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                            sleep(Duration::from_millis(20))
+                        }
                         Err(e) => {
                             eprintln!("guard: cannot remove {}: {e}", d.display());
                             break;
@@ -252,9 +254,7 @@ fn host_destroy_kills_forked_children_and_ignores_zombies() {
     m.create().unwrap();
 
     // A shell that forks two sleeps once it is inside.
-    let sh = guard.spawn(
-        Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()),
-    );
+    let sh = guard.spawn(Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()));
     m.add_process(sh).unwrap();
     guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     wait_for("the shell's children", || m.pids().unwrap().len() == 3);
@@ -264,7 +264,8 @@ fn host_destroy_kills_forked_children_and_ignores_zombies() {
     m.add_process(z).unwrap();
     nix::sys::signal::kill(z, nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_for("the zombie", || {
-        fs::read_to_string(format!("/proc/{z}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        fs::read_to_string(format!("/proc/{z}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
     });
     assert!(!m.pids().unwrap().contains(&z), "a zombie is not listed in cgroup.procs");
 
@@ -307,7 +308,10 @@ fn host_unavailable_controller_and_bad_values_name_the_field() {
     if layout.mode == Mode::Hybrid && serving(layout, "memory").is_some_and(|(v, _)| v == Version::V1) {
         // memory is v1 here, so the cgroup2 tree cannot take memory.high.
         let e = m.apply(&resources(r#"{"unified":{"memory.high":"1"}}"#)).unwrap_err();
-        assert!(e.to_string().starts_with("linux.resources.unified[\"memory.high\"]: memory controller not available in /"), "{e}");
+        assert!(
+            e.to_string().starts_with("linux.resources.unified[\"memory.high\"]: memory controller not available in /"),
+            "{e}"
+        );
     }
     m.destroy().unwrap();
 }
@@ -396,9 +400,8 @@ fn host_v1_hierarchies_alone_kill_through_the_freezer() {
     let mut m = layout.manager(&path).unwrap();
     m.create().unwrap();
     assert!(m.clone_fd().is_none());
-    let sh = guard.spawn(
-        Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()),
-    );
+    let sh =
+        guard.spawn(Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()));
     m.add_process(sh).unwrap();
     guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     wait_for("the shell's children", || m.pids().unwrap().len() == 4);
@@ -476,7 +479,8 @@ fn devices_roundtrip(layout: &Layout, name: &str) {
     let path = CgroupPath::new(&format!("{top}/c")).unwrap();
     let mut m = layout.manager(&path).unwrap();
     m.create().unwrap();
-    let v1_dir = layout.hierarchies.iter().find(|h| h.has("devices")).map(|h| h.mountpoint.join(path.path().trim_start_matches('/')));
+    let v1_dir =
+        layout.hierarchies.iter().find(|h| h.has("devices")).map(|h| h.mountpoint.join(path.path().trim_start_matches('/')));
     let v2_dir = layout.v2().map(|h| h.mountpoint.join(path.path().trim_start_matches('/')));
     let tmp = tempfile::tempdir().unwrap();
     let node = |n: &str| format!("mknod:{}", tmp.path().join(n).display());
@@ -681,7 +685,8 @@ fn host_update_changes_a_running_cgroup_and_refuses_a_limit_below_usage() {
         Some((Version::V2, _)) => files::exists(&dir("memory"), "memory.swap.max"),
         None => false,
     };
-    let both = |limit: u64| if swap { format!(r#"{{"limit":{limit},"swap":{limit}}}"#) } else { format!(r#"{{"limit":{limit}}}"#) };
+    let both =
+        |limit: u64| if swap { format!(r#"{{"limit":{limit},"swap":{limit}}}"#) } else { format!(r#"{{"limit":{limit}}}"#) };
     if mem.is_some() {
         m.apply(&resources(&format!(r#"{{"memory":{}}}"#, both(128 << 20)))).unwrap();
     }
@@ -760,7 +765,8 @@ fn host_oom_kill_is_notified_and_counted() {
     let mut notifier = m.oom_notifier().unwrap();
     assert_eq!(notifier.read_events().unwrap(), OomEvents::default());
 
-    let pid = guard.spawn(Command::new("sh").args(["-c", r#"read x; exec perl -e '$x = "a" x (256 << 20)'"#]).stdin(Stdio::piped()));
+    let pid =
+        guard.spawn(Command::new("sh").args(["-c", r#"read x; exec perl -e '$x = "a" x (256 << 20)'"#]).stdin(Stdio::piped()));
     m.add_process(pid).unwrap();
     guard.children[0].stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     let status = guard.children[0].wait().unwrap();
@@ -887,7 +893,11 @@ fn host_block_io_limits_a_loop_device() {
         let weight = if files::exists(&dir, "blkio.weight") { "blkio.weight" } else { "blkio.bfq.weight" };
         assert_eq!(read(weight), "300");
         if bfq {
-            assert!(read("blkio.bfq.weight_device").lines().any(|l| l == format!("{n} 400")), "{}", read("blkio.bfq.weight_device"));
+            assert!(
+                read("blkio.bfq.weight_device").lines().any(|l| l == format!("{n} 400")),
+                "{}",
+                read("blkio.bfq.weight_device")
+            );
         }
         assert_eq!(read("blkio.throttle.read_bps_device"), format!("{n} 1048576"));
         assert_eq!(read("blkio.throttle.write_bps_device"), format!("{n} 2097152"));
@@ -932,7 +942,10 @@ fn host_block_io_limits_a_loop_device() {
 
     // Devices the kernel would refuse, named before anything is written.
     let e = m.apply(&resources(r#"{"blockIO":{"throttleWriteBpsDevice":[{"major":4095,"minor":1,"rate":1}]}}"#)).unwrap_err();
-    assert!(e.to_string().starts_with("invalid linux.resources.blockIO.throttleWriteBpsDevice: [0] 4095:1: no such block device"), "{e}");
+    assert!(
+        e.to_string().starts_with("invalid linux.resources.blockIO.throttleWriteBpsDevice: [0] 4095:1: no such block device"),
+        "{e}"
+    );
     // A device weight on a device whose scheduler has no weights.
     if lo.scheduler("none") {
         let e = m
@@ -1022,7 +1035,8 @@ fn host_rdma_misc_and_network() {
         _ => {
             let e = m.apply(&r).unwrap_err();
             assert!(
-                e.to_string().starts_with("linux.resources.network.classID: net_cls controller not available in any mounted cgroup v1"),
+                e.to_string()
+                    .starts_with("linux.resources.network.classID: net_cls controller not available in any mounted cgroup v1"),
                 "{e}"
             );
         }

@@ -60,8 +60,22 @@ pub struct Layout {
 /// v1 subsystems a `cgroup` mount's super options may name. Other options
 /// (`rw`, `xattr`, `release_agent=...`) are not controllers.
 const V1_SUBSYSTEMS: &[&str] = &[
-    "cpuset", "cpu", "cpuacct", "io", "blkio", "memory", "devices", "freezer", "net_cls", "perf_event",
-    "net_prio", "hugetlb", "pids", "rdma", "misc", "debug",
+    "cpuset",
+    "cpu",
+    "cpuacct",
+    "io",
+    "blkio",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "perf_event",
+    "net_prio",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+    "debug",
 ];
 
 /// The usual home of cgroup filesystems.
@@ -80,7 +94,7 @@ impl Layout {
             if line.trim().is_empty() {
                 continue;
             }
-            let m = parse_mountinfo_line(line).ok_or_else(|| Error::Parse {
+            let m = crate::mountinfo::parse_line(line).ok_or_else(|| Error::Parse {
                 path: origin.to_owned(),
                 line: i + 1,
                 reason: format!("malformed mountinfo line {line:?}"),
@@ -97,7 +111,7 @@ impl Layout {
                 _ => continue,
             };
             // Path::starts_with compares whole components and includes equality.
-            let hidden = mounts[i + 1..].iter().any(|later| m.mountpoint.starts_with(&later.mountpoint));
+            let hidden = mounts[i + 1..].iter().any(|later| m.mount_point.starts_with(&later.mount_point));
             if hidden {
                 continue;
             }
@@ -113,7 +127,12 @@ impl Layout {
             if version == Version::V1 && controllers.is_empty() {
                 continue;
             }
-            let h = Hierarchy { mountpoint: m.mountpoint.clone(), root: m.root.clone(), controllers, version };
+            let h = Hierarchy {
+                mountpoint: m.mount_point.clone(),
+                root: m.root.to_string_lossy().into_owned(),
+                controllers,
+                version,
+            };
             let list = if version == Version::V1 { &mut v1 } else { &mut v2 };
             match list.iter_mut().find(|o| o.controllers == h.controllers) {
                 Some(old) if !old.mountpoint.starts_with(CGROUP_ROOT) && h.mountpoint.starts_with(CGROUP_ROOT) => *old = h,
@@ -139,44 +158,6 @@ impl Layout {
     pub fn v2(&self) -> Option<&Hierarchy> {
         self.hierarchies.iter().find(|h| h.version == Version::V2)
     }
-}
-
-struct MountEntry {
-    root: String,
-    mountpoint: PathBuf,
-    fstype: String,
-    super_options: String,
-}
-
-/// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
-fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
-    let (left, right) = line.split_once(" - ")?;
-    let mut l = left.split(' ');
-    let (_id, _parent, _dev) = (l.next()?, l.next()?, l.next()?);
-    let root = unescape(l.next()?);
-    let mountpoint = PathBuf::from(unescape(l.next()?));
-    let mut r = right.split(' ');
-    let fstype = r.next()?.to_owned();
-    let _source = r.next()?;
-    let super_options = r.next().unwrap_or("").to_owned();
-    Some(MountEntry { root, mountpoint, fstype, super_options })
-}
-
-/// Undo mountinfo's octal escapes (`\040` for a space, `\134` for `\`).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of `/proc/<pid>/cgroup`: `4:memory:/process_api/x` or `0::/`.
@@ -320,12 +301,5 @@ pub(crate) mod tests {
         assert_eq!(own[2], OwnCgroup { key: "cpu,cpuacct".into(), path: "/a:b".into() });
         assert_eq!(own[3], OwnCgroup { key: String::new(), path: "/".into() });
         assert!(parse_proc_cgroup("garbage\n", Path::new("cgroup")).is_err());
-    }
-
-    #[test]
-    fn unescape_edges() {
-        assert_eq!(unescape("a\\134b"), "a\\b");
-        assert_eq!(unescape("trailing\\04"), "trailing\\04");
-        assert_eq!(unescape("\\011tab"), "\ttab");
     }
 }

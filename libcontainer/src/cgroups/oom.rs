@@ -83,8 +83,10 @@ impl OomNotifier {
         let last = v2::memory::oom_kill_count(dir)?;
         let fd = sys::inotify_init().map_err(|e| syscall_error("create an inotify instance for OOM events", dir, e))?;
         let events = dir.join("memory.events");
-        let path = CString::new(events.as_os_str().as_bytes())
-            .map_err(|_| Error::Invalid { field: "linux.cgroupsPath", reason: format!("{} contains a NUL byte", dir.display()) })?;
+        let path = CString::new(events.as_os_str().as_bytes()).map_err(|_| Error::Invalid {
+            field: "linux.cgroupsPath",
+            reason: format!("{} contains a NUL byte", dir.display()),
+        })?;
         tracing::debug!(path = %events.display(), "inotify watch");
         sys::inotify_add_watch(fd.as_fd(), &path, libc::IN_MODIFY)
             .map_err(|e| syscall_error("watch memory.events (inotify_add_watch)", dir, e))?;

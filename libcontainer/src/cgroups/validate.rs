@@ -69,7 +69,8 @@ pub fn validate(r: &LinuxResources) -> Result<()> {
     if let Some(n) = r.network() {
         for (i, p) in n.priorities().iter().flatten().enumerate() {
             let name = p.name();
-            if name.is_empty() || name.len() > IFNAME_MAX || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
+            if name.is_empty() || name.len() > IFNAME_MAX || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            {
                 return Err(invalid("linux.resources.network.priorities", format!("[{i}] {name:?} is not an interface name")));
             }
         }

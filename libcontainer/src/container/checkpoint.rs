@@ -223,7 +223,9 @@ fn external_namespaces(saved: &Saved) -> Result<Vec<String>> {
 /// runc's `descriptors.json`: what the init's fds 0, 1 and 2 are.
 fn write_descriptors(pid: i32, images_dir: &Path) -> Result<()> {
     let fds: Vec<String> = (0..3)
-        .map(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default())
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default()
+        })
         .collect();
     let data = serde_json::to_vec(&fds).expect("descriptors serialise");
     state::write_atomic(images_dir, criu::DESCRIPTORS_FILE, &data)?;

@@ -124,7 +124,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         // runc does, the container runs without one unless it asks for
         // limits.
         Err(cgroups::Error::Create { ref source, ref path })
-            if !nix::unistd::geteuid().is_root() && source.kind() == std::io::ErrorKind::PermissionDenied && !asks_for_limits(linux) =>
+            if !nix::unistd::geteuid().is_root()
+                && source.kind() == std::io::ErrorKind::PermissionDenied
+                && !asks_for_limits(linux) =>
         {
             tracing::warn!(path = %path.display(), "rootless: no cgroup can be made here; the container runs in the caller's cgroups");
             false
@@ -150,10 +152,16 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     if let Some(joined) = plan.joined_user() {
         // Mappings next to a joined user namespace must be its own.
         let (uid_map, gid_map) = crate::namespaces::user_ns_maps(joined.fd.as_fd())?;
-        for (field, maps, have) in [("linux.uidMappings", linux.uid_mappings(), uid_map), ("linux.gidMappings", linux.gid_mappings(), gid_map)] {
+        for (field, maps, have) in
+            [("linux.uidMappings", linux.uid_mappings(), uid_map), ("linux.gidMappings", linux.gid_mappings(), gid_map)]
+        {
             let maps = maps.as_deref().unwrap_or_default();
             if !maps.is_empty() && !crate::namespaces::same_mappings(&crate::namespaces::id_map_text(maps), &have) {
-                return Err(Error::Usage(format!("{field}: do not match the user namespace joined at {} ({})", joined.path.display(), have.trim())));
+                return Err(Error::Usage(format!(
+                    "{field}: do not match the user namespace joined at {} ({})",
+                    joined.path.display(),
+                    have.trim()
+                )));
             }
         }
         // New namespaces must belong to the joined user namespace, so the
@@ -163,16 +171,22 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     let console = match (opts.console_fd, opts.console_socket) {
         (Some(fd), _) => Some(fd),
-        (None, Some(path)) => Some(OwnedFd::from(
-            UnixStream::connect(path).map_err(|source| Error::Io { op: "connect to console socket", path: path.to_owned(), source })?,
-        )),
+        (None, Some(path)) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|source| Error::Io {
+            op: "connect to console socket",
+            path: path.to_owned(),
+            source,
+        })?)),
         (None, None) => None,
     };
 
     // Bound through the directory's fd so a long --root cannot overflow
     // sun_path.
     let sock_path = PathBuf::from(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), state::START_SOCKET));
-    let listener = UnixListener::bind(&sock_path).map_err(|source| Error::Io { op: "listen on", path: dir.path.join(state::START_SOCKET), source })?;
+    let listener = UnixListener::bind(&sock_path).map_err(|source| Error::Io {
+        op: "listen on",
+        path: dir.path.join(state::START_SOCKET),
+        source,
+    })?;
 
     let listen = listen_fds();
     let extra_env = if listen > 0 { vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".to_string()] } else { Vec::new() };
@@ -218,7 +232,11 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         cg.add_process(pid)?;
     }
     if plan.new_user {
-        write_id_maps(pid, linux.uid_mappings().as_deref().unwrap_or_default(), linux.gid_mappings().as_deref().unwrap_or_default())?;
+        write_id_maps(
+            pid,
+            linux.uid_mappings().as_deref().unwrap_or_default(),
+            linux.gid_mappings().as_deref().unwrap_or_default(),
+        )?;
     }
     parent_chan.send(&ToInit::Proceed)?;
     let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
@@ -284,7 +302,10 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 pub fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
     let path = std::path::absolute(path).map_err(|source| Error::Io { op: "resolve pid file", path: path.to_owned(), source })?;
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Usage(format!("--pid-file {}: not a file path", path.display())))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Usage(format!("--pid-file {}: not a file path", path.display())))?;
     state::write_atomic(dir, name, pid.as_raw().to_string().as_bytes())?;
     Ok(())
 }
@@ -306,7 +327,11 @@ fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
 /// so the namespaces the clone makes are owned by it. The intermediate
 /// sends the init's pidfd back and exits; as a child subreaper, this
 /// process becomes the init's parent.
-fn clone_in_user_namespace(userns: std::os::fd::BorrowedFd<'_>, flags: u64, init: impl FnOnce() -> i32) -> std::io::Result<sys::Child> {
+fn clone_in_user_namespace(
+    userns: std::os::fd::BorrowedFd<'_>,
+    flags: u64,
+    init: impl FnOnce() -> i32,
+) -> std::io::Result<sys::Child> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
     nix::sys::prctl::set_child_subreaper(true)?;

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::kill::kill_and_wait;
 use super::{hook_state, status, Error, Result, Status};
-use crate::state::Dir;
 use crate::hooks;
+use crate::state::Dir;
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = Dir::open(root, id)?;

@@ -67,5 +67,9 @@ pub fn stream(root: &Path, id: &str, interval: Duration, out: &mut impl Write) -
 }
 
 fn emit(out: &mut impl Write, v: &serde_json::Value) -> Result<()> {
-    writeln!(out, "{v}").and_then(|_| out.flush()).map_err(|source| Error::Io { op: "write event to", path: "stdout".into(), source })
+    writeln!(out, "{v}").and_then(|_| out.flush()).map_err(|source| Error::Io {
+        op: "write event to",
+        path: "stdout".into(),
+        source,
+    })
 }

@@ -76,13 +76,10 @@ pub fn process_from(base: &Process, o: &Overrides) -> Result<Process> {
         p.set_no_new_privileges(Some(true));
     }
     if !o.caps.is_empty() {
-        let added: Capabilities = serde_json::from_value(serde_json::json!(o.caps)).map_err(|e| Error::Usage(format!("--cap: {e}")))?;
+        let added: Capabilities =
+            serde_json::from_value(serde_json::json!(o.caps)).map_err(|e| Error::Usage(format!("--cap: {e}")))?;
         let mut caps = p.capabilities().clone().unwrap_or_default();
-        for (get, set) in [
-            (caps.bounding().clone(), 0),
-            (caps.effective().clone(), 1),
-            (caps.permitted().clone(), 2),
-        ] {
+        for (get, set) in [(caps.bounding().clone(), 0), (caps.effective().clone(), 1), (caps.permitted().clone(), 2)] {
             let mut v = get.unwrap_or_default();
             v.extend(added.iter().copied());
             match set {
@@ -146,7 +143,8 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
     // namespaces until it is in the container's user namespace: enter it
     // first (for good: this process only supervises from here on).
     if join.contains(CloneFlags::CLONE_NEWUSER) && !nix::unistd::geteuid().is_root() {
-        setns(pidfd.as_fd(), CloneFlags::CLONE_NEWUSER).map_err(|e| Error::Sys { op: "enter the container's user namespace".into(), source: e.into() })?;
+        setns(pidfd.as_fd(), CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| Error::Sys { op: "enter the container's user namespace".into(), source: e.into() })?;
         join.remove(CloneFlags::CLONE_NEWUSER);
     }
     let root_path = format!("/proc/{}/root", saved.pid);
@@ -169,7 +167,11 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
     let mut proxy = None;
     let console: Option<OwnedFd> = match (terminal, opts.console_socket) {
         (false, _) => None,
-        (true, Some(path)) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|source| Error::Io { op: "connect to console socket", path: path.to_owned(), source })?)),
+        (true, Some(path)) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|source| Error::Io {
+            op: "connect to console socket",
+            path: path.to_owned(),
+            source,
+        })?)),
         (true, None) => {
             let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
                 .map_err(|e| Error::Sys { op: "console socketpair".into(), source: e.into() })?;
@@ -205,7 +207,8 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
     } else {
         let own = open("/proc/self/ns/pid_for_children", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok();
         let own_time = open("/proc/self/ns/time_for_children", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).ok();
-        setns(pidfd.as_fd(), for_children).map_err(|e| Error::Sys { op: "enter the container's pid namespace".into(), source: e.into() })?;
+        setns(pidfd.as_fd(), for_children)
+            .map_err(|e| Error::Sys { op: "enter the container's pid namespace".into(), source: e.into() })?;
         Some((own, own_time))
     };
     let cloned = sys::clone_process(0, cgroup_fd, move || exec_child::run(args));
@@ -245,7 +248,8 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
                 let child_pidfd = match &child.pidfd {
                     Some(fd) => fd.as_fd(),
                     None => {
-                        own = sys::pidfd_open(pid).map_err(|source| fail(Error::Sys { op: format!("pidfd_open {pid}"), source }))?;
+                        own = sys::pidfd_open(pid)
+                            .map_err(|source| fail(Error::Sys { op: format!("pidfd_open {pid}"), source }))?;
                         own.as_fd()
                     }
                 };
@@ -260,7 +264,9 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         write_pid_file(pid_file, pid)?;
     }
     let master = match proxy {
-        Some(sock) => Some(tty::recv_fd(sock.as_fd()).map_err(|e| Error::Sys { op: "receive console".into(), source: e.source })?),
+        Some(sock) => {
+            Some(tty::recv_fd(sock.as_fd()).map_err(|e| Error::Sys { op: "receive console".into(), source: e.source })?)
+        }
         None => None,
     };
     if opts.detach {
@@ -329,8 +335,16 @@ mod tests {
 
     #[test]
     fn bad_overrides() {
-        assert!(process_from(&base(), &Overrides { args: vec!["x".into()], env: vec!["NOEQ".into()], ..Default::default() }).is_err());
-        assert!(process_from(&base(), &Overrides { args: vec!["x".into()], cwd: Some("rel".into()), ..Default::default() }).is_err());
-        assert!(process_from(&base(), &Overrides { args: vec!["x".into()], caps: vec!["CAP_BOGUS".into()], ..Default::default() }).is_err());
+        assert!(
+            process_from(&base(), &Overrides { args: vec!["x".into()], env: vec!["NOEQ".into()], ..Default::default() }).is_err()
+        );
+        assert!(
+            process_from(&base(), &Overrides { args: vec!["x".into()], cwd: Some("rel".into()), ..Default::default() }).is_err()
+        );
+        assert!(process_from(
+            &base(),
+            &Overrides { args: vec!["x".into()], caps: vec!["CAP_BOGUS".into()], ..Default::default() }
+        )
+        .is_err());
     }
 }

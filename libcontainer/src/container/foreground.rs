@@ -19,7 +19,8 @@ use crate::sys;
 /// should get instead of us (and SIGCHLD, to notice its exit).
 pub fn forwarded_signals() -> SigSet {
     let mut set = SigSet::all();
-    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP] {
+    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP]
+    {
         set.remove(s);
     }
     set
@@ -29,7 +30,8 @@ pub fn forwarded_signals() -> SigSet {
 /// copying between our stdio and `master`; its exit code (128+N for a
 /// signal, as shells report it).
 pub fn supervise(pid: Pid, master: Option<OwnedFd>, forwarded: &SigSet) -> Result<i32> {
-    let sfd = SignalFd::with_flags(forwarded, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::Sys { op: "signalfd".into(), source: e.into() })?;
+    let sfd = SignalFd::with_flags(forwarded, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| Error::Sys { op: "signalfd".into(), source: e.into() })?;
     let stdin = std::io::stdin();
     let raw = master.as_ref().and_then(|_| RawMode::enter(stdin.as_fd()));
     if let (Some(m), Ok((rows, cols))) = (&master, sys::window_size(stdin.as_fd())) {
@@ -150,4 +152,3 @@ impl Drop for RawMode<'_> {
         let _ = termios::tcsetattr(self.fd, SetArg::TCSANOW, &self.saved);
     }
 }
-

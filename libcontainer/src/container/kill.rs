@@ -3,8 +3,6 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-
-
 use super::{init_pidfd, status, Error, Result, Status};
 use crate::{state, sys};
 
@@ -54,7 +52,9 @@ pub(crate) fn kill_and_wait(saved: &state::Saved, secs: u64) -> Result<()> {
     let ms = (secs * 1000).min(i32::MAX as u64) as i32;
     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)) {
         Ok(n) if n > 0 => Ok(()),
-        _ => Err(Error::Sys { op: format!("wait for init {} to die", saved.pid), source: std::io::Error::from(std::io::ErrorKind::TimedOut) }),
+        _ => Err(Error::Sys {
+            op: format!("wait for init {} to die", saved.pid),
+            source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+        }),
     }
 }
-

@@ -224,11 +224,7 @@ pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
 
 /// The user name for `uid` from the host's passwd, or the number.
 pub fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
 }
 
 /// Copy a container process's seccomp listener (fd number `fd` in `pidfd`'s
@@ -246,12 +242,15 @@ pub(crate) fn pass_listener(
         .and_then(|s| s.listener_path().as_ref())
         .ok_or_else(|| Error::Usage("linux.seccomp.listenerPath: a notifying filter needs a listener path".into()))?;
     let metadata = seccomp.and_then(|s| s.listener_metadata().clone()).unwrap_or_default();
-    let copy = crate::sys::seccomp::pidfd_getfd(pidfd, fd).map_err(|source| Error::Sys { op: format!("copy seccomp listener from {pid}"), source })?;
+    let copy = crate::sys::seccomp::pidfd_getfd(pidfd, fd)
+        .map_err(|source| Error::Sys { op: format!("copy seccomp listener from {pid}"), source })?;
     crate::seccomp::send_listener(copy.as_fd(), path, &metadata, pid, state)?;
     Ok(())
 }
 
 /// The container's cgroup manager, for verbs that cannot work without one.
 pub(crate) fn need_cgroup(saved: &Saved, verb: &str) -> Result<Box<dyn crate::cgroups::Manager>> {
-    saved.cgroup()?.ok_or_else(|| Error::Status(format!("cannot {verb} container {}: it has no cgroup (it was created rootless without one)", saved.id)))
+    saved.cgroup()?.ok_or_else(|| {
+        Error::Status(format!("cannot {verb} container {}: it has no cgroup (it was created rootless without one)", saved.id))
+    })
 }

@@ -110,10 +110,17 @@ pub fn restore(opts: Options<'_>) -> Result<i32> {
         return Err(super::Error::Usage("--console-socket given but process.terminal is false".into()).into());
     }
     let binary = criu::find_binary(opts.criu)?;
-    let images_dir = std::fs::canonicalize(opts.image_path)
-        .map_err(|source| criu::Error::Io { op: "open checkpoint images", path: opts.image_path.to_owned(), source })?;
+    let images_dir = std::fs::canonicalize(opts.image_path).map_err(|source| criu::Error::Io {
+        op: "open checkpoint images",
+        path: opts.image_path.to_owned(),
+        source,
+    })?;
     if !images_dir.join("inventory.img").is_file() {
-        return Err(super::Error::Usage(format!("--image-path {}: no checkpoint there (no inventory.img)", images_dir.display())).into());
+        return Err(super::Error::Usage(format!(
+            "--image-path {}: no checkpoint there (no inventory.img)",
+            images_dir.display()
+        ))
+        .into());
     }
     let mut common = opts.criu_opts.clone();
     if let Some(w) = &common.work_dir {
@@ -147,7 +154,9 @@ pub fn restore(opts: Options<'_>) -> Result<i32> {
 
     let mut external_mounts: Vec<(String, PathBuf)> =
         criu::bind_mounts(spec, &bundle.dir).into_iter().map(|(dest, src)| (dest.to_string_lossy().into_owned(), src)).collect();
-    external_mounts.extend(criu::cgroup_binds(spec, &cg.mount_sources()).into_iter().map(|(dest, host)| (dest.to_string_lossy().into_owned(), host)));
+    external_mounts.extend(
+        criu::cgroup_binds(spec, &cg.mount_sources()).into_iter().map(|(dest, host)| (dest.to_string_lossy().into_owned(), host)),
+    );
     if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
         external_mounts.push(("/dev/null".into(), "/dev/null".into()));
     }
@@ -182,12 +191,17 @@ pub fn restore(opts: Options<'_>) -> Result<i32> {
     if !opts.detach {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
             .map_err(|e| super::Error::Sys { op: "block signals".into(), source: e.into() })?;
-        nix::sys::prctl::set_child_subreaper(true).map_err(|e| super::Error::Sys { op: "become child subreaper".into(), source: e.into() })?;
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| super::Error::Sys { op: "become child subreaper".into(), source: e.into() })?;
     }
     tracing::debug!(id = opts.id, images = %images_dir.display(), "restore");
     criu::restore(&binary, &r, ns_fds)?;
 
-    let text = std::fs::read_to_string(&pid_file).map_err(|source| criu::Error::Io { op: "read restored pid from", path: pid_file.clone(), source })?;
+    let text = std::fs::read_to_string(&pid_file).map_err(|source| criu::Error::Io {
+        op: "read restored pid from",
+        path: pid_file.clone(),
+        source,
+    })?;
     let _ = std::fs::remove_file(&pid_file);
     let pid: i32 = text
         .trim()
@@ -270,7 +284,11 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<NsPlan> {
             LinuxNamespaceType::User => "user",
             LinuxNamespaceType::Time => "time",
             _ => {
-                return Err(criu::Error::Unsupported(format!("linux.namespaces: CRIU cannot restore into an existing cgroup namespace ({})", path.display())).into());
+                return Err(criu::Error::Unsupported(format!(
+                    "linux.namespaces: CRIU cannot restore into an existing cgroup namespace ({})",
+                    path.display()
+                ))
+                .into());
             }
         };
         join.push((name.to_owned(), path.clone()));
@@ -308,7 +326,8 @@ mod tests {
             }
             serde_json::from_value(v).unwrap()
         };
-        let list = [ns("pid", None), ns("network", Some("/proc/self/ns/net")), ns("ipc", Some("/proc/self/ns/ipc")), ns("mount", None)];
+        let list =
+            [ns("pid", None), ns("network", Some("/proc/self/ns/net")), ns("ipc", Some("/proc/self/ns/ipc")), ns("mount", None)];
         let (fds, keys, join) = namespaces(&list).unwrap();
         assert_eq!(fds.len(), 1);
         assert_eq!(fds[0].0, FIRST_NS_FD);

@@ -25,7 +25,10 @@ pub struct Options<'a> {
 pub fn run(mut opts: Options<'_>) -> Result<i32> {
     let root = opts.create.root;
     let id = opts.create.id.to_owned();
-    let wants_tty = crate::spec::load(opts.create.bundle).ok().and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal())).unwrap_or(false);
+    let wants_tty = crate::spec::load(opts.create.bundle)
+        .ok()
+        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false);
     let mut proxy = None;
     if wants_tty && opts.create.console_socket.is_none() && !opts.detach {
         let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
@@ -41,7 +44,8 @@ pub fn run(mut opts: Options<'_>) -> Result<i32> {
     // the init unblocks them for itself before executing the program.
     let forwarded = forwarded_signals();
     if !opts.detach {
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+            .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
     }
     let created = create::create(opts.create)?;
     let master = match proxy {
@@ -70,4 +74,3 @@ pub fn run(mut opts: Options<'_>) -> Result<i32> {
     }
     code
 }
-

@@ -24,8 +24,16 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     let saved = saved.expect("created containers have state");
     let sock = PathBuf::from(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), state::START_SOCKET));
-    let mut conn = UnixStream::connect(&sock).map_err(|source| Error::Io { op: "connect to", path: dir.path.join(state::START_SOCKET), source })?;
-    conn.write_all(b"s").map_err(|source| Error::Io { op: "signal start on", path: dir.path.join(state::START_SOCKET), source })?;
+    let mut conn = UnixStream::connect(&sock).map_err(|source| Error::Io {
+        op: "connect to",
+        path: dir.path.join(state::START_SOCKET),
+        source,
+    })?;
+    conn.write_all(b"s").map_err(|source| Error::Io {
+        op: "signal start on",
+        path: dir.path.join(state::START_SOCKET),
+        source,
+    })?;
     // The container counts as running from here on.
     if let Err(e) = unlinkat(dir.fd(), state::START_SOCKET, UnlinkatFlags::NoRemoveDir) {
         tracing::warn!(error = %e, "remove start socket");

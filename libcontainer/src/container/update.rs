@@ -51,7 +51,8 @@ mod tests {
 
     #[test]
     fn merge_keeps_unset_fields() {
-        let old: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":100,"reservation":50},"pids":{"limit":10}}"#).unwrap();
+        let old: LinuxResources =
+            serde_json::from_str(r#"{"memory":{"limit":100,"reservation":50},"pids":{"limit":10}}"#).unwrap();
         let new: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":200}}"#).unwrap();
         let m = serde_json::to_value(merge(Some(old), &new)).unwrap();
         assert_eq!(m["memory"]["limit"], 200);

@@ -80,7 +80,8 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
         let size = a.process.console_size().map(|b| (b.height() as u16, b.width() as u16));
         tty::setup_console(console.as_fd(), size, false)?;
     }
-    let (program, listener) = become_process(a.process, &a.extra_env, a.keep_fds, &[a.channel.raw_fd(), a.root.as_raw_fd()], a.seccomp)?;
+    let (program, listener) =
+        become_process(a.process, &a.extra_env, a.keep_fds, &[a.channel.raw_fd(), a.root.as_raw_fd()], a.seccomp)?;
     if let Some(l) = listener {
         super::hand_over_listener(&a.channel, l)?;
     }

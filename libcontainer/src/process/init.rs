@@ -88,9 +88,7 @@ pub fn run(args: InitArgs<'_>) -> i32 {
         Err(_) => return 1,
     };
     drop(args.start);
-    let err = match exec(args.bundle, &program, &state) {
-        Err(e) => e,
-    };
+    let Err(err) = exec(args.bundle, &program, &state);
     let _ = conn.write_all(err.to_string().as_bytes());
     Program::exit_code(&err)
 }
@@ -113,7 +111,8 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     setsid().map_err(sys_err("setsid"))?;
     a.namespaces.enter()?;
     if a.new_keyring {
-        sys::join_session_keyring(&format!("_ses.{}", a.id)).map_err(|source| Error::Sys { op: "join session keyring".into(), source })?;
+        sys::join_session_keyring(&format!("_ses.{}", a.id))
+            .map_err(|source| Error::Sys { op: "join session keyring".into(), source })?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sethostname(h).map_err(sys_err(format!("set hostname {h:?}")))?;
@@ -126,7 +125,8 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     }
     if let Some(adj) = process.oom_score_adj() {
         // Through the host's /proc, which is still mounted here.
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|source| Error::Sys { op: format!("set process.oomScoreAdj to {adj}"), source })?;
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|source| Error::Sys { op: format!("set process.oomScoreAdj to {adj}"), source })?;
     }
 
     // Devices and files are created with exactly the modes asked for.
@@ -182,4 +182,3 @@ fn exec(bundle: &Bundle, program: &Program, state: &str) -> Result<Infallible, E
     }
     Err(program.exec())
 }
-

@@ -116,7 +116,10 @@ pub(crate) fn become_process(
     }
     let first_closed = 3 + keep_fds;
     if internal.iter().any(|fd| *fd < first_closed) {
-        return Err(Error::Message(format!("--preserve-fds: fds 3 to {} are not all open; the runtime's own fds took their numbers", first_closed - 1)));
+        return Err(Error::Message(format!(
+            "--preserve-fds: fds 3 to {} are not all open; the runtime's own fds took their numbers",
+            first_closed - 1
+        )));
     }
     sys::cloexec_from(first_closed).map_err(|source| Error::Sys { op: "mark fds close-on-exec".into(), source })?;
     for fd in 3..first_closed {

@@ -29,7 +29,15 @@ pub struct Node {
 pub fn defaults() -> Vec<Node> {
     [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
         .into_iter()
-        .map(|(name, major, minor)| Node { path: Path::new("/dev").join(name), kind: SFlag::S_IFCHR, major, minor, mode: 0o666, uid: 0, gid: 0 })
+        .map(|(name, major, minor)| Node {
+            path: Path::new("/dev").join(name),
+            kind: SFlag::S_IFCHR,
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
         .collect()
 }
 
@@ -68,7 +76,9 @@ pub fn create_all(s: &Setup<'_>, root: BorrowedFd<'_>) -> Result<()> {
         create(s, root, &node)?;
     }
     let dev = path::resolve(root, s.rootfs, Path::new("/dev"), Create::Dir, true)?;
-    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    for (link, target) in
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+    {
         match symlinkat(target, dev.as_fd(), link) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(Error::Sys { op: "symlink", path: Path::new("/dev").join(link), source: e }),

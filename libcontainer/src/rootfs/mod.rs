@@ -93,7 +93,10 @@ impl Setup<'_> {
 
     /// /dev is set up by us unless the config binds something over it.
     fn makes_dev(&self) -> bool {
-        !self.mounts().iter().any(|m| m.destination() == Path::new("/dev") && options::parse(m.options().as_deref().unwrap_or_default()).is_bind())
+        !self
+            .mounts()
+            .iter()
+            .any(|m| m.destination() == Path::new("/dev") && options::parse(m.options().as_deref().unwrap_or_default()).is_bind())
     }
 
     fn mount_err(&self, what: impl Into<String>, dest: &Path) -> impl FnOnce(nix::Error) -> Error {
@@ -113,7 +116,8 @@ pub fn idmapped_sources(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedF
             continue;
         }
         let opts = options::parse(m.options().as_deref().unwrap_or_default());
-        let source = m.source().as_ref().ok_or_else(|| Error::Config { index, reason: "idmapped mount without a source".into() })?;
+        let source =
+            m.source().as_ref().ok_or_else(|| Error::Config { index, reason: "idmapped mount without a source".into() })?;
         let source = if source.is_absolute() { source.clone() } else { bundle.join(source) };
         let recursive = opts.flags.contains(MsFlags::MS_REC) || m.options().iter().flatten().any(|o| o == "ridmap");
         let userns = crate::namespaces::userns_with_maps(uid, gid).map_err(|e| Error::Config { index, reason: e.to_string() })?;
@@ -137,7 +141,8 @@ pub fn prepare(s: &Setup<'_>) -> Result<()> {
         .map_err(s.mount_err("rootfs bind", s.rootfs))?;
     // Opened only now, so that lookups start on the new bind mount and the
     // mounts below land on it rather than underneath it.
-    let root = open(s.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", s.rootfs))?;
+    let root =
+        open(s.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", s.rootfs))?;
 
     for (index, m) in s.mounts().iter().enumerate() {
         mount_one(s, root.as_fd(), index, m)?;
@@ -157,39 +162,24 @@ pub fn prepare(s: &Setup<'_>) -> Result<()> {
 /// private (in our namespace only) if it is shared. A slave parent (the
 /// default rslave) stays a slave, so host mounts still propagate in.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io { op: "read", path: "/proc/self/mountinfo".into(), source })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io {
+        op: "read",
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
     // The last matching line is the topmost mount at the longest prefix.
-    let mut best: Option<(String, bool)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(mp) = fields.get(4).map(|m| unescape_mountinfo(m)) else { continue };
-        if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|(b, _)| mp.len() >= b.len()) {
-            let optional = fields.iter().skip(6).take_while(|f| **f != "-");
-            let shared = optional.clone().any(|f| f.starts_with("shared:"));
-            best = Some((mp, shared));
-        }
-    }
-    match best {
-        Some((parent, true)) => mount(None::<&str>, parent.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make private", parent)),
+    let parent = crate::mountinfo::parse(&info).into_iter().filter(|e| rootfs.starts_with(&e.mount_point)).fold(
+        None::<crate::mountinfo::Entry>,
+        |best, e| match best {
+            Some(b) if b.mount_point.as_os_str().len() > e.mount_point.as_os_str().len() => Some(b),
+            _ => Some(e),
+        },
+    );
+    match parent {
+        Some(p) if p.is_shared() => mount(None::<&str>, &p.mount_point, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(sys("make private", p.mount_point)),
         _ => Ok(()),
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Result<()> {
@@ -209,7 +199,14 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
     let source = m.source().as_deref().map(Path::as_os_str).unwrap_or(typ.as_ref());
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     tracing::debug!(typ, dest = %dest.display(), flags = ?opts.flags, data, "mount");
-    let under = if opts.copy_up { Some(open(&target_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", dest))?) } else { None };
+    let under = if opts.copy_up {
+        Some(
+            open(&target_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(sys("open", dest))?,
+        )
+    } else {
+        None
+    };
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
     match mount(Some(source), &target_path, Some(typ), flags, data) {
         Ok(()) => {}
@@ -218,7 +215,8 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
         // as runc does.
         Err(nix::Error::EPERM) if typ == "sysfs" || typ == "mqueue" => {
             let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
-            mount(Some(host), &target_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(s.mount_err(format!("{host} (bind)"), dest))?;
+            mount(Some(host), &target_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(s.mount_err(format!("{host} (bind)"), dest))?;
             let top = path::resolve(root, s.rootfs, dest, Create::Nothing, !special)?;
             remount_bind(&proc_fd_path(top.as_fd()), dest, opts.flags, opts.cleared)?;
         }
@@ -238,18 +236,23 @@ fn mount_bind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts
     let dest = m.destination();
     let source = m.source().as_ref().ok_or_else(|| Error::Config { index, reason: "bind mount without a source".into() })?;
     let source = if source.is_absolute() { source.clone() } else { s.bundle.join(source) };
-    let meta = std::fs::metadata(&source).map_err(|e| Error::Config { index, reason: format!("source {}: {e}", source.display()) })?;
+    let meta =
+        std::fs::metadata(&source).map_err(|e| Error::Config { index, reason: format!("source {}: {e}", source.display()) })?;
     let create = if meta.is_dir() { Create::Dir } else { Create::File };
     let target = path::resolve(root, s.rootfs, dest, create, true)?;
     let target_path = proc_fd_path(target.as_fd());
     let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
     if let Some((_, tree)) = s.idmapped.iter().find(|(i, _)| *i == index) {
         tracing::debug!(source = %source.display(), dest = %dest.display(), "attach idmapped mount");
-        crate::sys::mount::attach_tree(tree.as_fd(), target.as_fd())
-            .map_err(|e| s.mount_err(format!("idmapped {}", source.display()), dest)(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        crate::sys::mount::attach_tree(tree.as_fd(), target.as_fd()).map_err(|e| {
+            s.mount_err(format!("idmapped {}", source.display()), dest)(nix::Error::from_raw(
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })?;
     } else {
         tracing::debug!(source = %source.display(), dest = %dest.display(), ?flags, "bind mount");
-        mount(Some(&source), &target_path, None::<&str>, flags, None::<&str>).map_err(s.mount_err(format!("bind {}", source.display()), dest))?;
+        mount(Some(&source), &target_path, None::<&str>, flags, None::<&str>)
+            .map_err(s.mount_err(format!("bind {}", source.display()), dest))?;
     }
     // The bind itself ignores every other flag: apply them with a remount of
     // the new mount, opened again so it is the top of the stack.
@@ -260,7 +263,8 @@ fn mount_bind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts
     }
     for p in &opts.propagation {
         let top = path::resolve(root, s.rootfs, dest, Create::Nothing, true)?;
-        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>).map_err(s.mount_err("propagation", dest))?;
+        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>)
+            .map_err(s.mount_err("propagation", dest))?;
     }
     Ok(())
 }
@@ -296,17 +300,29 @@ fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     let target = path::resolve(root, s.rootfs, dest, Create::Dir, false)?;
     let target_path = proc_fd_path(target.as_fd());
-    let v2_only = s.cgroup_mounts.len() == 1 && s.cgroup_mounts[0].version == cgroups::Version::V2 && s.cgroup_mounts[0].name.is_empty();
+    let v2_only =
+        s.cgroup_mounts.len() == 1 && s.cgroup_mounts[0].version == cgroups::Version::V2 && s.cgroup_mounts[0].name.is_empty();
     if v2_only {
         if mount_cgroup_dir(s, &target_path, dest, &s.cgroup_mounts[0], flags)? {
             let t = path::resolve(root, s.rootfs, dest, Create::Nothing, false)?;
-            remount_bind(&proc_fd_path(t.as_fd()), dest, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+            remount_bind(
+                &proc_fd_path(t.as_fd()),
+                dest,
+                flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                MsFlags::empty(),
+            )?;
         }
         return Ok(());
     }
     // v1 (and hybrid): a tmpfs holding one directory per hierarchy.
-    mount(Some("tmpfs"), &target_path, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
-        .map_err(s.mount_err("cgroup tmpfs", dest))?;
+    mount(
+        Some("tmpfs"),
+        &target_path,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(s.mount_err("cgroup tmpfs", dest))?;
     let top = path::resolve(root, s.rootfs, dest, Create::Nothing, false)?;
     for src in &s.cgroup_mounts {
         let sub = dest.join(&src.name);
@@ -314,7 +330,12 @@ fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options
         let t = path::resolve(top.as_fd(), &sub_root, Path::new(&src.name), Create::Dir, false)?;
         if mount_cgroup_dir(s, &proc_fd_path(t.as_fd()), &sub, src, flags)? {
             let t = path::resolve(top.as_fd(), &sub_root, Path::new(&src.name), Create::Nothing, false)?;
-            remount_bind(&proc_fd_path(t.as_fd()), &sub, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+            remount_bind(
+                &proc_fd_path(t.as_fd()),
+                &sub,
+                flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                MsFlags::empty(),
+            )?;
         }
         // Co-mounted controllers (cpu,cpuacct) are also reachable by each name.
         if src.name.contains(',') {
@@ -324,8 +345,14 @@ fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
-            .map_err(s.mount_err("cgroup tmpfs read-only", dest))?;
+        mount(
+            None::<&str>,
+            &proc_fd_path(top.as_fd()),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .map_err(s.mount_err("cgroup tmpfs read-only", dest))?;
     }
     Ok(())
 }
@@ -386,13 +413,28 @@ fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> std::io::Result<()> {
         match kind {
             SFlag::S_IFDIR => {
                 mkdirat(to, name, perm)?;
-                let src = nix::fcntl::openat(from, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
-                let dst = nix::fcntl::openat(to, name, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
+                let src = nix::fcntl::openat(
+                    from,
+                    name,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let dst = nix::fcntl::openat(
+                    to,
+                    name,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
                 copy_dir(src.as_fd(), dst.as_fd())?;
             }
             SFlag::S_IFREG => {
                 let src = nix::fcntl::openat(from, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
-                let dst = nix::fcntl::openat(to, name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, perm)?;
+                let dst = nix::fcntl::openat(
+                    to,
+                    name,
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    perm,
+                )?;
                 std::io::copy(&mut std::fs::File::from(src), &mut std::fs::File::from(dst))?;
             }
             SFlag::S_IFLNK => {
@@ -401,7 +443,13 @@ fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> std::io::Result<()> {
             }
             _ => mknodat(to, name, kind, perm, st.st_rdev)?,
         }
-        fchownat(to, name, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        fchownat(
+            to,
+            name,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
         if kind != SFlag::S_IFLNK {
             // Explicitly, so the process umask does not strip bits.
             fchmodat(to, name, perm, FchmodatFlags::FollowSymlink)?;
@@ -420,14 +468,16 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         return Ok(());
     }
     let old = open("/", OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", "/"))?;
-    let new = open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", rootfs))?;
+    let new =
+        open(rootfs, OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys("open", rootfs))?;
     fchdir(&new).map_err(sys("fchdir", rootfs))?;
     tracing::debug!(rootfs = %rootfs.display(), "pivot_root");
     pivot_root(".", ".").map_err(sys("pivot_root", rootfs))?;
     // The old root is now stacked under the new one at "/"; detach it
     // without letting the unmount propagate back to the host.
     fchdir(&old).map_err(sys("fchdir", "old root"))?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).map_err(sys("make old root slave", "/"))?;
+    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+        .map_err(sys("make old root slave", "/"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount old root", "/"))?;
     chdir("/").map_err(sys("chdir", "/"))?;
     Ok(())
@@ -477,7 +527,8 @@ fn readonly_path(p: &Path) -> Result<()> {
     let Some(fd) = open_nofollow(p)? else { return Ok(()) };
     let target = proc_fd_path(fd.as_fd());
     tracing::debug!(path = %p.display(), "read-only path");
-    mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys("bind read-only path", p))?;
+    mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(sys("bind read-only path", p))?;
     let top = open_nofollow(p)?.ok_or_else(|| sys("open", p)(nix::Error::ENOENT))?;
     remount_bind(&proc_fd_path(top.as_fd()), p, MsFlags::MS_RDONLY | MsFlags::MS_REC, MsFlags::empty())
 }
@@ -496,17 +547,5 @@ fn mask_path(p: &Path) -> Result<()> {
         // A symlink is left as it is: covering it would cover its target.
         Err(nix::Error::ENOTDIR) | Err(nix::Error::ENOENT) => Ok(()),
         Err(e) => Err(sys("mask", p)(e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
     }
 }

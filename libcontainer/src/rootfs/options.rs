@@ -20,7 +20,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { flags: MsFlags::empty(), cleared: MsFlags::empty(), propagation: Vec::new(), data: String::new(), copy_up: false }
+        Options {
+            flags: MsFlags::empty(),
+            cleared: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: String::new(),
+            copy_up: false,
+        }
     }
 }
 
@@ -35,10 +41,49 @@ impl Options {
 
 /// Every option word [`parse`] understands (for the features document).
 pub const KNOWN: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "iversion", "lazytime", "loud", "mand",
-    "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
-    "nosuid", "nosymfollow", "private", "rbind", "relatime", "remount", "ridmap", "ro", "rprivate", "rshared", "rslave",
-    "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "idmap",
+    "iversion",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "noiversion",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "rbind",
+    "relatime",
+    "remount",
+    "ridmap",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 

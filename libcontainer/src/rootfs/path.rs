@@ -51,7 +51,13 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> PathBuf {
 /// With `final_symlink_ok == false` the last component must not be a
 /// symlink (used for `/proc` and `/sys`, which must be mounted on real
 /// directories of the rootfs).
-pub fn resolve(root: BorrowedFd<'_>, root_path: &Path, path: &Path, create: Create, final_symlink_ok: bool) -> Result<OwnedFd, Error> {
+pub fn resolve(
+    root: BorrowedFd<'_>,
+    root_path: &Path,
+    path: &Path,
+    create: Create,
+    final_symlink_ok: bool,
+) -> Result<OwnedFd, Error> {
     let fail = |reason: String| Error { root: root_path.to_owned(), path: path.to_owned(), reason };
     let mut stack: Vec<OwnedFd> = vec![reopen_dir(root).map_err(|e| fail(format!("open root: {e}")))?];
     let mut queue: Vec<Vec<u8>> = Vec::new();
@@ -83,7 +89,12 @@ pub fn resolve(root: BorrowedFd<'_>, root_path: &Path, path: &Path, create: Crea
                         Err(e) => return Err(fail(format!("mkdir {}: {e}", name_os.to_string_lossy()))),
                     },
                     Create::File => {
-                        match openat(dir.as_fd(), name_os, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644)) {
+                        match openat(
+                            dir.as_fd(),
+                            name_os,
+                            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                            Mode::from_bits_truncate(0o644),
+                        ) {
                             Ok(_) | Err(Errno::EEXIST) => {}
                             Err(e) => return Err(fail(format!("create {}: {e}", name_os.to_string_lossy()))),
                         }
@@ -106,7 +117,8 @@ pub fn resolve(root: BorrowedFd<'_>, root_path: &Path, path: &Path, create: Crea
             if links > MAX_SYMLINKS {
                 return Err(fail("too many levels of symbolic links".into()));
             }
-            let target = readlinkat(dir.as_fd(), name_os).map_err(|e| fail(format!("readlink {}: {e}", name_os.to_string_lossy())))?;
+            let target =
+                readlinkat(dir.as_fd(), name_os).map_err(|e| fail(format!("readlink {}: {e}", name_os.to_string_lossy())))?;
             let target = Path::new(&target);
             if target.is_absolute() {
                 stack.truncate(1);

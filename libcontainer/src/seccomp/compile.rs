@@ -244,12 +244,7 @@ pub(super) fn compile_for(seccomp: &LinuxSeccomp, native: Arch) -> Result<Filter
                 ));
             }
             per_arg[a.index()] += 1;
-            conds.push(Cond {
-                arg: a.index() as u32,
-                op: op(a.op()),
-                value: a.value(),
-                value_two: a.value_two().unwrap_or(0),
-            });
+            conds.push(Cond { arg: a.index() as u32, op: op(a.op()), value: a.value(), value_two: a.value_two().unwrap_or(0) });
         }
         let rules = if per_arg.iter().any(|&n| n > 1) {
             // runc: tests of the same argument cannot share a libseccomp
@@ -264,8 +259,7 @@ pub(super) fn compile_for(seccomp: &LinuxSeccomp, native: Arch) -> Result<Filter
             // syscall decides, as it does there.
             tracing::trace!(rule = %field, "seccomp: rule has the default action, skipped");
         }
-        entries
-            .push(Entry { names: sc.names().clone(), rules: rules.into_iter().filter(|r| r.ret != default).collect() });
+        entries.push(Entry { names: sc.names().clone(), rules: rules.into_iter().filter(|r| r.ret != default).collect() });
     }
 
     if wait_killable {

@@ -149,8 +149,7 @@ fn seccomp_kernel_kill_process_and_kill_thread() {
         return;
     }
     for action in ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL"] {
-        let f =
-            filter(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": action}]}));
+        let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": action}]}));
         let f = &f;
         let mut kid = Kid::spawn(move || {
             no_core();

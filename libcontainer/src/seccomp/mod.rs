@@ -163,16 +163,9 @@ impl Filter {
 /// container's OCI state; `metadata` is `listenerMetadata` ("" for none).
 /// The message is runc's:
 /// `{"ociVersion", "fds": ["seccompFd"], "pid", "metadata", "state"}`.
-pub fn send_listener(
-    fd: BorrowedFd<'_>,
-    listener_path: &Path,
-    metadata: &str,
-    pid: Pid,
-    state_json: &[u8],
-) -> Result<(), Error> {
+pub fn send_listener(fd: BorrowedFd<'_>, listener_path: &Path, metadata: &str, pid: Pid, state_json: &[u8]) -> Result<(), Error> {
     let path = listener_path.to_path_buf();
-    let state: Value =
-        serde_json::from_slice(state_json).map_err(|source| Error::State { path: path.clone(), source })?;
+    let state: Value = serde_json::from_slice(state_json).map_err(|source| Error::State { path: path.clone(), source })?;
     let mut msg = json!({
         "ociVersion": crate::container::OCI_VERSION,
         "fds": ["seccompFd"],

@@ -121,15 +121,7 @@ fn seccomp_operators_match_reference_semantics() {
         0xffff_ffff_ffff_fffe,
         u64::MAX,
     ];
-    let ops = [
-        "SCMP_CMP_NE",
-        "SCMP_CMP_LT",
-        "SCMP_CMP_LE",
-        "SCMP_CMP_EQ",
-        "SCMP_CMP_GE",
-        "SCMP_CMP_GT",
-        "SCMP_CMP_MASKED_EQ",
-    ];
+    let ops = ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"];
     let mut checked = 0;
     for op in ops {
         for &v in VALUES {
@@ -323,9 +315,18 @@ fn seccomp_enosys_for_syscalls_newer_than_the_profile() {
 fn seccomp_invalid_profiles_name_the_field() {
     let cases = [
         (json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1}), "linux.seccomp.defaultErrnoRet: only SCMP_ACT_ERRNO"),
-        (json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5000}), "linux.seccomp.defaultErrnoRet: 5000 is not an errno"),
-        (json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/a"}), "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x"}), "linux.seccomp.listenerMetadata: set without listenerPath"),
+        (
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 5000}),
+            "linux.seccomp.defaultErrnoRet: 5000 is not an errno",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/a"}),
+            "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "x"}),
+            "linux.seccomp.listenerMetadata: set without listenerPath",
+        ),
         (
             json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"},
                                                                    {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}),
@@ -344,8 +345,14 @@ fn seccomp_invalid_profiles_name_the_field() {
             json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a", "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
             "linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for write",
         ),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}), "linux.seccomp.syscalls[0].names: must name"),
-        (json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read", ""], "action": "SCMP_ACT_ERRNO"}]}), "linux.seccomp.syscalls[0].names[1]: empty"),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}),
+            "linux.seccomp.syscalls[0].names: must name",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read", ""], "action": "SCMP_ACT_ERRNO"}]}),
+            "linux.seccomp.syscalls[0].names[1]: empty",
+        ),
     ];
     for (v, want) in cases {
         let got = err(v.clone());

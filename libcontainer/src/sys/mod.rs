@@ -56,11 +56,7 @@ pub struct Child {
 /// The caller must be single-threaded: the child is a copy of the caller's
 /// memory with only the calling thread, so a lock held by another thread
 /// would stay locked forever in the child.
-pub fn clone_process(
-    flags: u64,
-    cgroup: Option<BorrowedFd<'_>>,
-    child: impl FnOnce() -> i32,
-) -> io::Result<Child> {
+pub fn clone_process(flags: u64, cgroup: Option<BorrowedFd<'_>>, child: impl FnOnce() -> i32) -> io::Result<Child> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags | CLONE_PIDFD,
@@ -75,13 +71,7 @@ pub fn clone_process(
     // SAFETY: clone3 with no CLONE_VM and no stack behaves like fork(2): the
     // child gets a private copy of the address space and resumes here. `args`
     // is a valid, fully initialised clone_args of the size passed.
-    let mut ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let mut ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
     let mut in_cgroup = cgroup.is_some();
     if ret < 0 {
         let err = io::Error::last_os_error();
@@ -114,10 +104,7 @@ pub fn clone_process(
     if ret == 0 {
         // In the child. A panic must not unwind into the parent's frames
         // that were copied with us.
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)) {
-            Ok(code) => code,
-            Err(_) => 255,
-        };
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(255);
         exit_now(code);
     }
     let pidfd = if pidfd >= 0 {
@@ -152,13 +139,7 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     // SAFETY: plain syscall; a NULL siginfo means "as kill(2) would".
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null_mut::<libc::siginfo_t>(),
-            0,
-        )
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null_mut::<libc::siginfo_t>(), 0)
     };
     if ret < 0 {
         return Err(io::Error::last_os_error());
@@ -243,9 +224,7 @@ pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
 /// redirect it).
 pub fn open_pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: TIOCGPTPEER takes open flags as an int and returns a new fd.
-    let ret = unsafe {
-        libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
-    };
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -276,11 +255,8 @@ pub fn reset_signals() {
         // SAFETY: installing SIG_DFL is always valid; invalid numbers fail with EINVAL.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
 }
 
 /// Take ownership of an fd the kernel just gave us (from `recvmsg` with

@@ -20,12 +20,7 @@ pub fn set_mode_filter(flags: u32, program: &[sock_filter]) -> io::Result<Option
     // SAFETY: `prog` points at `len` instructions of the kernel's layout (checked
     // above) that outlive the call; the kernel copies them and keeps no pointer.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags as libc::c_ulong,
-            &prog as *const libc::sock_fprog,
-        )
+        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &prog as *const libc::sock_fprog)
     };
     if ret < 0 {
         return Err(io::Error::last_os_error());
@@ -78,8 +73,7 @@ pub fn notif_recv(listener: BorrowedFd<'_>) -> io::Result<Notif> {
     let mut notif: Notif = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: the ioctl writes one seccomp_notif through the valid pointer.
-        let ret =
-            unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif as *mut Notif) };
+        let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif as *mut Notif) };
         if ret == 0 {
             return Ok(notif);
         }

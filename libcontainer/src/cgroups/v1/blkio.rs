@@ -193,7 +193,8 @@ mod tests {
         assert!(e.contains("no proportional-weight I/O scheduler"), "{e}");
         // Throttles need no scheduler, only their files.
         touch(t.path(), &THROTTLES);
-        apply(t.path(), &blkio(r#"{"weight":0,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1}]}"#), Path::new("/x")).unwrap();
+        apply(t.path(), &blkio(r#"{"weight":0,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1}]}"#), Path::new("/x"))
+            .unwrap();
     }
 
     #[test]
@@ -201,8 +202,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         fs::write(d.join("blkio.bfq.io_service_bytes_recursive"), "Total 0\n").unwrap();
-        fs::write(d.join("blkio.throttle.io_service_bytes_recursive"), "8:0 Read 4096\n8:0 Write 512\n8:0 Total 4608\nTotal 4608\n")
-            .unwrap();
+        fs::write(
+            d.join("blkio.throttle.io_service_bytes_recursive"),
+            "8:0 Read 4096\n8:0 Write 512\n8:0 Total 4608\nTotal 4608\n",
+        )
+        .unwrap();
         fs::write(d.join("blkio.throttle.io_serviced_recursive"), "8:0 Read 1\n8:0 Write 1\nTotal 2\n").unwrap();
         let mut b = Blkio::default();
         stats(d, &mut b).unwrap();

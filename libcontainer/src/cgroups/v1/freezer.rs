@@ -51,17 +51,16 @@ fn freeze_within(dir: &Path, timeout: Duration) -> Result<()> {
             }
             Ok(s) if s.trim() == "FREEZING" => {}
             Ok(s) => {
-                break Err(Error::Parse { path: dir.join(STATE), line: 1, reason: format!("unexpected state {s:?} while freezing") })
+                break Err(Error::Parse {
+                    path: dir.join(STATE),
+                    line: 1,
+                    reason: format!("unexpected state {s:?} while freezing"),
+                })
             }
             Err(e) => break Err(e),
         }
         if Instant::now() >= deadline {
-            break Err(Error::Timeout {
-                op: "freeze",
-                path: dir.join(STATE),
-                waited: timeout,
-                state: "FREEZING".into(),
-            });
+            break Err(Error::Timeout { op: "freeze", path: dir.join(STATE), waited: timeout, state: "FREEZING".into() });
         }
         sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(10));

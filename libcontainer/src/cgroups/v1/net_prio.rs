@@ -30,7 +30,8 @@ mod tests {
     fn one_line_per_interface() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("net_prio.ifpriomap"), "").unwrap();
-        let p: Vec<LinuxInterfacePriority> = serde_json::from_str(r#"[{"name":"eth0","priority":500},{"name":"lo","priority":7}]"#).unwrap();
+        let p: Vec<LinuxInterfacePriority> =
+            serde_json::from_str(r#"[{"name":"eth0","priority":500},{"name":"lo","priority":7}]"#).unwrap();
         apply(t.path(), &p).unwrap();
         assert_eq!(files::read(t.path(), "net_prio.ifpriomap").unwrap(), "lo 7", "the last write; the kernel keeps each");
         let e = apply(&t.path().join("gone"), &p).unwrap_err().to_string();

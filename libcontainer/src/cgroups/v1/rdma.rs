@@ -22,7 +22,10 @@ pub fn apply(dir: &Path, limits: &HashMap<String, LinuxRdma>) -> Result<()> {
                     .lines()
                     .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
                     .collect();
-                format!("no such RDMA device (devices here: {}): ", if known.is_empty() { "none".into() } else { known.join(" ") })
+                format!(
+                    "no such RDMA device (devices here: {}): ",
+                    if known.is_empty() { "none".into() } else { known.join(" ") }
+                )
             } else {
                 String::new()
             };

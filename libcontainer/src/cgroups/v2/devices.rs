@@ -406,9 +406,7 @@ mod tests {
 
     /// The v1 kernel's decision for an emulated state.
     fn v1_decision(emu: &Emulator, kind: DeviceKind, access: Access, major: u32, minor: u32) -> bool {
-        let hit = |r: &DeviceRule| {
-            r.kind == kind && r.major.is_none_or(|m| m == major) && r.minor.is_none_or(|m| m == minor)
-        };
+        let hit = |r: &DeviceRule| r.kind == kind && r.major.is_none_or(|m| m == major) && r.minor.is_none_or(|m| m == minor);
         if emu.default_allow() {
             !emu.exceptions().iter().any(|r| hit(r) && !r.access.intersection(access).is_empty())
         } else {
@@ -428,13 +426,7 @@ mod tests {
         with_defaults.extend_from_slice(DEFAULT_ALLOWED);
         let mut all: Vec<Vec<DeviceRule>> = sets.iter().map(|s| rules(s)).collect();
         all.push(with_defaults);
-        let accesses = [
-            Access::READ,
-            Access::WRITE,
-            Access::MKNOD,
-            Access::READ.union(Access::WRITE),
-            Access::RWM,
-        ];
+        let accesses = [Access::READ, Access::WRITE, Access::MKNOD, Access::READ.union(Access::WRITE), Access::RWM];
         for set in &all {
             let p = program(set).unwrap();
             let emu = Emulator::from_rules(set).unwrap();

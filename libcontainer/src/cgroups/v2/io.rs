@@ -145,8 +145,12 @@ mod tests {
         for f in [WEIGHT_FILE, MAX] {
             fs::write(d.join(f), "").unwrap();
         }
-        apply(d, &blkio(r#"{"weight":500,"leafWeight":300,"throttleWriteBpsDevice":[{"major":8,"minor":0,"rate":0}]}"#), Path::new("/x"))
-            .unwrap();
+        apply(
+            d,
+            &blkio(r#"{"weight":500,"leafWeight":300,"throttleWriteBpsDevice":[{"major":8,"minor":0,"rate":0}]}"#),
+            Path::new("/x"),
+        )
+        .unwrap();
         assert_eq!(files::read(d, WEIGHT_FILE).unwrap(), "4950");
         assert_eq!(files::read(d, MAX).unwrap(), "8:0 wbps=max");
         // Without BFQ, a device weight goes to io.weight (io.cost's), converted.
@@ -173,7 +177,9 @@ mod tests {
         let d = t.path().join("cg");
         fs::create_dir(&d).unwrap();
         // No io.max: the write fails, naming the first entry of that device.
-        let b = blkio(r#"{"throttleReadBpsDevice":[{"major":7,"minor":0,"rate":1}],"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":1}]}"#);
+        let b = blkio(
+            r#"{"throttleReadBpsDevice":[{"major":7,"minor":0,"rate":1}],"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":1}]}"#,
+        );
         let e = apply(&d, &b, &sys).unwrap_err().to_string();
         assert!(e.starts_with("invalid linux.resources.blockIO.throttleReadBpsDevice: [0] 7:0: write \"7:0 rbps=1\""), "{e}");
         let e = apply(&d, &blkio(r#"{"weight":100}"#), &sys).unwrap_err().to_string();

@@ -97,7 +97,11 @@ pub fn kill(dir: &Path) -> Result<bool> {
 
 /// Turn a failed enable into the error a resource reports.
 pub(crate) fn enable_failed(field: &str, controller: &str, leaf: &Path, e: Error) -> Error {
-    Error::ControllerUnavailable { field: field.to_owned(), controller: controller.to_owned(), place: format!("in {} ({e})", leaf.display()) }
+    Error::ControllerUnavailable {
+        field: field.to_owned(),
+        controller: controller.to_owned(),
+        place: format!("in {} ({e})", leaf.display()),
+    }
 }
 
 /// `0` (unset) writes nothing, `-1` is `max`, the rest as they are: the
