@@ -25,8 +25,9 @@ IT_THREADS ?= 4
 IT_FILTER ?=
 # Debian packages the tests, demo and bench use: the reference runtimes, the container rootfs
 # (busybox-static), ps(1) for `runc ps`, GNU time and hyperfine for the bench, jq for the scripts,
-# criu for checkpoint/restore (which also needs iptables to lock the network during a dump).
-DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables
+# criu for checkpoint/restore (which also needs iptables to lock the network during a dump), umoci and
+# skopeo to build the client suites' busybox image.
+DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo
 
 IT := $(CARGO) test -p roci-integration --test oci
 

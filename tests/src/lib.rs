@@ -17,6 +17,7 @@ pub mod cgroups;
 pub mod console;
 pub mod container;
 pub mod exec;
+pub mod image;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;

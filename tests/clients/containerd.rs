@@ -1,0 +1,1 @@
+//! containerd in front of the runtime under test.

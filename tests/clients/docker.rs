@@ -1,0 +1,1 @@
+//! docker in front of the runtime under test.

@@ -1,0 +1,1 @@
+//! podman in front of the runtime under test.
