@@ -23,6 +23,7 @@ mod namespaces;
 mod paths;
 mod process;
 mod rootfs;
+mod rootless;
 mod seccomp;
 mod security;
 mod terminal;

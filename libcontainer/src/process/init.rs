@@ -95,13 +95,15 @@ pub fn run(args: InitArgs<'_>) -> i32 {
 
 /// Everything up to `Ready`.
 fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
-    // Nothing in the container may ptrace us or open our /proc files
-    // (our executable is the runtime's) before the program replaces us.
-    prctl::set_dumpable(false).map_err(sys_err("set non-dumpable"))?;
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
     }
+    // Nothing in the container may ptrace us or open our /proc files
+    // (our executable is the runtime's) before the program replaces us.
+    // Not before Proceed: an unprivileged runtime writes our id maps through
+    // /proc/PID, which non-dumpable would close to it.
+    prctl::set_dumpable(false).map_err(sys_err("set non-dumpable"))?;
     // Only now: the runtime is our parent by this point even when an
     // intermediate process cloned us (it has exited and we were reparented).
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
