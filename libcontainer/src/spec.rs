@@ -45,7 +45,14 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 }
 
 /// Deserialize a config, reporting the JSON path of the offending field.
+///
+/// A valid config takes the plain decoder; only a failing one is decoded
+/// again with path tracking (whose code is large: keeping it off the usual
+/// path keeps it out of memory).
 pub fn parse(path: &Path, data: &[u8]) -> Result<Spec> {
+    if let Ok(spec) = serde_json::from_slice(data) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
