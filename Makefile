@@ -26,10 +26,11 @@ IT_FILTER ?=
 # Debian packages the tests, demo and bench use: the reference runtimes, the container rootfs
 # (busybox-static), ps(1) for `runc ps`, GNU time and hyperfine for the bench, jq for the scripts,
 # criu for checkpoint/restore (which also needs iptables to lock the network during a dump), umoci and
-# skopeo to build the client suites' busybox image.
-DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo
+# skopeo to build the client suites' busybox image, and the clients: containerd (with ctr and its
+# runc v2 shim).
+DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo containerd
 
-IT := $(CARGO) test -p roci-integration --test oci
+IT := $(CARGO) test -p roci-integration --test oci --test clients
 
 .PHONY: build demo test deps test-unit test-roci test-runc test-v2guest bench clean
 

@@ -37,26 +37,24 @@ fn main() -> ExitCode {
     };
     if exposed {
         if let Err(e) = libcontainer::selfexe::ensure_sealed() {
-            tracing::error!("{e}");
-            if log_to_stderr {
-                eprintln!("{e}");
-            }
-            return ExitCode::from(1);
+            return fail(&e.to_string(), log_to_stderr);
         }
     }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            // As runc: the error goes to the log, and to stderr as a plain
-            // line too when the log is stderr.
-            let msg = error_text(&e);
-            tracing::error!("{msg}");
-            if log_to_stderr {
-                eprintln!("{msg}");
-            }
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&error_text(&e), log_to_stderr),
     }
+}
+
+/// As runc reports a fatal error: to the log, and also as a plain line on
+/// stderr when the log is a file (shims match that stderr text, e.g.
+/// "does not exist", "container not running").
+fn fail(msg: &str, log_to_stderr: bool) -> ExitCode {
+    tracing::error!("{msg}");
+    if !log_to_stderr {
+        eprintln!("{msg}");
+    }
+    ExitCode::from(1)
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
