@@ -8,7 +8,12 @@ use crate::hooks;
 use crate::state::Dir;
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let dir = Dir::open(root, id)?;
+    let dir = match Dir::open(root, id) {
+        Ok(d) => d,
+        // As runc: with --force, a container that is already gone is not an error.
+        Err(crate::state::Error::NotExist(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let saved = dir.load()?;
     let st = status(&dir.path, saved.as_ref());
     let Some(saved) = saved else {

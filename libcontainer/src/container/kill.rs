@@ -13,7 +13,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     }
     let saved = state::load(&dir)?;
     let st = status(&dir, saved.as_ref());
-    let Some(saved) = saved.filter(|_| st != Status::Stopped && st != Status::Creating) else {
+    // As runc: `--all` also reaches what is left of a stopped container (processes of a container
+    // without its own PID namespace outlive its init).
+    let Some(saved) = saved.filter(|_| st != Status::Creating && (all || st != Status::Stopped)) else {
         return Err(Error::Status("container not running".into()));
     };
     if let (true, Some(m)) = (all, saved.cgroup()?) {
@@ -25,6 +27,9 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
                 }
             }
         }
+        return Ok(());
+    }
+    if all && st == Status::Stopped {
         return Ok(());
     }
     let Some(fd) = init_pidfd(&saved) else {

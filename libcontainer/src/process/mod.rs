@@ -185,7 +185,7 @@ pub fn lookup(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
     if name.contains('/') {
         return match check_executable(Path::new(name)) {
             Ok(()) => Ok(PathBuf::from(name)),
-            Err(e) => Err(format!("exec: {name:?}: {e}")),
+            Err(e) => Err(format!("exec: {name:?}: stat {name}: {}", go_errno_text(&e))),
         };
     }
     let dirs = path_var.unwrap_or(DEFAULT_PATH);
@@ -202,6 +202,14 @@ pub fn lookup(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
     match denied {
         Some(p) => Err(format!("exec: {name:?}: stat {}: permission denied", p.display())),
         None => Err(format!("exec: {name:?}: executable file not found in $PATH")),
+    }
+}
+
+/// An error as Go prints an errno (lower case, no "(os error N)"): clients match on it.
+fn go_errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
     }
 }
 

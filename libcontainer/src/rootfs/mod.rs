@@ -226,8 +226,19 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
         let over = path::resolve(root, s.rootfs, dest, Create::Nothing, !special)?;
         copy_up(under.as_fd(), over.as_fd(), dest)?;
     }
-    for p in &opts.propagation {
-        mount(None::<&str>, &target_path, None::<&str>, *p, None::<&str>).map_err(s.mount_err("propagation", dest))?;
+    set_propagation(s, root, dest, &opts.propagation, !special)
+}
+
+/// Apply propagation changes to the mount just made at `dest`, reached by
+/// resolving it again (an fd opened before the mount is the directory
+/// underneath).
+fn set_propagation(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, changes: &[MsFlags], final_symlink_ok: bool) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let top = path::resolve(root, s.rootfs, dest, Create::Nothing, final_symlink_ok)?;
+    for p in changes {
+        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>).map_err(s.mount_err("propagation", dest))?;
     }
     Ok(())
 }
@@ -261,12 +272,7 @@ fn mount_bind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts
         let top = path::resolve(root, s.rootfs, dest, Create::Nothing, true)?;
         remount_bind(&proc_fd_path(top.as_fd()), dest, extra, opts.cleared)?;
     }
-    for p in &opts.propagation {
-        let top = path::resolve(root, s.rootfs, dest, Create::Nothing, true)?;
-        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>)
-            .map_err(s.mount_err("propagation", dest))?;
-    }
-    Ok(())
+    set_propagation(s, root, dest, &opts.propagation, true)
 }
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel locks
