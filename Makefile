@@ -27,8 +27,9 @@ IT_FILTER ?=
 # (busybox-static), ps(1) for `runc ps`, GNU time and hyperfine for the bench, jq for the scripts,
 # criu for checkpoint/restore (which also needs iptables to lock the network during a dump), umoci and
 # skopeo to build the client suites' busybox image, and the clients: containerd (with ctr and its
-# runc v2 shim) and Docker (docker.io, with tini for --init).
-DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo containerd docker.io tini
+# runc v2 shim), Docker (docker.io, with tini for --init) and Podman (with conmon, and catatonit for its
+# pause image).
+DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit
 
 IT := $(CARGO) test -p roci-integration --test oci --test clients
 

@@ -179,30 +179,27 @@ pub struct Program {
 /// `PATH` used when the container's environment has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Find `name` as `execvp` does; errors are worded as runc's, which
-/// clients match on ("executable file not found in $PATH").
+/// Find `name` as `execvp` does. Errors are worded as runc's (Go's
+/// `exec.LookPath`), because clients turn them into exit codes: "no such
+/// file or directory" and "not found" give 127, "permission denied" 126.
 pub fn lookup(name: &str, path_var: Option<&str>) -> Result<PathBuf, String> {
     if name.contains('/') {
         return match check_executable(Path::new(name)) {
             Ok(()) => Ok(PathBuf::from(name)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!("exec: {name:?}: permission denied")),
             Err(e) => Err(format!("exec: {name:?}: stat {name}: {}", go_errno_text(&e))),
         };
     }
+    // As Go's search: a match that cannot be executed is passed over.
     let dirs = path_var.unwrap_or(DEFAULT_PATH);
-    let mut denied = None;
     for dir in dirs.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let candidate = Path::new(dir).join(name);
-        match check_executable(&candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => denied = Some(candidate),
-            Err(_) => {}
+        if check_executable(&candidate).is_ok() {
+            return Ok(candidate);
         }
     }
-    match denied {
-        Some(p) => Err(format!("exec: {name:?}: stat {}: permission denied", p.display())),
-        None => Err(format!("exec: {name:?}: executable file not found in $PATH")),
-    }
+    Err(format!("exec: {name:?}: executable file not found in $PATH"))
 }
 
 /// An error as Go prints an errno (lower case, no "(os error N)"): clients match on it.
@@ -217,7 +214,7 @@ fn check_executable(p: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(p)?;
     if meta.is_dir() {
-        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "is a directory"));
+        return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
     }
     if meta.permissions().mode() & 0o111 == 0 {
         return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));

@@ -194,6 +194,15 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
     }
     // Pseudo filesystems the kernel serves must sit on real directories.
     let special = matches!(typ, "proc" | "sysfs");
+    // A tmpfs over a directory the image has takes that directory's mode,
+    // as with runc; over one made here it keeps its own (`mode=`).
+    let kept_mode = match typ {
+        "tmpfs" => path::resolve(root, s.rootfs, dest, Create::Nothing, true)
+            .ok()
+            .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
+            .map(|st| st.st_mode & 0o7777),
+        _ => None,
+    };
     let target = path::resolve(root, s.rootfs, dest, Create::Dir, !special)?;
     let target_path = proc_fd_path(target.as_fd());
     let source = m.source().as_deref().map(Path::as_os_str).unwrap_or(typ.as_ref());
@@ -222,9 +231,15 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
         }
         Err(e) => return Err(s.mount_err(format!("{typ} {}", source.to_string_lossy()), dest)(e)),
     }
-    if let Some(under) = under {
+    if under.is_some() || kept_mode.is_some() {
         let over = path::resolve(root, s.rootfs, dest, Create::Nothing, !special)?;
-        copy_up(under.as_fd(), over.as_fd(), dest)?;
+        if let Some(under) = under {
+            copy_dir(under.as_fd(), over.as_fd()).map_err(|source| Error::Io { op: "copy up", path: dest.to_owned(), source })?;
+        }
+        if let Some(mode) = kept_mode {
+            std::fs::set_permissions(proc_fd_path(over.as_fd()), std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(|source| Error::Io { op: "chmod tmpfs", path: dest.to_owned(), source })?;
+        }
     }
     set_propagation(s, root, dest, &opts.propagation, !special)
 }
@@ -389,18 +404,8 @@ fn mount_cgroup_dir(s: &Setup<'_>, target: &Path, dest: &Path, src: &MountSource
     Ok(true)
 }
 
-/// `tmpcopyup`: copy what the directory held before the tmpfs went over it
-/// (`under`, opened before the mount) into the tmpfs (`over`).
-fn copy_up(under: BorrowedFd<'_>, over: BorrowedFd<'_>, dest: &Path) -> Result<()> {
-    let io = |source| Error::Io { op: "copy up", path: dest.to_owned(), source };
-    let st = nix::sys::stat::fstat(under).map_err(|e| io(e.into()))?;
-    let over_path = proc_fd_path(over);
-    std::os::unix::fs::chown(&over_path, Some(st.st_uid), Some(st.st_gid)).map_err(io)?;
-    std::fs::set_permissions(&over_path, std::os::unix::fs::PermissionsExt::from_mode(st.st_mode & 0o7777)).map_err(io)?;
-    copy_dir(under, over).map_err(io)
-}
-
-/// Copy a directory's content, keeping kinds, modes, owners and links.
+/// `tmpcopyup`: copy what the directory held before the tmpfs went over
+/// it into the tmpfs, keeping kinds, modes, owners and links.
 fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> std::io::Result<()> {
     use nix::sys::stat::{fchmodat, fstatat, mkdirat, mknodat, FchmodatFlags, SFlag};
     use nix::unistd::{fchownat, symlinkat, Gid, Uid};
