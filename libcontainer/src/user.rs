@@ -47,6 +47,14 @@ pub fn home_in_passwd(passwd: &str, uid: u32) -> Option<String> {
     })
 }
 
+/// The name of `uid` in a passwd file's content, if listed.
+pub fn name_in_passwd(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 3 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_owned())
+    })
+}
+
 /// `HOME` for the container's process: from its `/etc/passwd`, else `/`.
 pub fn home(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
@@ -66,5 +74,7 @@ mod tests {
         assert_eq!(home_in_passwd(p, 0).as_deref(), Some("/root"));
         assert_eq!(home_in_passwd(p, 1000).as_deref(), Some("/home/user"));
         assert_eq!(home_in_passwd(p, 5), None);
+        assert_eq!(name_in_passwd(p, 1000).as_deref(), Some("user"));
+        assert_eq!(name_in_passwd(p, 5), None);
     }
 }

@@ -223,8 +223,14 @@ pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
 }
 
 /// The user name for `uid` from the host's passwd, or the number.
+///
+/// Read from /etc/passwd directly, not through NSS, so a statically linked
+/// roci needs no glibc NSS modules at run time.
 pub fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| crate::user::name_in_passwd(&p, uid))
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Copy a container process's seccomp listener (fd number `fd` in `pidfd`'s
