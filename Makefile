@@ -20,7 +20,12 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
 export CARGO_TARGET_DIR := $(TARGET_DIR)
-ROCI := $(TARGET_DIR)/release/roci
+# roci is linked statically (glibc's crt-static): no dynamic loader at each start, and a smaller
+# resident set; it uses no NSS, so nothing is looked up at run time. Host crates (proc macros, build
+# scripts) stay dynamic because the target is named.
+HOST := $(shell rustc -vV | sed -n 's/^host: //p')
+ROCI := $(TARGET_DIR)/$(HOST)/release/roci
+export ROCI
 IT_THREADS ?= 4
 IT_FILTER ?=
 # Debian packages the tests, demo and bench use: the reference runtimes, the container rootfs
@@ -31,12 +36,12 @@ IT_FILTER ?=
 # pause image).
 DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit
 
-IT := $(CARGO) test -p roci-integration --test oci --test clients
+IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
 
 .PHONY: build demo test deps test-unit test-roci test-runc test-v2guest bench clean
 
 build:
-	$(CARGO) build --release
+	RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static" $(CARGO) build --release --target $(HOST) -p roci
 
 demo: build
 	hack/demo $(ROCI)

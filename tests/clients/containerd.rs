@@ -232,8 +232,14 @@ fn containerd_oom_kill_reported_by_events() {
     });
 
     let id = ctd.id("oom");
-    // dd is the init: its 64 MiB buffer cannot fit in 32 MiB, the kernel's OOM killer ends it.
-    let out = ctd.run(&id, &["--rm", "--memory-limit", "33554432"], &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    // dd becomes the init: its 64 MiB buffer cannot fit in 32 MiB, the kernel's OOM killer ends it.
+    // It waits a moment first: the shim starts watching the task's OOM events only once the runtime's
+    // `start` has returned, and an OOM before that is not reported (with any runtime).
+    let out = ctd.run(
+        &id,
+        &["--rm", "--memory-limit", "33554432"],
+        &["sh", "-c", "sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
+    );
     assert_eq!(out.code, 137, "the OOM-killed task should exit 137: {out}");
     let container = format!("\"container_id\":\"{id}\"");
     let mut text = String::new();

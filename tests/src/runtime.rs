@@ -81,11 +81,21 @@ fn resolve() -> PathBuf {
     }
     targets.push(workspace.join("target"));
     for t in &targets {
-        for profile in ["release", "debug"] {
-            let p = t.join(profile).join("roci");
-            if p.is_file() {
-                return p;
-            }
+        // `make build` links roci statically for the named host target
+        // (target/<triple>/release/roci); a plain cargo build puts it in
+        // target/release.
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir(t)
+            .into_iter()
+            .flatten()
+            .flatten()
+            // Target triples: x86_64-unknown-linux-gnu and the like.
+            .filter(|e| e.file_name().to_string_lossy().contains("-linux-"))
+            .map(|e| e.path().join("release/roci"))
+            .collect();
+        candidates.sort();
+        candidates.extend(["release", "debug"].map(|profile| t.join(profile).join("roci")));
+        if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
+            return p;
         }
     }
     panic!("no runtime to test: set ROCI_TEST_RUNTIME=/path/to/runtime or build roci (looked in {:?})", targets);
