@@ -134,17 +134,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         Err(e) => return Err(e.into()),
     };
     if have_cgroup {
-        let cg = undo.cgroup.insert(cg);
-        if let Some(res) = linux.resources() {
-            cg.apply(res)?;
-        }
-        // Device access is always restricted: to the config's rules, the
-        // standard devices and the container's own device nodes.
-        let rules = cgroups::device_rules(
-            linux.resources().as_ref().and_then(|r| r.devices().as_deref()).unwrap_or_default(),
-            linux.devices().as_deref().unwrap_or_default(),
-        )?;
-        cg.set_devices(&rules)?;
+        super::limit(undo.cgroup.insert(cg).as_ref(), linux)?;
     }
     let cg: Option<&dyn Manager> = undo.cgroup.as_deref();
 

@@ -260,3 +260,20 @@ pub(crate) fn need_cgroup(saved: &Saved, verb: &str) -> Result<Box<dyn crate::cg
         Error::Status(format!("cannot {verb} container {}: it has no cgroup (it was created rootless without one)", saved.id))
     })
 }
+
+/// Apply `linux.resources` to a new cgroup, and always restrict device
+/// access: to the config's rules, the standard devices and the container's
+/// own device nodes.
+pub(crate) fn limit(
+    cg: &dyn crate::cgroups::Manager,
+    linux: &oci_spec::runtime::Linux,
+) -> std::result::Result<(), crate::cgroups::Error> {
+    if let Some(res) = linux.resources() {
+        cg.apply(res)?;
+    }
+    let rules = crate::cgroups::device_rules(
+        linux.resources().as_ref().and_then(|r| r.devices().as_deref()).unwrap_or_default(),
+        linux.devices().as_deref().unwrap_or_default(),
+    )?;
+    cg.set_devices(&rules)
+}

@@ -140,15 +140,7 @@ pub fn restore(opts: Options<'_>) -> Result<i32> {
     let mut cg = cgroups::manager(&cgroup_path)?;
     cg.create()?;
     let cg = undo.cgroup.insert(cg);
-    if let Some(res) = linux.resources() {
-        cg.apply(res)?;
-    }
-    let rules = cgroups::device_rules(
-        linux.resources().as_ref().and_then(|r| r.devices().as_deref()).unwrap_or_default(),
-        linux.devices().as_deref().unwrap_or_default(),
-    )
-    .map_err(super::Error::from)?;
-    cg.set_devices(&rules)?;
+    super::limit(cg.as_ref(), linux).map_err(super::Error::from)?;
 
     make_bind_mount_points(spec, &bundle.dir, &bundle.rootfs)?;
 
