@@ -116,7 +116,7 @@ fn containerd_exec_with_tty() {
     let id = ctd.id("exec-tty");
     ctd.run_detached(&id, &[], SLEEP);
     // A command on the terminal: the runtime hands the shim the pty master over --console-socket.
-    let out = ctd.ctr_in_pty(&["task", "exec", "-t", "--exec-id", "t1", &id, "sh", "-c", "tty; exit 4"], "");
+    let out = ctd.ctr_in_pty(&["task", "exec", "-t", "--exec-id", "t1", &id, "sh", "-c", "tty; sleep 1; exit 4"], "");
     assert_eq!(out.code, 4, "{out}");
     assert!(out.stdout.contains("/dev/pts/"), "the exec'd process has no terminal: {out}");
     // An interactive shell driven through the terminal.
@@ -132,7 +132,9 @@ fn containerd_exec_with_tty() {
 fn containerd_run_with_tty() {
     let ctd = Containerd::start();
     let id = ctd.id("run-tty");
-    let argv = ctd.run_argv(&id, &["--rm", "-t"], &["sh", "-c", "tty; exit 7"]);
+    // The pause before exiting lets ctr copy the output out of the pty: with a process that exits at
+    // once, ctr 1.6 loses it now and then under load (with any runtime).
+    let argv = ctd.run_argv(&id, &["--rm", "-t"], &["sh", "-c", "tty; sleep 1; exit 7"]);
     let out = ctd.ctr_in_pty(&argv.iter().map(String::as_str).collect::<Vec<_>>(), "");
     assert_eq!(out.code, 7, "{out}");
     assert!(out.stdout.contains("/dev/pts/0"), "the container's process has no terminal: {out}");

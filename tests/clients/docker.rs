@@ -217,7 +217,7 @@ fn docker_exec_it_through_a_pty() {
     );
     assert_eq!(code, 3, "terminal: {shown:?}");
     // `-t` without `-i`: a terminal, no input.
-    let out = d.expect_ok(c.exec(&["-t"], &["sh", "-c", "tty; test -t 1 && echo is-a-tty"]));
+    let out = d.expect_ok(c.exec(&["-t"], &["sh", "-c", "tty; test -t 1 && echo is-a-tty; sleep 1"]));
     assert!(out.stdout.contains("/dev/pts/") && out.stdout.contains("is-a-tty"), "{out}");
 }
 

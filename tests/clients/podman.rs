@@ -254,12 +254,12 @@ fn podman_stop_timeout_kills_term_ignoring_container() {
 #[test]
 fn podman_tty_run_and_exec() {
     let pm = Podman::new("podman_tty_run_and_exec");
-    let out = pm.run(&["--rm", "-t", BUSYBOX, "sh", "-c", "tty; echo done"]);
+    let out = pm.run(&["--rm", "-t", BUSYBOX, "sh", "-c", "tty; echo done; sleep 1"]);
     expect(&pm, &out, 0);
     assert_eq!(out.lines(), ["/dev/pts/0", "done"], "{out}");
     assert!(pm.calls_of("create")[0].contains("--console-socket "), "{}", pm.calls_text());
     expect(&pm, &pm.run(&["-d", "--name", "t", BUSYBOX, "sleep", "1000"]), 0);
-    let out = pm.podman(&["exec", "-t", "t", "sh", "-c", "tty; echo in-pty"]);
+    let out = pm.podman(&["exec", "-t", "t", "sh", "-c", "tty; echo in-pty; sleep 1"]);
     expect(&pm, &out, 0);
     let lines = out.lines();
     assert!(lines.len() == 2 && lines[0].starts_with("/dev/pts/") && lines[1] == "in-pty", "{out}");
