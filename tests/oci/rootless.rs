@@ -140,4 +140,3 @@ fn rootless_limits_without_a_delegated_cgroup_fail_clearly() {
     out.says_any(&["cgroup", "permission denied", "Permission denied"]);
     assert!(!r.dir.path().join("state").join(&r.id).exists() || runtime().is_runc(), "nothing left: {out}");
 }
-

@@ -253,7 +253,8 @@ fn set_propagation(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, changes: &[
     }
     let top = path::resolve(root, s.rootfs, dest, Create::Nothing, final_symlink_ok)?;
     for p in changes {
-        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>).map_err(s.mount_err("propagation", dest))?;
+        mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>)
+            .map_err(s.mount_err("propagation", dest))?;
     }
     Ok(())
 }
