@@ -32,6 +32,8 @@ pub struct Bundle {
     /// The container's root filesystem, absolute and canonical.
     pub rootfs: PathBuf,
     pub spec: Spec,
+    /// config.json as read, kept in the container's state as it is.
+    pub raw: Vec<u8>,
 }
 
 /// Read `config.json` from `bundle` and validate it.
@@ -41,7 +43,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let data = std::fs::read(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
     let spec = parse(&path, &data)?;
     let rootfs = validate(&path, &dir, &spec)?;
-    Ok(Bundle { dir, rootfs, spec })
+    Ok(Bundle { dir, rootfs, spec, raw: data })
 }
 
 /// Deserialize a config, reporting the JSON path of the offending field.

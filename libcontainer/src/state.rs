@@ -70,8 +70,13 @@ pub struct Saved {
     /// rootless container the host gave no cgroup to.
     #[serde(default)]
     pub cgroup_path: Option<crate::cgroups::CgroupPath>,
-    /// The config the container was created from.
-    pub config: Spec,
+    /// The runtime-spec version of the config.
+    #[serde(default)]
+    pub oci_version: String,
+    /// The config the container was created from, as JSON text: only the
+    /// commands that need it (start, exec, delete, ...) parse it, so
+    /// `state` and `list` stay cheap.
+    pub config: Box<serde_json::value::RawValue>,
     /// A process exec'd into the container may hold CAP_SYS_PTRACE (see
     /// `selfexe`): later execs must protect the runtime binary.
     #[serde(default)]
@@ -79,6 +84,24 @@ pub struct Saved {
 }
 
 impl Saved {
+    /// The config the container was created from.
+    pub fn spec(&self) -> Result<Spec> {
+        serde_json::from_str(self.config.get())
+            .map_err(|source| Error::Parse { path: PathBuf::from(format!("{}: config", self.id)), source })
+    }
+
+    /// Keep `data` (config.json's content) as the container's config.
+    pub fn config_json(data: &[u8]) -> Result<Box<serde_json::value::RawValue>> {
+        let text = String::from_utf8_lossy(data).into_owned();
+        serde_json::value::RawValue::from_string(text)
+            .map_err(|source| Error::Parse { path: PathBuf::from("config.json"), source })
+    }
+
+    /// Replace the kept config (after `update`).
+    pub fn set_spec(&mut self, spec: &Spec) {
+        self.config = serde_json::value::to_raw_value(spec).expect("a config serialises");
+    }
+
     /// The manager of the container's cgroup, if it has one.
     pub fn cgroup(&self) -> std::result::Result<Option<Box<dyn crate::cgroups::Manager>>, crate::cgroups::Error> {
         self.cgroup_path.as_ref().map(crate::cgroups::manager).transpose()

@@ -247,7 +247,7 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
             }
             let dir = root.join(&e.id);
             let saved = libcontainer::state::load(&dir)?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
-            let base = saved.config.process().clone().context("container config has no process")?;
+            let base = saved.spec()?.process().clone().context("container config has no process")?;
             let (uid, gid) = match &e.user {
                 None => (None, None),
                 Some(u) => {
@@ -277,7 +277,7 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
     };
     let saved =
         libcontainer::state::load(&root.join(&e.id))?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
-    if libcontainer::selfexe::exec_exposes_runtime(&saved.config, &process, saved.ptrace_exec) {
+    if libcontainer::selfexe::exec_exposes_runtime(&saved.spec()?, &process, saved.ptrace_exec) {
         if libcontainer::selfexe::may_ptrace(&process) && !saved.ptrace_exec {
             container::exec::record_ptrace_exec(root, &e.id)?;
         }

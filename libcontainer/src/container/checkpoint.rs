@@ -83,7 +83,8 @@ pub fn checkpoint(opts: Options<'_>) -> Result<()> {
         (Status::Running | Status::Paused, Some(s)) => s,
         (st, _) => return Err(super::Error::Status(format!("container {} cannot be checkpointed in {st} state", opts.id)).into()),
     };
-    if saved.config.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
+    let config = saved.spec().map_err(super::Error::from)?;
+    if config.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
         return Err(criu::Error::Unsupported(format!(
             "container {}: checkpoint of a container with a terminal (process.terminal) is not supported: CRIU hands a restored pty back only in its RPC mode, which roci does not use",
             opts.id
@@ -108,7 +109,7 @@ pub fn checkpoint(opts: Options<'_>) -> Result<()> {
         make_dir(w)?;
     }
     if common.config_file.is_none() {
-        common.config_file = criu::config_file(&saved.config);
+        common.config_file = criu::config_file(&config);
     }
 
     let pid = saved.pid;
@@ -124,8 +125,8 @@ pub fn checkpoint(opts: Options<'_>) -> Result<()> {
         pre_dump: opts.pre_dump,
         parent: opts.parent_path.map(Path::to_owned),
         freeze_cgroup: freezer_dir(&saved)?,
-        external_mounts: if opts.pre_dump { Vec::new() } else { external_mounts(&saved, &mounts) },
-        external: external_namespaces(&saved)?,
+        external_mounts: if opts.pre_dump { Vec::new() } else { external_mounts(&saved, &config, &mounts) },
+        external: external_namespaces(&config)?,
     };
     if !opts.pre_dump {
         write_descriptors(pid, &images_dir)?;
@@ -157,7 +158,7 @@ fn freezer_dir(saved: &Saved) -> Result<Option<PathBuf>> {
 /// (see the `criu` module): every config bind mount and cgroup directory
 /// bind that is a mount point of the init's mount namespace, and masked
 /// files bound from a `/dev/null` outside it.
-fn external_mounts(saved: &Saved, mounts: &[criu::MountLine]) -> Vec<(PathBuf, String)> {
+fn external_mounts(saved: &Saved, config: &oci_spec::runtime::Spec, mounts: &[criu::MountLine]) -> Vec<(PathBuf, String)> {
     let is_mount = |p: &Path| mounts.iter().any(|m| m.mount_point == p);
     let mut out: Vec<(PathBuf, String)> = Vec::new();
     let mut add = |point: PathBuf, name: String| {
@@ -165,7 +166,7 @@ fn external_mounts(saved: &Saved, mounts: &[criu::MountLine]) -> Vec<(PathBuf, S
             out.push((point, name));
         }
     };
-    for (dest, _) in criu::bind_mounts(&saved.config, &saved.bundle) {
+    for (dest, _) in criu::bind_mounts(config, &saved.bundle) {
         if is_mount(&dest) {
             let name = dest.to_string_lossy().into_owned();
             add(dest, name);
@@ -175,7 +176,7 @@ fn external_mounts(saved: &Saved, mounts: &[criu::MountLine]) -> Vec<(PathBuf, S
         let name = point.to_string_lossy().into_owned();
         add(point, name);
     }
-    let linux = saved.config.linux().as_ref();
+    let linux = config.linux().as_ref();
     let masked_files: Vec<PathBuf> = linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
@@ -209,9 +210,9 @@ pub(crate) fn ns_key(typ: LinuxNamespaceType) -> Option<&'static str> {
 
 /// Network and PID namespaces the container joined by path are external:
 /// CRIU does not dump them and expects them back on restore.
-fn external_namespaces(saved: &Saved) -> Result<Vec<String>> {
+fn external_namespaces(config: &oci_spec::runtime::Spec) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for ns in saved.config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+    for ns in config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
         let (Some(key), Some(path)) = (ns_key(ns.typ()), ns.path()) else { continue };
         let ino = std::fs::metadata(path).map_err(io("stat namespace", path))?.ino();
         let kind = if ns.typ() == LinuxNamespaceType::Network { "net" } else { "pid" };

@@ -276,7 +276,8 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         owner: super::user_name(nix::unistd::geteuid().as_raw()),
         annotations,
         cgroup_path: have_cgroup.then_some(cgroup_path),
-        config: spec.clone(),
+        oci_version: spec.version().clone(),
+        config: Saved::config_json(&bundle.raw)?,
         ptrace_exec: false,
     };
     dir.save(&saved)?;

@@ -36,7 +36,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         cg.destroy()?;
     }
     let state = hook_state(id, Status::Stopped, saved.pid, &saved.bundle, &saved.annotations);
-    let poststop = saved.config.hooks().as_ref().and_then(|h| h.poststop().as_ref());
+    let spec = saved.spec()?;
+    let poststop = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref());
     for hook in poststop.into_iter().flatten() {
         if let Err(e) = hooks::run("poststop", hook, &state) {
             tracing::warn!(error = %e, "poststop hook failed");

@@ -132,7 +132,8 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
     // Every namespace the container was given, new or joined.
     let mut join = CloneFlags::empty();
     let mut for_children = CloneFlags::empty();
-    for ns in saved.config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+    let config = saved.spec()?;
+    for ns in config.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
         let flag = CloneFlags::from_bits_retain(clone_flag(ns.typ()) as i32);
         match ns.typ() {
             LinuxNamespaceType::Pid | LinuxNamespaceType::Time => for_children |= flag,
@@ -186,7 +187,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
     }
 
-    let seccomp = saved.config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    let seccomp = config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let (parent_chan, child_chan) = channel::pair()?;
     let close_fds: Vec<RawFd> = vec![parent_chan.raw_fd()];
     let args = ExecArgs {
@@ -253,7 +254,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
                         own.as_fd()
                     }
                 };
-                super::pass_listener(child_pidfd, fd, &saved.config, pid, &state).map_err(fail)?;
+                super::pass_listener(child_pidfd, fd, &config, pid, &state).map_err(fail)?;
                 parent_chan.send(&ToInit::ListenerTaken).map_err(|e| fail(e.into()))?;
             }
             Ok(other) => return Err(fail(Error::Init(format!("unexpected message {other:?}")))),

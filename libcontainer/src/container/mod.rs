@@ -178,7 +178,7 @@ pub fn report(root: &Path, id: &str) -> Result<Report> {
     let status = status(&dir, saved.as_ref());
     Ok(match saved {
         Some(s) => Report {
-            oci_version: s.config.version().clone(),
+            oci_version: s.oci_version,
             id: s.id,
             pid: if status == Status::Stopped { 0 } else { s.pid },
             status,

@@ -211,7 +211,8 @@ pub fn restore(opts: Options<'_>) -> Result<i32> {
         owner: super::user_name(nix::unistd::geteuid().as_raw()),
         annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup_path: Some(cgroup_path),
-        config: spec.clone(),
+        oci_version: spec.version().clone(),
+        config: Saved::config_json(&bundle.raw)?,
         ptrace_exec: false,
     };
     dir.save(&saved)?;

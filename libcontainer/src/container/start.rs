@@ -46,7 +46,8 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         return Err(Error::Init(reply));
     }
     let state = hook_state(id, Status::Running, saved.pid, &saved.bundle, &saved.annotations);
-    let poststart = saved.config.hooks().as_ref().and_then(|h| h.poststart().as_ref());
+    let spec = saved.spec()?;
+    let poststart = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref());
     for hook in poststart.into_iter().flatten() {
         // The runtime spec: a failing poststart hook is logged, not fatal.
         if let Err(e) = hooks::run("poststart", hook, &state) {

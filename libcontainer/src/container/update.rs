@@ -17,10 +17,12 @@ pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
     }
     let mut saved = saved.ok_or_else(|| Error::Status(format!("container {id} is still being created")))?;
     super::need_cgroup(&saved, "update")?.apply(resources)?;
-    let merged = merge(saved.config.linux().as_ref().and_then(|l| l.resources().clone()), resources);
-    if let Some(linux) = saved.config.linux_mut() {
+    let mut spec = saved.spec()?;
+    let merged = merge(spec.linux().as_ref().and_then(|l| l.resources().clone()), resources);
+    if let Some(linux) = spec.linux_mut() {
         linux.set_resources(Some(merged));
     }
+    saved.set_spec(&spec);
     dir.save(&saved)?;
     Ok(())
 }
