@@ -22,7 +22,9 @@ TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
 export CARGO_TARGET_DIR := $(TARGET_DIR)
 # roci is linked statically (glibc's crt-static): no dynamic loader at each start, and a smaller
 # resident set; it uses no NSS, so nothing is looked up at run time. Host crates (proc macros, build
-# scripts) stay dynamic because the target is named.
+# scripts) stay dynamic because the target is named. The executable is not position independent
+# (relocation-model=static): a static PIE relocates ~330 KiB of pointers at every start, which dirties
+# ~700 KiB of pages a short-lived runtime never needs; its stack, heap and mmaps are still randomised.
 HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 ROCI := $(TARGET_DIR)/$(HOST)/release/roci
 export ROCI
@@ -41,7 +43,7 @@ IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
 .PHONY: build demo test deps test-unit test-roci test-runc test-v2guest bench clean
 
 build:
-	RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static" $(CARGO) build --release --target $(HOST) -p roci
+	RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C relocation-model=static" $(CARGO) build --release --target $(HOST) -p roci
 
 demo: build
 	hack/demo $(ROCI)
