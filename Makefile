@@ -36,14 +36,19 @@ IT_FILTER ?=
 # skopeo to build the client suites' busybox image, and the clients: containerd (with ctr and its
 # runc v2 shim), Docker (docker.io, with tini for --init) and Podman (with conmon, and catatonit for its
 # pause image).
-DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit
+DEB_PACKAGES := runc crun busybox-static procps hyperfine time jq util-linux criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit docker-registry apache2-utils
 
 IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
+# The image suite (pull, `roci image`, `run --image`) is roci's own: it runs in the roci leg only.
+IT_ROCI := $(IT) --test image
 
 .PHONY: build demo test deps test-unit test-roci test-runc test-v2guest bench clean
 
+# Two cargo runs, so that roci's libcontainer is built without the `pull` feature (features unify
+# across the packages of one run): roci-image carries the registry client and image code, roci stays small.
 build:
 	RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C relocation-model=static" $(CARGO) build --release --target $(HOST) -p roci
+	RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C relocation-model=static" $(CARGO) build --release --target $(HOST) -p roci-image
 
 demo: build
 	hack/demo $(ROCI)
@@ -71,7 +76,7 @@ test-unit:
 	$(CARGO) test -p roci-integration --lib
 
 test-roci: build
-	ROCI_TEST_RUNTIME=$(ROCI) $(IT) -- --test-threads=$(IT_THREADS) $(IT_FILTER)
+	ROCI_TEST_RUNTIME=$(ROCI) $(IT_ROCI) -- --test-threads=$(IT_THREADS) $(IT_FILTER)
 
 test-runc: deps
 	ROCI_TEST_RUNTIME=$$(command -v runc) $(IT) -- --test-threads=$(IT_THREADS) $(IT_FILTER)

@@ -6,6 +6,8 @@ pub enum Error {
     Cgroups(#[from] crate::cgroups::Error),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::Error),
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -13,6 +13,7 @@
 //! - [`process`]: the container's init, and the channel between it and the runtime.
 //! - [`rootfs`]: mounts, devices, pivot_root, masked and read-only paths.
 //! - [`cgroups`]: a manager per cgroup version.
+//! - [`image`]: the content store, layer unpacking and overlay snapshots.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
@@ -25,6 +26,7 @@ pub mod criu;
 pub mod error;
 pub mod features;
 pub mod hooks;
+pub mod image;
 pub mod mountinfo;
 pub mod namespaces;
 pub mod process;
@@ -36,6 +38,7 @@ pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod template;
 pub mod tty;
 pub mod user;
 

@@ -25,6 +25,9 @@ pub struct Cli {
     /// Use systemd to manage cgroups (needs a running systemd)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// Directory of images, their layers and the bundles of containers run from them
+    #[arg(long = "image-root", global = true, default_value = libcontainer::image::manager::DEFAULT_ROOT)]
+    pub image_root: PathBuf,
     /// CRIU binary for checkpoint and restore [default: criu in PATH]
     #[arg(long, global = true)]
     pub criu: Option<PathBuf>,
@@ -112,6 +115,69 @@ pub enum Command {
     Checkpoint(Checkpoint),
     /// Restore a container from a CRIU checkpoint
     Restore(Restore),
+    /// Pull, list, inspect, remove and prune images (runs roci-image; see `roci image --help`)
+    #[command(disable_help_flag = true)]
+    Image {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PullFlags {
+    /// Allow plain HTTP and unverified TLS for the image's registry
+    #[arg(long, requires = "image")]
+    pub insecure: bool,
+    /// Platform to pull from a multi-platform image (os/arch[/variant]) [default: the host's]
+    #[arg(long, requires = "image")]
+    pub platform: Option<String>,
+    /// Registry credentials (USER:PASSWORD)
+    #[arg(long, requires = "image")]
+    pub creds: Option<String>,
+    /// Registries configuration (insecure hosts, mirrors, credentials) [default: /etc/roci/registries.json]
+    #[arg(long = "registries-config", requires = "image")]
+    pub registries_config: Option<PathBuf>,
+}
+
+/// `create --image` and `run --image`: make the bundle from an image.
+#[derive(Debug, Args)]
+pub struct ImageFlags {
+    /// Make the bundle from this image (pulled if missing) instead of --bundle
+    #[arg(long)]
+    pub image: Option<String>,
+    /// When to pull the image: missing, always or never
+    #[arg(long, default_value = "missing", requires = "image")]
+    pub pull: PullPolicy,
+    #[command(flatten)]
+    pub pull_flags: PullFlags,
+    /// Set an environment variable (KEY=VALUE) over the image's
+    #[arg(short, long = "env", requires = "image")]
+    pub env: Vec<String>,
+    /// User (name, uid, user:group) instead of the image's
+    #[arg(short, long, requires = "image")]
+    pub user: Option<String>,
+    /// Working directory instead of the image's
+    #[arg(short, long, requires = "image")]
+    pub workdir: Option<String>,
+    /// Program instead of the image's entrypoint
+    #[arg(long, requires = "image")]
+    pub entrypoint: Option<String>,
+    /// Container hostname [default: roci]
+    #[arg(long, requires = "image")]
+    pub hostname: Option<String>,
+    /// Give the process a terminal
+    #[arg(short, long, requires = "image")]
+    pub tty: bool,
+    /// Put the container's cgroup under this parent (cgroupsPath PARENT/ID)
+    #[arg(long = "cgroup-parent", requires = "image")]
+    pub cgroup_parent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    Missing,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,7 +206,12 @@ pub struct Create {
     /// Pass this many fds from 3 up (besides stdio and LISTEN_FDS) to the program
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+    #[command(flatten)]
+    pub image: ImageFlags,
     pub id: String,
+    /// With --image: the command (replacing the image's Cmd)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, requires = "image")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +227,9 @@ pub struct Run {
     /// Accepted for runc compatibility
     #[arg(long = "no-subreaper")]
     pub no_subreaper: bool,
+    /// With --image: delete the container and its snapshot when it exits (else it stays until `delete`)
+    #[arg(long, requires = "image", conflicts_with_all = ["detach", "keep"])]
+    pub rm: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod image_cmd;
 mod logging;
 mod spec_template;
 
@@ -71,15 +72,28 @@ fn dispatch(cli: Cli) -> Result<u8> {
         bail!("no command given; see roci --help");
     };
     match command {
-        Command::Create(c) => {
+        Command::Create(mut c) => {
             check_systemd(cli.systemd_cgroup)?;
-            container::create::create(create_options(root, &c))?;
+            let from_image = image_bundle(root, &cli.image_root, &mut c)?;
+            if let Err(e) = container::create::create(create_options(root, &c)) {
+                if from_image {
+                    image_cmd::remove_bundle(&cli.image_root, &c.id);
+                }
+                return Err(e.into());
+            }
         }
-        Command::Run(r) => {
+        Command::Run(mut r) => {
             check_systemd(cli.systemd_cgroup)?;
-            let code = run::run(run::Options { create: create_options(root, &r.create), detach: r.detach, keep: r.keep })?;
-            return Ok(code.clamp(0, 255) as u8);
+            let from_image = image_bundle(root, &cli.image_root, &mut r.create)?;
+            // A container run from an image stays after it exits, as with Docker, unless --rm.
+            let keep = if from_image { !r.rm } else { r.keep };
+            let result = run::run(run::Options { create: create_options(root, &r.create), detach: r.detach, keep });
+            if from_image && result.is_err() && !root.join(&r.create.id).exists() {
+                image_cmd::remove_bundle(&cli.image_root, &r.create.id);
+            }
+            return Ok(result?.clamp(0, 255) as u8);
         }
+        Command::Image { args } => image_cmd::image(&cli.image_root, &args)?,
         Command::Start { id } => start::start(root, &id)?,
         Command::Exec(e) => {
             let code = exec(root, e)?;
@@ -123,6 +137,20 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// With `--image`, make the container's bundle from the image and point
+/// `--bundle` at it; true if it did.
+fn image_bundle(root: &Path, image_root: &Path, c: &mut cli::Create) -> Result<bool> {
+    if c.image.image.is_none() {
+        return Ok(false);
+    }
+    libcontainer::spec::validate_id(&c.id)?;
+    if root.join(&c.id).exists() {
+        return Err(libcontainer::state::Error::Exists(c.id.clone()).into());
+    }
+    c.bundle = image_cmd::make_bundle(image_root, &c.id, &c.image, &c.command)?;
+    Ok(true)
 }
 
 fn create_options<'a>(root: &'a Path, c: &'a cli::Create) -> create::Options<'a> {

@@ -82,6 +82,94 @@ pub fn busybox() -> &'static Image {
     })
 }
 
+/// An image made for the `roci image` tests on top of [`busybox`] (whose base layer it shares): a
+/// second layer with a user `app` (1234:2345, also in group `extra` 3456), a seeded volume dir
+/// `/data` owned by it (`seed`, its hard link `seed-link`, a symlink `latest -> seed`) and
+/// `/etc/conf.d/{a,b}`; a third with a whiteout of `/bin/vi`, `/opt/marker`, and an opaque
+/// `/etc/conf.d` holding only `c`; its config has an entrypoint, cmd, env, working dir,
+/// user, volume, exposed port, stop signal and a label. Built once per test process, in the cache.
+pub fn app() -> &'static Path {
+    static APP: OnceLock<PathBuf> = OnceLock::new();
+    APP.get_or_init(|| {
+        let base = busybox();
+        let cache = std::env::temp_dir().join("roci-it-cache");
+        let done = cache.join("app-image-2");
+        if !done.join("oci").join("index.json").exists() {
+            let tmp = cache.join(format!(".app-image-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).expect("create the image build dir");
+            let layout = tmp.join("oci");
+            run(Command::new("cp").arg("-a").arg(&base.oci_layout).arg(&layout));
+            let image = format!("{}:latest", layout.display());
+            // Layers are written with GNU tar and added verbatim: umoci 0.4's `insert` writes small layers
+            // without their final padding and end-of-archive blocks, which a strict unpacker refuses.
+            let one = tmp.join("one");
+            std::fs::create_dir_all(one.join("etc")).unwrap();
+            std::fs::create_dir_all(one.join("data")).unwrap();
+            std::fs::write(
+                one.join("etc/passwd"),
+                "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1234:2345:app:/data:/bin/sh\n",
+            )
+            .unwrap();
+            std::fs::write(one.join("etc/group"), "root:x:0:\nnogroup:x:65534:\napp:x:2345:\nextra:x:3456:app\n").unwrap();
+            std::fs::write(one.join("data/seed"), "seeded\n").unwrap();
+            std::fs::hard_link(one.join("data/seed"), one.join("data/seed-link")).unwrap();
+            std::os::unix::fs::symlink("seed", one.join("data/latest")).unwrap();
+            std::fs::create_dir_all(one.join("etc/conf.d")).unwrap();
+            std::fs::write(one.join("etc/conf.d/a"), "a\n").unwrap();
+            std::fs::write(one.join("etc/conf.d/b"), "b\n").unwrap();
+            run(Command::new("chown").arg("-R").arg("1234:2345").arg(one.join("data")));
+            let two = tmp.join("two");
+            std::fs::create_dir_all(two.join("bin")).unwrap();
+            std::fs::create_dir_all(two.join("opt")).unwrap();
+            std::fs::write(two.join("bin/.wh.vi"), "").unwrap();
+            std::fs::write(two.join("opt/marker"), "two\n").unwrap();
+            // An opaque directory: conf.d of this layer replaces the one below it.
+            std::fs::create_dir_all(two.join("etc/conf.d")).unwrap();
+            std::fs::write(two.join("etc/conf.d/.wh..wh..opq"), "").unwrap();
+            std::fs::write(two.join("etc/conf.d/c"), "c\n").unwrap();
+            for dir in [&one, &two] {
+                let tar = dir.with_extension("tar");
+                run(Command::new("tar").arg("--numeric-owner").arg("-C").arg(dir).arg("-cf").arg(&tar).arg("."));
+                run(Command::new("umoci").args(["raw", "add-layer", "--image", &image]).arg(&tar));
+                let _ = std::fs::remove_file(&tar);
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            run(Command::new("umoci").args([
+                "config",
+                "--image",
+                &image,
+                "--config.entrypoint",
+                "/bin/sh",
+                "--config.entrypoint",
+                "-c",
+                "--config.cmd",
+                "echo from-image-cmd",
+                "--config.env",
+                "APP_MODE=test",
+                "--config.workingdir",
+                "/data",
+                "--config.user",
+                "app",
+                "--config.volume",
+                "/data",
+                "--config.exposedports",
+                "8080/tcp",
+                "--config.stopsignal",
+                "SIGQUIT",
+                "--config.label",
+                "dev.roci.test=app",
+            ]));
+            // umoci keeps every intermediate manifest; drop what the tag no longer names.
+            run(Command::new("umoci").args(["gc", "--layout"]).arg(&layout));
+            if std::fs::rename(&tmp, &done).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        done.join("oci")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

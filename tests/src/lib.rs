@@ -18,6 +18,7 @@ pub mod console;
 pub mod container;
 pub mod exec;
 pub mod image;
+pub mod registry;
 pub mod rootfs;
 pub mod runtime;
 pub mod spec;

@@ -44,5 +44,20 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
     }
     dir.remove()?;
-    Ok(())
+    remove_image_bundle(id, &saved)
+}
+
+/// A container made from an image (`roci run --image`) takes its bundle and
+/// snapshot with it. The annotation alone is not trusted: the bundle must be
+/// the one the image root made for this id.
+fn remove_image_bundle(id: &str, saved: &crate::state::Saved) -> Result<()> {
+    use crate::image::manager::{remove_bundle, ANNOTATION_ROOT};
+    let Some(root) = saved.annotations.get(ANNOTATION_ROOT) else {
+        return Ok(());
+    };
+    let root = Path::new(root);
+    if saved.bundle != root.join("bundles").join(id) {
+        return Ok(());
+    }
+    Ok(remove_bundle(root, id)?)
 }

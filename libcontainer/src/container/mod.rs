@@ -74,6 +74,8 @@ pub enum Error {
     Status(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

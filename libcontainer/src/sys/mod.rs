@@ -8,6 +8,7 @@
 
 pub mod bpf;
 pub mod mount;
+pub mod overlay;
 pub mod seccomp;
 
 use std::ffi::CStr;

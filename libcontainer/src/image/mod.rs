@@ -1,0 +1,186 @@
+//! Images: the content store, pulling from registries, unpacking layers,
+//! and the copy-on-write snapshots containers run on.
+//!
+//! Layout under the image root (default `/var/lib/roci`):
+//! ```text
+//! blobs/<alg>/<hex>           content store: verified blobs, named by digest (store.rs)
+//! ingest/<alg>-<hex>.tmp      a blob being written, hashed as it is written (store.rs)
+//! ingest/<alg>-<hex>.lock     held by the one writer of that blob (store.rs)
+//! layers/<chain-hex>/fs       one unpacked layer per chain ID, shared by every image (unpack.rs)
+//! layers/<chain-hex>/meta.json  its diff ID, parent chain ID, size on disk (unpack.rs)
+//! layers/.<chain-hex>.tmp     a layer being unpacked, renamed to <chain-hex> when complete (unpack.rs)
+//! layers/.<chain-hex>.lock    held by the one unpacker (or remover) of that layer (unpack.rs)
+//! images/<name-hex>.json      an image reference → manifest digest, config digest, chain IDs (images.rs)
+//! snapshots/<id>/{upper,work} a container's writable layer and overlay work dir (snapshot.rs)
+//! snapshots/<id>/meta.json    the chain IDs the snapshot stacks, so pruning can see what is in use (snapshot.rs)
+//! ```
+//! Every file that other commands read is written to a temp file, fsync'd and
+//! renamed, so a crash at any point leaves either the old or the new content.
+//! Lock files are removed by their holder; a waiter that finds the file it
+//! locked unlinked or replaced tries again (see [`PathLock`]).
+
+pub mod convert;
+pub mod digest;
+pub mod images;
+pub mod manager;
+#[cfg(feature = "pull")]
+pub mod pull;
+pub mod reference;
+#[cfg(feature = "pull")]
+pub mod registries;
+pub mod snapshot;
+pub mod store;
+pub mod unpack;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// Errors of every image module.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem or kernel operation failed: "{op} {path}: {source}".
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A malformed digest string; the payload names it and says what is wrong.
+    #[error("invalid digest {0}")]
+    Digest(String),
+    /// Content did not match what it was promised to be (digest, size, chain ID).
+    #[error("{what}: expected {expected}, got {actual}")]
+    Mismatch { what: String, expected: String, actual: String },
+    /// A layer archive entry was refused (it escapes the layer, or is malformed).
+    #[error("unpack layer entry {entry:?}: {reason}")]
+    Unpack { entry: String, reason: String },
+    /// A layer blob whose media type roci cannot unpack.
+    #[error("unsupported layer media type {0:?}")]
+    MediaType(String),
+    /// A JSON file (layer or snapshot metadata) could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Json {
+        op: String,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A caller-supplied name or argument that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// An image reference that does not parse; names the reference and what is wrong with it.
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    /// The registries configuration file could not be read.
+    #[error("read registries config {path}: {source}")]
+    RegistriesConfig {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The registries configuration file is malformed.
+    #[error("parse registries config {path}: {reason}")]
+    RegistriesConfigParse { path: PathBuf, reason: String },
+    /// A credentials file (registries.json `auths`, auth.json, ~/.docker/config.json) is unusable.
+    #[error("read registry credentials from {path}: {reason}")]
+    AuthFile { path: PathBuf, reason: String },
+    /// An image configuration that cannot be made into a container's config.
+    #[error(transparent)]
+    Convert(#[from] convert::Error),
+    /// Pulling part of an image failed: "pull {object} of {reference} from {registry}: {reason}".
+    #[error("pull {object} of {reference} from {registry}: {reason}")]
+    Pull { reference: String, registry: String, object: String, reason: String },
+}
+
+impl Error {
+    /// An [`Error::Io`] for `op` on `path`.
+    pub(crate) fn io(op: impl Into<String>, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { op: op.into(), path: path.into(), source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An exclusive `flock` on a lock file that is removed when released.
+///
+/// Removing lock files keeps `ingest/` and `layers/` clean, but needs care: a
+/// waiter may lock a file that its holder has unlinked in the meantime. So
+/// after locking, the path is checked to still name the locked inode, and if
+/// not the waiter starts again on the new file.
+pub(crate) struct PathLock {
+    path: PathBuf,
+    // Dropped (unlocked) after the file is unlinked, in Drop.
+    lock: Option<Flock<File>>,
+}
+
+impl PathLock {
+    /// Block until the lock at `path` is ours.
+    pub(crate) fn acquire(path: &Path) -> Result<PathLock> {
+        loop {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io("create lock file", path, e))?;
+            let lock = Flock::lock(file, FlockArg::LockExclusive)
+                .map_err(|(_, errno)| Error::io("lock", path, io::Error::from(errno)))?;
+            let held = lock.metadata().map_err(|e| Error::io("stat lock file", path, e))?;
+            match std::fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                    return Ok(PathLock { path: path.to_owned(), lock: Some(lock) });
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat lock file", path, e)),
+            }
+        }
+    }
+}
+
+impl Drop for PathLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, so that nobody locks a file
+        // that is about to disappear without noticing (see `acquire`).
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "remove lock file");
+        }
+        drop(self.lock.take());
+    }
+}
+
+/// Write `data` to `path` atomically: a temp file beside it, fsync, rename,
+/// fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename {} to", tmp.display()), path, e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// fsync a directory, making renames and creations in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// `mkdir -p`, with the error naming the directory.
+pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+}

@@ -1,0 +1,868 @@
+//! Pulling images from OCI distribution registries into the content [`Store`].
+//!
+//! ```text
+//! reference ─► endpoints (mirrors, then the registry) ─► manifest or index ─► platform's manifest
+//!           ─► config ─► layers (3 at a time, streamed into the store) ─► Pulled
+//! ```
+//! Every blob fetched (index, manifest, config, layers) lands in the store, which verifies its
+//! digest and size before it becomes visible; blobs already there are not fetched again. A pinned
+//! reference (`name@sha256:…`) is fetched by digest and the manifest checked against it, so what
+//! is pulled is exactly what was named, whatever the transport. Requests that fail for transient
+//! reasons (connection errors, HTTP 5xx and 429) are retried with exponential backoff; an endpoint
+//! that still fails (a mirror that is down, lacks the image, or serves bad content) is skipped for
+//! the next, and the error of the last endpoint is returned.
+//!
+//! The library has no global async runtime: [`pull_async`] runs on the caller's tokio runtime
+//! (the CRI server's), and [`pull`] builds a current-thread runtime for the duration of one pull.
+//! Store writes are synchronous: they go to the page cache, and a writer of the same blob in
+//! another process waits on the store's lock.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol, LayerDescriptor};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use serde::Deserialize;
+
+use super::digest::{Digest, Hasher};
+use super::reference::Reference;
+use super::registries::{Endpoint, Registries, Scheme};
+use super::store::Store;
+use super::Error;
+
+pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPT: [&str; 4] = [MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST];
+
+/// Layers downloaded at once.
+const CONCURRENT_LAYERS: usize = 3;
+/// Tries per request, the first included.
+const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+const USER_AGENT: &str = concat!("roci/", env!("CARGO_PKG_VERSION"));
+
+/// An image platform as the OCI image index spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    /// The host's: `linux` and the OCI name of the architecture roci was built for.
+    fn default() -> Self {
+        Platform { os: "linux".into(), architecture: oci_arch(std::env::consts::ARCH).into(), variant: None }
+    }
+}
+
+impl Platform {
+    /// `os/arch[/variant]`, such as `linux/arm64/v8`.
+    pub fn parse(s: &str) -> Result<Platform, Error> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => {
+                Ok(Platform { os: os.to_string(), architecture: oci_arch(arch).into(), variant: None })
+            }
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(Platform { os: os.to_string(), architecture: oci_arch(arch).into(), variant: Some(variant.to_string()) })
+            }
+            _ => Err(Error::Invalid(format!("invalid platform {s:?}: want os/arch[/variant]"))),
+        }
+    }
+
+    /// Whether an index entry's platform is this one. A wanted variant must match (arm64's `v8`
+    /// is its only one, so absent equals `v8`); no wanted variant takes any.
+    fn matches(&self, p: &IndexPlatform) -> bool {
+        let norm = |arch: &str, v: Option<&str>| match (arch, v) {
+            ("arm64", Some("v8")) => None,
+            (_, v) => v.map(str::to_string),
+        };
+        p.os == self.os
+            && oci_arch(&p.architecture) == self.architecture
+            && (self.variant.is_none()
+                || norm(&self.architecture, self.variant.as_deref()) == norm(&self.architecture, p.variant.as_deref()))
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The OCI (Go) name of an architecture given by its Rust or common name.
+pub fn oci_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" | "i386" | "i686" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64le" => "ppc64le",
+        "loongarch64" => "loong64",
+        "mips64" if cfg!(target_endian = "little") => "mips64le",
+        other => other,
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct PullOptions {
+    /// Allow plain HTTP and unverified HTTPS for the reference's registry.
+    pub insecure: bool,
+    /// The platform to pick from an index; `None` is the host's.
+    pub platform: Option<Platform>,
+    /// Show per-layer progress on stderr (only when it is a terminal).
+    pub progress: bool,
+    pub registries: Registries,
+    /// Username and password for the reference's registry, overriding configured credentials.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("insecure", &self.insecure)
+            .field("platform", &self.platform)
+            .field("progress", &self.progress)
+            .field("registries", &self.registries)
+            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "<redacted>")))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledLayer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// What a pull stored, for the caller to unpack and record.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The reference as asked for.
+    pub reference: Reference,
+    /// The index (manifest list) the reference named, if it named one.
+    pub index_digest: Option<Digest>,
+    /// The image manifest (the platform's, when the reference named an index).
+    pub manifest_digest: Digest,
+    pub config_digest: Digest,
+    pub layers: Vec<PulledLayer>,
+    /// The config's `rootfs.diff_ids`, one per layer.
+    pub diff_ids: Vec<Digest>,
+    /// Bytes of the config and the layers as stored (compressed).
+    pub size: u64,
+}
+
+// Wire types: the parts of manifests, indexes and configs a pull reads.
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    #[serde(default)]
+    urls: Option<Vec<String>>,
+    #[serde(default)]
+    platform: Option<IndexPlatform>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexPlatform {
+    os: String,
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl fmt::Display for IndexPlatform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageConfig {
+    rootfs: RootFs,
+}
+
+#[derive(Debug, Deserialize)]
+struct RootFs {
+    diff_ids: Vec<Digest>,
+}
+
+#[derive(Debug)]
+enum Manifest {
+    Index(Vec<Descriptor>),
+    Image { config: Descriptor, layers: Vec<Descriptor> },
+}
+
+fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
+    let m: RawManifest = serde_json::from_slice(body).map_err(|e| format!("malformed manifest: {e}"))?;
+    if m.schema_version == Some(1) {
+        return Err("Docker schema 1 manifests are not supported".into());
+    }
+    let is_index = match m.media_type.as_deref() {
+        Some(MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST) => true,
+        Some(MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST) => false,
+        Some(other) => return Err(format!("unsupported manifest media type {other:?}")),
+        None => m.manifests.is_some(),
+    };
+    if is_index {
+        return Ok(Manifest::Index(m.manifests.ok_or("index without manifests")?));
+    }
+    let config = m.config.ok_or("manifest without config")?;
+    if m.layers.is_empty() {
+        return Err("manifest without layers".into());
+    }
+    Ok(Manifest::Image { config, layers: m.layers })
+}
+
+/// The descriptor of `want`'s manifest in an index: the first entry that matches exactly,
+/// else (no variant wanted) the first with the right OS and architecture.
+fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor, String> {
+    let exact = manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p) && (want.variant.is_some() || p.variant.is_none())));
+    if let Some(d) = exact.or_else(|| manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| want.matches(p)))) {
+        return Ok(d);
+    }
+    let available: Vec<String> = manifests.iter().filter_map(|d| d.platform.as_ref().map(|p| p.to_string())).collect();
+    Err(format!("no manifest for platform {want} in the index (it has: {})", available.join(", ")))
+}
+
+/// Pulls `reference` into `store` on a current-thread tokio runtime built for this call.
+///
+/// The runtime's threads (the blocking pool used for DNS lookups) are joined before this
+/// returns, so a single-threaded caller is single-threaded again afterwards.
+pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<Pulled, Error> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Pull {
+        reference: reference.to_string(),
+        registry: reference.registry.clone(),
+        object: "image".into(),
+        reason: format!("build async runtime: {e}"),
+    })?;
+    rt.block_on(pull_async(store, reference, opts))
+}
+
+/// Pulls `reference` into `store`: its mirrors first, then its registry.
+pub async fn pull_async(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<Pulled, Error> {
+    let endpoints = opts.registries.endpoints(reference, opts.insecure);
+    let progress = Progress::new(opts.progress);
+    let mut last = None;
+    for ep in &endpoints {
+        match pull_from(store, reference, ep, opts, &progress).await {
+            Ok(p) => return Ok(p),
+            // The endpoint failed: try the next one.
+            Err(e @ Error::Pull { .. }) => {
+                tracing::warn!(reference = %reference, endpoint = %ep, error = %e, "pull failed");
+                last = Some(e);
+            }
+            // The store failed: no other endpoint will help.
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Pull {
+        reference: reference.to_string(),
+        registry: reference.registry.clone(),
+        object: "image".into(),
+        reason: "no endpoint to pull from".into(),
+    }))
+}
+
+/// Why one download attempt failed.
+enum Failure {
+    /// The registry's side: the request, the connection, or the content.
+    Remote { transient: bool, reason: String },
+    /// Writing to the store.
+    Store(std::io::Error),
+}
+
+/// One endpoint's pull, with errors that name the reference, the endpoint and the object.
+struct Ctx<'a> {
+    store: &'a Store,
+    reference: &'a Reference,
+    endpoint: &'a Endpoint,
+    client: Client,
+    auth: RegistryAuth,
+    progress: &'a Progress,
+}
+
+impl Ctx<'_> {
+    fn err(&self, object: impl Into<String>, reason: impl fmt::Display) -> Error {
+        Error::Pull {
+            reference: self.reference.to_string(),
+            registry: self.endpoint.to_string(),
+            object: object.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn oci_ref(&self, digest: Option<&Digest>) -> oci_client::Reference {
+        let (host, repo) = (self.endpoint.host.clone(), self.endpoint.repository.clone());
+        match (digest, &self.reference.tag) {
+            (Some(d), _) => oci_client::Reference::with_digest(host, repo, d.to_string()),
+            (None, Some(tag)) => oci_client::Reference::with_tag(host, repo, tag.clone()),
+            (None, None) => oci_client::Reference::with_tag(host, repo, "latest".into()),
+        }
+    }
+
+    /// The manifest named by `digest` (or the reference's tag), verified against the digest and stored.
+    async fn manifest(&self, digest: Option<&Digest>) -> Result<(Vec<u8>, Digest), Error> {
+        let object = match digest {
+            Some(d) => format!("manifest {d}"),
+            None => "manifest".to_string(),
+        };
+        let oref = self.oci_ref(digest);
+        let (body, _) = retry(&object, || self.client.pull_manifest_raw(&oref, &self.auth, &ACCEPT))
+            .await
+            .map_err(|e| self.err(&object, describe(&e)))?;
+        let actual = match digest {
+            Some(d) => {
+                let mut h = Hasher::new(d.algorithm());
+                h.update(&body);
+                let actual = h.finish();
+                if &actual != d {
+                    return Err(self.err(&object, format!("content has digest {actual}, not the {d} asked for")));
+                }
+                actual
+            }
+            None => Digest::sha256_of(&body),
+        };
+        match self.store.put(&actual, &body) {
+            Ok(()) => Ok((body.to_vec(), actual)),
+            Err(Error::Mismatch { expected, actual: got, .. }) => {
+                Err(self.err(&object, format!("content does not match: expected {expected}, got {got}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Streams blob `d` into the store unless it is there already; retried as a whole.
+    async fn blob(&self, what: &str, d: &Descriptor, show: bool) -> Result<(), Error> {
+        let object = format!("{what} {}", d.digest);
+        let bar = if show { self.progress.bar(&d.digest, d.size) } else { None };
+        let mut delay = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            let Some(mut ingest) = self.store.ingest(&d.digest, Some(d.size))? else {
+                if let Some(b) = &bar {
+                    b.finish_with_message("already present");
+                }
+                return Ok(());
+            };
+            if let Some(b) = &bar {
+                b.set_position(0);
+            }
+            let result: Result<(), Failure> = async {
+                let digest = d.digest.to_string();
+                let desc = LayerDescriptor { digest: &digest, urls: &d.urls };
+                let oref = self.oci_ref(None);
+                let mut stream = self
+                    .client
+                    .pull_blob_stream(&oref, &desc)
+                    .await
+                    .map_err(|e| Failure::Remote { transient: transient(&e), reason: describe(&e) })?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| Failure::Remote {
+                        transient: !e.get_ref().is_some_and(|i| i.is::<DigestError>()),
+                        reason: e.to_string(),
+                    })?;
+                    ingest.write_all(&chunk).map_err(|e| match e.kind() {
+                        // More bytes than the descriptor's size: the registry's fault.
+                        std::io::ErrorKind::InvalidData => Failure::Remote { transient: false, reason: e.to_string() },
+                        _ => Failure::Store(e),
+                    })?;
+                    if let Some(b) = &bar {
+                        b.inc(chunk.len() as u64);
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            let err = match result {
+                Ok(()) => {
+                    return match ingest.commit() {
+                        Ok(()) => {
+                            if let Some(b) = &bar {
+                                b.finish_with_message("done");
+                            }
+                            Ok(())
+                        }
+                        Err(Error::Mismatch { what, expected, actual }) => {
+                            Err(self.err(&object, format!("{what}: expected {expected}, got {actual}")))
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+                Err(Failure::Remote { transient: true, reason }) if attempt < ATTEMPTS => {
+                    tracing::warn!(object = %object, endpoint = %self.endpoint, attempt, error = %reason, "retrying");
+                    drop(ingest);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(Failure::Remote { reason, .. }) => self.err(&object, reason),
+                // Not the endpoint's fault: no other endpoint is tried.
+                Err(Failure::Store(e)) => Error::io(format!("write blob {}", d.digest), self.store.root().join("ingest"), e),
+            };
+            if let Some(b) = &bar {
+                b.abandon_with_message("failed");
+            }
+            return Err(err);
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+async fn pull_from(
+    store: &Store,
+    reference: &Reference,
+    endpoint: &Endpoint,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<Pulled, Error> {
+    let auth = match (&opts.credentials, endpoint.mirror) {
+        (Some((u, p)), false) => RegistryAuth::Basic(u.clone(), p.clone()),
+        _ => {
+            let registry = if endpoint.mirror { &endpoint.host } else { &reference.registry };
+            match opts.registries.credentials(registry, &endpoint.repository) {
+                Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+                None => RegistryAuth::Anonymous,
+            }
+        }
+    };
+    let client = client(endpoint).map_err(|e| Error::Pull {
+        reference: reference.to_string(),
+        registry: endpoint.to_string(),
+        object: "image".into(),
+        reason: format!("create HTTP client: {e}"),
+    })?;
+    let ctx = Ctx { store, reference, endpoint, client, auth, progress };
+    tracing::debug!(reference = %reference, endpoint = %endpoint, "pull");
+
+    let (body, digest) = ctx.manifest(reference.digest.as_ref()).await?;
+    let parsed = parse_manifest(&body).map_err(|e| ctx.err(format!("manifest {digest}"), e))?;
+    let (index_digest, manifest_digest, config, layers) = match parsed {
+        Manifest::Image { config, layers } => (None, digest, config, layers),
+        Manifest::Index(manifests) => {
+            let want = opts.platform.clone().unwrap_or_default();
+            let entry = select_platform(&manifests, &want).map_err(|e| ctx.err(format!("index {digest}"), e))?;
+            let (body, m_digest) = ctx.manifest(Some(&entry.digest)).await?;
+            match parse_manifest(&body).map_err(|e| ctx.err(format!("manifest {m_digest}"), e))? {
+                Manifest::Image { config, layers } => (Some(digest), m_digest, config, layers),
+                Manifest::Index(_) => return Err(ctx.err(format!("manifest {m_digest}"), "an index inside an index")),
+            }
+        }
+    };
+
+    ctx.blob("config", &config, false).await?;
+    let config_bytes = store.read(&config.digest)?;
+    let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| ctx.err(format!("config {}", config.digest), format!("malformed: {e}")))?;
+    if image_config.rootfs.diff_ids.len() != layers.len() {
+        return Err(ctx.err(
+            format!("config {}", config.digest),
+            format!("{} diff_ids for {} layers", image_config.rootfs.diff_ids.len(), layers.len()),
+        ));
+    }
+
+    // Collected first: a `map` closure in the stream's type would keep the future from being `Send`.
+    let downloads: Vec<_> = layers.iter().map(|l| ctx.blob("layer", l, true)).collect();
+    stream::iter(downloads).buffer_unordered(CONCURRENT_LAYERS).try_collect::<Vec<()>>().await?;
+    progress.clear();
+
+    let size = config.size + layers.iter().map(|l| l.size).sum::<u64>();
+    Ok(Pulled {
+        reference: reference.clone(),
+        index_digest,
+        manifest_digest,
+        config_digest: config.digest,
+        layers: layers.into_iter().map(|l| PulledLayer { digest: l.digest, media_type: l.media_type, size: l.size }).collect(),
+        diff_ids: image_config.rootfs.diff_ids,
+        size,
+    })
+}
+
+fn client(endpoint: &Endpoint) -> Result<Client, OciDistributionError> {
+    // reqwest is built without a default TLS backend (no OpenSSL, no aws-lc): use ring, unless the
+    // process already chose a provider.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let (protocol, verify) = match endpoint.scheme {
+        Scheme::Http => (ClientProtocol::Http, true),
+        Scheme::Https { verify } => (ClientProtocol::Https, verify),
+    };
+    Client::try_from(ClientConfig {
+        protocol,
+        accept_invalid_certificates: !verify,
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(30)),
+        read_timeout: Some(Duration::from_secs(60)),
+        user_agent: USER_AGENT,
+        ..Default::default()
+    })
+}
+
+/// Whether a request that failed this way may succeed if tried again.
+fn transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => match r.status() {
+            Some(s) => s.is_server_error() || s.as_u16() == 429,
+            None => !r.is_builder() && !r.is_redirect(),
+        },
+        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        OciDistributionError::RegistryError { envelope, .. } => {
+            envelope.errors.iter().any(|e| e.code == OciErrorCode::Toomanyrequests)
+        }
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// The error as a user should read it.
+fn describe(e: &OciDistributionError) -> String {
+    match e {
+        OciDistributionError::UnauthorizedError { url } => {
+            format!("not authorized for {url} (missing or wrong credentials)")
+        }
+        OciDistributionError::RegistryError { envelope, url } => {
+            let errors: Vec<String> = envelope.errors.iter().map(|e| format!("{:?}: {}", e.code, e.message)).collect();
+            format!("{} ({url})", errors.join("; "))
+        }
+        OciDistributionError::AuthenticationFailure(reason) => format!("authentication failed: {reason}"),
+        OciDistributionError::RequestError(r) => {
+            let mut s = r.to_string();
+            let mut source = std::error::Error::source(r);
+            while let Some(inner) = source {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            s
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Retries `f` on transient failures with exponential backoff.
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, OciDistributionError>>,
+{
+    let mut delay = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                tracing::warn!(object = what, attempt, error = %describe(&e), "retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// One line per layer on stderr, updated in place; nothing unless asked for and stderr is a terminal.
+struct Progress(Option<indicatif::MultiProgress>);
+
+impl Progress {
+    fn new(wanted: bool) -> Progress {
+        Progress(
+            (wanted && std::io::stderr().is_terminal())
+                .then(|| indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())),
+        )
+    }
+
+    fn bar(&self, digest: &Digest, size: u64) -> Option<indicatif::ProgressBar> {
+        let multi = self.0.as_ref()?;
+        let bar = multi.add(indicatif::ProgressBar::new(size));
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} {bar:30} {bytes:>10}/{total_bytes:<10} {msg}") {
+            bar.set_style(style);
+        }
+        bar.set_prefix(digest.hex().get(..12).unwrap_or(digest.hex()).to_string());
+        Some(bar)
+    }
+
+    fn clear(&self) {
+        if let Some(m) = &self.0 {
+            let _ = m.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> String {
+        format!("sha256:{}", format!("{n:02x}").repeat(32))
+    }
+
+    fn index() -> String {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_OCI_INDEX,
+            "manifests": [
+                {"mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": digest(1), "size": 10,
+                 "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+                {"mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": digest(2), "size": 10,
+                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                {"mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": digest(3), "size": 10,
+                 "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": digest(4), "size": 10,
+                 "platform": {"os": "unknown", "architecture": "unknown"}},
+                {"mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": digest(5), "size": 10,
+                 "platform": {"os": "windows", "architecture": "amd64"}},
+            ]
+        })
+        .to_string()
+    }
+
+    fn pick(want: &str) -> Result<String, String> {
+        let Manifest::Index(m) = parse_manifest(index().as_bytes()).unwrap() else { panic!("not an index") };
+        select_platform(&m, &Platform::parse(want).unwrap()).map(|d| d.digest.to_string())
+    }
+
+    #[test]
+    fn selects_platform_from_index() {
+        assert_eq!(pick("linux/amd64").unwrap(), digest(3));
+        assert_eq!(pick("linux/x86_64").unwrap(), digest(3));
+        assert_eq!(pick("linux/arm64").unwrap(), digest(2));
+        assert_eq!(pick("linux/arm64/v8").unwrap(), digest(2));
+        assert_eq!(pick("linux/arm/v7").unwrap(), digest(1));
+        assert_eq!(pick("windows/amd64").unwrap(), digest(5));
+        let e = pick("linux/s390x").unwrap_err();
+        assert!(e.contains("linux/s390x") && e.contains("linux/arm/v7") && e.contains("linux/amd64"), "{e}");
+        assert!(pick("linux/arm/v6").is_err());
+    }
+
+    #[test]
+    fn docker_manifest_list_and_default_platform() {
+        let list = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_DOCKER_LIST,
+            "manifests": [
+                {"mediaType": MEDIA_TYPE_DOCKER_MANIFEST, "digest": digest(7), "size": 1,
+                 "platform": {"os": "linux", "architecture": Platform::default().architecture}},
+            ]
+        });
+        let Manifest::Index(m) = parse_manifest(list.to_string().as_bytes()).unwrap() else { panic!("not an index") };
+        assert_eq!(select_platform(&m, &Platform::default()).unwrap().digest.to_string(), digest(7));
+        assert_eq!(Platform::default().os, "linux");
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(Platform::default().to_string(), "linux/amd64");
+        }
+    }
+
+    #[test]
+    fn parses_manifests() {
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_DOCKER_MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": digest(1), "size": 5},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": digest(2), "size": 7}]
+        });
+        let Manifest::Image { config, layers } = parse_manifest(m.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(config.size, 5);
+        assert_eq!(layers[0].digest.to_string(), digest(2));
+        // An OCI manifest may leave out mediaType.
+        let m = serde_json::json!({"schemaVersion": 2, "config": {"digest": digest(1), "size": 5},
+                                   "layers": [{"digest": digest(2), "size": 7}]});
+        assert!(matches!(parse_manifest(m.to_string().as_bytes()), Ok(Manifest::Image { .. })));
+        let v1 = r#"{"schemaVersion": 1, "name": "x", "fsLayers": []}"#;
+        assert!(parse_manifest(v1.as_bytes()).unwrap_err().contains("schema 1"));
+        let odd = serde_json::json!({"schemaVersion": 2, "mediaType": "text/plain"}).to_string();
+        assert!(parse_manifest(odd.as_bytes()).unwrap_err().contains("text/plain"));
+    }
+
+    #[test]
+    fn platform_parse() {
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").unwrap(),
+            Platform { os: "linux".into(), architecture: "arm64".into(), variant: Some("v8".into()) }
+        );
+        for bad in ["linux", "linux/", "/amd64", "a/b/c/d"] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The CRI server spawns pulls on a multi-threaded runtime.
+    #[test]
+    fn pull_async_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let reference = Reference::parse("busybox").unwrap();
+        let opts = PullOptions::default();
+        assert_send(&pull_async(&store, &reference, &opts));
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let opts = PullOptions { credentials: Some(("user".into(), "hunter2".into())), ..Default::default() };
+        let text = format!("{opts:?}");
+        assert!(text.contains("user") && !text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn transient_errors() {
+        let server = |code| OciDistributionError::ServerError { code, url: "u".into(), message: String::new() };
+        assert!(transient(&server(503)));
+        assert!(transient(&server(429)));
+        assert!(!transient(&server(404)));
+        assert!(!transient(&OciDistributionError::UnauthorizedError { url: "u".into() }));
+    }
+
+    #[test]
+    fn https_clients_build_without_openssl() {
+        for scheme in [Scheme::Https { verify: true }, Scheme::Https { verify: false }, Scheme::Http] {
+            let ep = Endpoint { host: "registry.example".into(), repository: "a".into(), scheme, mirror: false };
+            client(&ep).unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
+        }
+    }
+
+    /// A registry on a thread that fails each path's first requests: `503` then `429` for
+    /// manifests and the config, a body cut short for the layer.
+    struct FlakyRegistry {
+        port: u16,
+        hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    }
+
+    impl FlakyRegistry {
+        fn start(routes: std::collections::HashMap<String, (String, Vec<u8>)>, truncate: String) -> FlakyRegistry {
+            use std::io::{BufRead, BufReader};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let hits = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+            let counter = hits.clone();
+            // Runs until the test process exits.
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(mut conn) = conn else { continue };
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let n = {
+                        let mut hits = counter.lock().unwrap();
+                        let n = hits.entry(path.clone()).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    let reply = |status: &str, ct: &str, len: usize, body: &[u8]| {
+                        let mut r = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                        )
+                        .into_bytes();
+                        r.extend_from_slice(body);
+                        r
+                    };
+                    let out = match routes.get(&path) {
+                        _ if path == "/v2/" => reply("200 OK", "application/json", 2, b"{}"),
+                        Some((_, body)) if path == truncate && n == 1 => {
+                            reply("200 OK", "application/octet-stream", body.len(), &body[..body.len() / 2])
+                        }
+                        Some(_) if path != truncate && n == 1 => reply("503 Service Unavailable", "text/plain", 0, b""),
+                        Some(_) if path != truncate && n == 2 => reply("429 Too Many Requests", "text/plain", 0, b""),
+                        Some((ct, body)) => reply("200 OK", ct, body.len(), body),
+                        None => reply("404 Not Found", "text/plain", 0, b""),
+                    };
+                    let _ = conn.write_all(&out);
+                }
+            });
+            FlakyRegistry { port, hits }
+        }
+
+        fn hits(&self, path: &str) -> u32 {
+            self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+        }
+    }
+
+    #[test]
+    fn retries_transient_failures() {
+        let layer: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let layer_digest = Digest::sha256_of(&layer);
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+                                        "rootfs": {"type": "layers", "diff_ids": [digest(9)]}})
+        .to_string()
+        .into_bytes();
+        let config_digest = Digest::sha256_of(&config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        let manifest_path = "/v2/test/img/manifests/v1".to_string();
+        let config_path = format!("/v2/test/img/blobs/{config_digest}");
+        let layer_path = format!("/v2/test/img/blobs/{layer_digest}");
+        let routes = std::collections::HashMap::from([
+            (manifest_path.clone(), (MEDIA_TYPE_OCI_MANIFEST.to_string(), manifest.clone())),
+            (config_path.clone(), ("application/octet-stream".to_string(), config)),
+            (layer_path.clone(), ("application/octet-stream".to_string(), layer)),
+        ]);
+        let server = FlakyRegistry::start(routes, layer_path.clone());
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+
+        let reference = Reference::parse(&format!("127.0.0.1:{}/test/img:v1", server.port)).unwrap();
+        let p = pull(&store, &reference, &PullOptions::default()).unwrap();
+        assert_eq!(p.manifest_digest, Digest::sha256_of(&manifest));
+        assert_eq!(p.config_digest, config_digest);
+        assert_eq!(p.layers[0].digest, layer_digest);
+        assert_eq!(p.diff_ids[0].to_string(), digest(9));
+        assert!(store.has(&layer_digest) && store.has(&config_digest) && store.has(&p.manifest_digest));
+        assert_eq!((server.hits(&manifest_path), server.hits(&config_path), server.hits(&layer_path)), (3, 3, 2));
+
+        // A 404 is final: one request, and an error naming the reference and the registry.
+        let missing = Reference::parse(&format!("127.0.0.1:{}/test/img:nope", server.port)).unwrap();
+        let e = pull(&store, &missing, &PullOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("test/img:nope") && e.contains(&format!("http://127.0.0.1:{}", server.port)), "{e}");
+        assert_eq!(server.hits("/v2/test/img/manifests/nope"), 1);
+    }
+}
