@@ -1,6 +1,6 @@
 # roci — build, demo, test, bench.
 #
-#   make build   release build of roci (target/release/roci)
+#   make build   static release builds of roci and roci-image (target/<host triple>/release/)
 #   make demo    build, then run hack/demo (a busybox container with a memory limit)
 #   make test    install missing Debian packages, unit tests, then the OCI integration suite against
 #                roci and against runc (the reference), then the cgroup tests in the cgroup v2 guest
