@@ -217,6 +217,17 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return Err(NewApi::Unsupported(format!("fsopen: {e}"))),
         Err(e) => return Err(failed("fsopen(overlay)", Path::new("overlay"), e, None)),
     };
+    // Before 6.5 overlayfs parses its options only at mount time (the
+    // kernel's legacy fs_context takes any key), so `lowerdir+` would be
+    // accepted here and refused at create: ask once whether an unknown key
+    // is refused, i.e. whether overlayfs checks its parameters itself.
+    // (Not "unknown" only: another thread may have found out meanwhile.)
+    if LOWERDIR_PLUS.load(Ordering::Relaxed) != 1 {
+        let probe = sys::overlay::fsopen(c"overlay").map_err(|e| failed("fsopen(overlay)", Path::new("overlay"), e, None))?;
+        if sys::overlay::fsconfig_set_flag(probe.as_fd(), c"roci-probe-unknown-parameter").is_ok() {
+            return Err(NewApi::Unsupported("overlayfs takes its options as one string (Linux < 6.5)".into()));
+        }
+    }
     // fsconfig takes strings of at most 255 bytes; a longer path is named
     // by an O_PATH fd held until the mount is made.
     let mut held = Vec::new();
