@@ -115,18 +115,35 @@ impl ImageRoot {
             });
         }
         let chains = chain_ids(&pulled.diff_ids);
-        let mut layers = Vec::new();
-        for (i, l) in pulled.layers.iter().enumerate() {
-            let parent = i.checked_sub(1).map(|p| &chains[p]);
-            self.layers.unpack(&self.store, &l.digest, &l.media_type, &pulled.diff_ids[i], &chains[i], parent)?;
-            layers.push(Layer {
+        // Each layer unpacks into a directory of its own (overlayfs stacks them), so they unpack in
+        // parallel, as many at once as there are CPUs.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pulled.layers.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let work = || -> Result<()> {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(l) = pulled.layers.get(i) else { return Ok(()) };
+                    let parent = i.checked_sub(1).map(|p| &chains[p]);
+                    self.layers.unpack(&self.store, &l.digest, &l.media_type, &pulled.diff_ids[i], &chains[i], parent)?;
+                }
+            };
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        results.into_iter().collect::<Result<()>>()?;
+        let layers = pulled
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Layer {
                 digest: l.digest.clone(),
                 media_type: l.media_type.clone(),
                 size: l.size,
                 diff_id: pulled.diff_ids[i].clone(),
                 chain: chains[i].clone(),
-            });
-        }
+            })
+            .collect();
         let image = Image {
             name: reference.to_string(),
             manifest: pulled.manifest_digest,
