@@ -460,7 +460,10 @@ async fn pull_from(
             let registry = if endpoint.mirror { &endpoint.host } else { &reference.registry };
             match opts.registries.credentials(registry, &endpoint.repository) {
                 Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-                None => RegistryAuth::Anonymous,
+                None => match opts.registries.helper_credentials(registry)? {
+                    Some(c) => RegistryAuth::Basic(c.username, c.password),
+                    None => RegistryAuth::Anonymous,
+                },
             }
         }
     };

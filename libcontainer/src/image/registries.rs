@@ -51,6 +51,10 @@ pub struct Registries {
     /// Credentials by registry (or `registry/repository-prefix`), in lookup order: the first source
     /// that has an entry wins.
     pub auths: Vec<HashMap<String, Credentials>>,
+    /// Docker credential helpers by registry (`credHelpers` of a docker config file).
+    pub cred_helpers: HashMap<String, String>,
+    /// The credential helper for every other registry (`credsStore`).
+    pub creds_store: Option<String>,
 }
 
 /// How to reach one registry endpoint.
@@ -107,6 +111,19 @@ struct AuthEntry {
 struct AuthFile {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+/// What a docker credential helper prints for `get`.
+#[derive(Deserialize)]
+struct HelperOutput {
+    #[serde(rename = "Username")]
+    username: String,
+    #[serde(rename = "Secret")]
+    secret: String,
 }
 
 impl Registries {
@@ -123,7 +140,16 @@ impl Registries {
         };
         for path in auth_file_paths() {
             match std::fs::read_to_string(&path) {
-                Ok(text) => registries.auths.push(parse_auth_file(&text, &path)?),
+                Ok(text) => {
+                    registries.auths.push(parse_auth_file(&text, &path)?);
+                    let (helpers, store) = parse_helpers(&text, &path)?;
+                    for (registry, helper) in helpers {
+                        registries.cred_helpers.entry(registry).or_insert(helper);
+                    }
+                    if registries.creds_store.is_none() {
+                        registries.creds_store = store;
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(Error::AuthFile { path, reason: source.to_string() }),
             }
@@ -153,6 +179,7 @@ impl Registries {
             insecure: file.insecure,
             mirrors: file.mirrors,
             auths: if auths.is_empty() { vec![] } else { vec![auths] },
+            ..Registries::default()
         })
     }
 
@@ -175,6 +202,18 @@ impl Registries {
             }
         }
         self.auths.iter().find_map(|auths| keys.iter().find_map(|k| auths.get(k)))
+    }
+
+    /// Credentials from the docker credential helper configured for `registry` (`credHelpers`,
+    /// else `credsStore`), asked as docker asks it: `docker-credential-<name> get` with the server
+    /// on stdin. None when no helper is configured or it has nothing for the registry.
+    pub fn helper_credentials(&self, registry: &str) -> Result<Option<Credentials>, Error> {
+        let registry = normalise_registry(registry);
+        let Some(helper) = self.cred_helpers.get(registry).or(self.creds_store.as_ref()) else {
+            return Ok(None);
+        };
+        let server = if registry == DOCKER_HUB { "https://index.docker.io/v1/" } else { registry };
+        run_helper(Path::new(&format!("docker-credential-{helper}")), server)
     }
 
     /// The endpoints to try, in order, for `reference`: its mirrors, then the registry itself
@@ -233,6 +272,46 @@ pub fn auth_file_paths() -> Vec<PathBuf> {
 pub fn parse_auth_file(text: &str, path: &Path) -> Result<HashMap<String, Credentials>, Error> {
     let file: AuthFile = serde_json::from_str(text).map_err(|e| Error::AuthFile { path: path.into(), reason: e.to_string() })?;
     auth_map(file.auths, path)
+}
+
+/// The `credHelpers` (by normalised registry) and `credsStore` of a docker config file.
+fn parse_helpers(text: &str, path: &Path) -> Result<(HashMap<String, String>, Option<String>), Error> {
+    let file: AuthFile = serde_json::from_str(text).map_err(|e| Error::AuthFile { path: path.into(), reason: e.to_string() })?;
+    let helpers = file.cred_helpers.into_iter().map(|(k, v)| (normalise_key(&k), v)).collect();
+    Ok((helpers, file.creds_store.filter(|s| !s.is_empty())))
+}
+
+/// Run credential helper `program` for `server`. A helper that says it has no credentials gives None;
+/// an identity token (username `<token>`) is not usable for basic auth and gives None too.
+pub fn run_helper(program: &Path, server: &str) -> Result<Option<Credentials>, Error> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let fail = |reason: String| Error::AuthFile { path: program.into(), reason };
+    let mut child = Command::new(program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("run credential helper: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(server.as_bytes()).map_err(|e| fail(format!("write to credential helper: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(format!("wait for credential helper: {e}")))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string() + String::from_utf8_lossy(&out.stderr).trim();
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!("get credentials for {server}: {} ({said})", out.status)));
+    }
+    let got: HelperOutput = serde_json::from_slice(&out.stdout)
+        .map_err(|e| fail(format!("credentials for {server}: not the helper protocol's JSON: {e}")))?;
+    if got.username == "<token>" {
+        tracing::warn!(server, helper = %program.display(), "identity tokens are not supported; pulling anonymously");
+        return Ok(None);
+    }
+    Ok(Some(Credentials { username: got.username, password: got.secret }))
 }
 
 fn auth_map(entries: HashMap<String, AuthEntry>, path: &Path) -> Result<HashMap<String, Credentials>, Error> {
@@ -314,6 +393,51 @@ pub fn is_loopback(host: &str) -> bool {
         return true;
     }
     h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || host == "::1"
+}
+
+#[cfg(test)]
+mod helper_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("docker-credential-fake");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn credential_helpers() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = script(
+            dir.path(),
+            r#"[ "$1" = get ] || exit 3; read s; printf '{"ServerURL":"%s","Username":"u-%s","Secret":"p"}' "$s" "$s""#,
+        );
+        let c = run_helper(&ok, "quay.io").unwrap().unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u-quay.io", "p"));
+        let none = script(dir.path(), "echo 'credentials not found in native keychain'; exit 1");
+        assert_eq!(run_helper(&none, "quay.io").unwrap(), None);
+        let broken = script(dir.path(), "echo boom >&2; exit 2");
+        let e = run_helper(&broken, "quay.io").unwrap_err().to_string();
+        assert!(e.contains("boom") && e.contains("quay.io"), "{e}");
+        let token = script(dir.path(), r#"printf '{"Username":"<token>","Secret":"refresh"}'"#);
+        assert_eq!(run_helper(&token, "quay.io").unwrap(), None);
+        let missing = run_helper(&dir.path().join("nope"), "quay.io").unwrap_err().to_string();
+        assert!(missing.contains("nope"), "{missing}");
+    }
+
+    #[test]
+    fn helpers_from_docker_config() {
+        let text = r#"{"auths": {"https://index.docker.io/v1/": {}}, "credsStore": "desktop",
+                       "credHelpers": {"https://gcr.io": "gcloud", "quay.io": "quay"}}"#;
+        let (helpers, store) = parse_helpers(text, Path::new("config.json")).unwrap();
+        assert_eq!(helpers.get("gcr.io").map(String::as_str), Some("gcloud"));
+        assert_eq!(helpers.get("quay.io").map(String::as_str), Some("quay"));
+        assert_eq!(store.as_deref(), Some("desktop"));
+        let r = Registries { cred_helpers: helpers, creds_store: None, ..Registries::default() };
+        assert_eq!(r.helper_credentials("example.com").unwrap(), None, "no helper for it");
+    }
 }
 
 #[cfg(test)]
