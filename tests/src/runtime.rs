@@ -88,11 +88,12 @@ fn resolve() -> PathBuf {
             .into_iter()
             .flatten()
             .flatten()
-            // Target triples: x86_64-unknown-linux-gnu and the like.
+            // Target triples: x86_64-unknown-linux-musl and the like.
             .filter(|e| e.file_name().to_string_lossy().contains("-linux-"))
             .map(|e| e.path().join("release/roci"))
             .collect();
-        candidates.sort();
+        // The newest build wins (a target dir may hold an older build for another triple).
+        candidates.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).and_then(|m| m.modified()).ok()));
         candidates.extend(["release", "debug"].map(|profile| t.join(profile).join("roci")));
         if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
             return p;

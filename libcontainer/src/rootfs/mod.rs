@@ -304,7 +304,8 @@ fn remount_bind(target: &Path, dest: &Path, flags: MsFlags, cleared: MsFlags) ->
             (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
             (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
             (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            // ST_RELATIME (statvfs(3)), which not every libc names.
+            (FsFlags::from_bits_retain(4096), MsFlags::MS_RELATIME),
         ] {
             if have.contains(fs) && !cleared.contains(ms) {
                 all |= ms;

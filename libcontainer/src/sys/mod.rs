@@ -151,8 +151,11 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
 /// Mark every fd from `first` upwards close-on-exec (`close_range(2)` with
 /// `CLOSE_RANGE_CLOEXEC`), falling back to walking `/proc/self/fd`.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    // The raw syscall: not every libc has a wrapper (musl does not).
     // SAFETY: close_range only changes fd flags of this process.
-    let ret = unsafe { libc::close_range(first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
+    let ret = unsafe {
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_uint)
+    };
     if ret == 0 {
         return Ok(());
     }
