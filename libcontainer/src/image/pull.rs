@@ -868,4 +868,109 @@ mod tests {
         assert!(e.contains("test/img:nope") && e.contains(&format!("http://127.0.0.1:{}", server.port)), "{e}");
         assert_eq!(server.hits("/v2/test/img/manifests/nope"), 1);
     }
+
+    /// A registry that takes only bearer tokens, and a token server (at /token on the same port) that
+    /// issues one to `user:pass`, as Docker Hub and most hosted registries work.
+    fn token_registry(routes: std::collections::HashMap<String, (String, Vec<u8>)>) -> (u16, std::sync::mpsc::Receiver<String>) {
+        use base64::Engine;
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen, seen_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let good_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("user:pass"));
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut authorization = String::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            authorization = v.trim().to_string();
+                        }
+                    }
+                }
+                let _ = seen.send(format!("{path} {authorization}"));
+                let reply = |status: &str, extra: &str, ct: &str, body: &[u8]| {
+                    let mut r = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                };
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:test/img:pull\"\r\n"
+                );
+                let out = if path.starts_with("/token") {
+                    if authorization == good_basic {
+                        reply("200 OK", "", "application/json", br#"{"token": "tok-123", "expires_in": 300}"#)
+                    } else {
+                        reply("401 Unauthorized", "", "application/json", br#"{"errors": [{"code": "UNAUTHORIZED"}]}"#)
+                    }
+                } else if authorization != "Bearer tok-123" {
+                    reply("401 Unauthorized", &challenge, "application/json", br#"{"errors": [{"code": "UNAUTHORIZED"}]}"#)
+                } else if path == "/v2/" {
+                    reply("200 OK", "", "application/json", b"{}")
+                } else if let Some((ct, body)) = routes.get(&path) {
+                    reply("200 OK", "", ct, body)
+                } else {
+                    reply("404 Not Found", "", "text/plain", b"")
+                };
+                let _ = conn.write_all(&out);
+            }
+        });
+        (port, seen_rx)
+    }
+
+    #[test]
+    fn bearer_token_auth() {
+        let layer = b"not really a tar, but a blob all the same".to_vec();
+        let layer_digest = Digest::sha256_of(&layer);
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+                                        "rootfs": {"type": "layers", "diff_ids": [digest(3)]}})
+        .to_string()
+        .into_bytes();
+        let config_digest = Digest::sha256_of(&config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        let routes = std::collections::HashMap::from([
+            ("/v2/test/img/manifests/v1".to_string(), (MEDIA_TYPE_OCI_MANIFEST.to_string(), manifest)),
+            (format!("/v2/test/img/blobs/{config_digest}"), ("application/octet-stream".to_string(), config)),
+            (format!("/v2/test/img/blobs/{layer_digest}"), ("application/octet-stream".to_string(), layer)),
+        ]);
+        let (port, seen) = token_registry(routes);
+        let reference = Reference::parse(&format!("127.0.0.1:{port}/test/img:v1")).unwrap();
+
+        // Without credentials the token server refuses: a clear error, nothing stored.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let e = pull(&store, &reference, &PullOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("test/img:v1"), "{e}");
+        assert!(store.list().unwrap().is_empty());
+
+        let opts = PullOptions { credentials: Some(("user".into(), "pass".into())), ..PullOptions::default() };
+        let p = pull(&store, &reference, &opts).unwrap();
+        assert!(store.has(&p.manifest_digest) && store.has(&config_digest) && store.has(&layer_digest));
+        let requests: Vec<String> = seen.try_iter().collect();
+        // The credentials went to the token server only; the registry saw the token.
+        assert!(requests.iter().any(|r| r.starts_with("/token") && r.contains("Basic ")), "{requests:?}");
+        let blobs: Vec<&String> = requests.iter().filter(|r| r.contains("/blobs/") && r.ends_with("Bearer tok-123")).collect();
+        assert_eq!(blobs.len(), 2, "{requests:?}");
+        assert!(!requests.iter().any(|r| r.starts_with("/v2/") && r.contains("Basic ")), "{requests:?}");
+    }
 }
