@@ -185,6 +185,9 @@ fn run(root: &Path, command: Command) -> Result<()> {
         Command::Prune => {
             let pruned = images.prune()?;
             writeln!(out, "Deleted: {} layers, {} blobs, {}", pruned.layers, pruned.blobs, human(pruned.bytes))?;
+            if pruned.leftovers > 0 {
+                writeln!(out, "Deleted: {} leftovers of interrupted pulls", pruned.leftovers)?;
+            }
         }
         Command::Bundle(b) => {
             let bundle = make_bundle(&images, &b)?;

@@ -61,6 +61,8 @@ pub struct Pruned {
     pub layers: usize,
     pub blobs: usize,
     pub bytes: u64,
+    /// Temp files and half-unpacked layers of writers that were killed.
+    pub leftovers: usize,
 }
 
 /// An image's disk use, for `image ls`.
@@ -250,6 +252,30 @@ impl ImageRoot {
                 self.store.delete(&digest)?;
                 pruned.blobs += 1;
                 pruned.bytes += size;
+            }
+        }
+        // What writers killed midway left: blobs being ingested and layers being unpacked. Every
+        // writer holds the shared lock, so under the exclusive one none of these is in use.
+        for (dir, leftover) in [
+            (self.root.join("ingest"), (|_: &str| true) as fn(&str) -> bool),
+            (self.root.join("layers"), |n: &str| n.starts_with('.') && n.ends_with(".tmp")),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !leftover(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                let removed = match entry.file_type() {
+                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                    _ => std::fs::remove_file(&path),
+                };
+                match removed {
+                    Ok(()) => pruned.leftovers += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove leftover", &path, e)),
+                }
             }
         }
         Ok(pruned)
@@ -476,4 +502,27 @@ fn copy_tree(src: &Path, dst: &Path, meta: &std::fs::Metadata, links: &mut BTree
         // Devices, fifos and sockets in a volume's seed are left out.
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_removes_what_killed_writers_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = ImageRoot::open(dir.path()).unwrap();
+        let root = images.root().to_owned();
+        std::fs::write(root.join("ingest/sha256-00.tmp"), b"half a blob").unwrap();
+        std::fs::create_dir_all(root.join("layers/.abc.tmp/fs/etc")).unwrap();
+        std::fs::create_dir_all(root.join("layers/keep")).unwrap();
+        let unused = Digest::sha256_of(b"unused");
+        images.store.put(&unused, b"unused").unwrap();
+        let pruned = images.prune().unwrap();
+        assert_eq!((pruned.blobs, pruned.leftovers), (1, 2), "{pruned:?}");
+        assert!(std::fs::read_dir(root.join("ingest")).unwrap().next().is_none());
+        assert!(!root.join("layers/.abc.tmp").exists());
+        assert!(root.join("layers/keep").exists(), "only leftovers go");
+        assert!(!images.store.has(&unused));
+    }
 }
