@@ -824,12 +824,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn retries_transient_failures() {
-        let layer: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    /// A one-layer image served under `/v2/test/img/`: its manifest (tag `v1`), config and layer.
+    struct TestImage {
+        manifest: Vec<u8>,
+        config_digest: Digest,
+        layer_digest: Digest,
+        routes: std::collections::HashMap<String, (String, Vec<u8>)>,
+    }
+
+    fn test_image(layer: Vec<u8>, layer_media_type: &str, diff_id: u8) -> TestImage {
         let layer_digest = Digest::sha256_of(&layer);
         let config = serde_json::json!({"architecture": "amd64", "os": "linux",
-                                        "rootfs": {"type": "layers", "diff_ids": [digest(9)]}})
+                                        "rootfs": {"type": "layers", "diff_ids": [digest(diff_id)]}})
         .to_string()
         .into_bytes();
         let config_digest = Digest::sha256_of(&config);
@@ -837,18 +843,26 @@ mod tests {
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}],
+            "layers": [{"mediaType": layer_media_type, "digest": layer_digest, "size": layer.len()}],
         })
         .to_string()
         .into_bytes();
+        let routes = std::collections::HashMap::from([
+            ("/v2/test/img/manifests/v1".to_string(), (MEDIA_TYPE_OCI_MANIFEST.to_string(), manifest.clone())),
+            (format!("/v2/test/img/blobs/{config_digest}"), ("application/octet-stream".to_string(), config)),
+            (format!("/v2/test/img/blobs/{layer_digest}"), ("application/octet-stream".to_string(), layer)),
+        ]);
+        TestImage { manifest, config_digest, layer_digest, routes }
+    }
+
+    #[test]
+    fn retries_transient_failures() {
+        let layer: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let TestImage { manifest, config_digest, layer_digest, routes } =
+            test_image(layer, "application/vnd.oci.image.layer.v1.tar+gzip", 9);
         let manifest_path = "/v2/test/img/manifests/v1".to_string();
         let config_path = format!("/v2/test/img/blobs/{config_digest}");
         let layer_path = format!("/v2/test/img/blobs/{layer_digest}");
-        let routes = std::collections::HashMap::from([
-            (manifest_path.clone(), (MEDIA_TYPE_OCI_MANIFEST.to_string(), manifest.clone())),
-            (config_path.clone(), ("application/octet-stream".to_string(), config)),
-            (layer_path.clone(), ("application/octet-stream".to_string(), layer)),
-        ]);
         let server = FlakyRegistry::start(routes, layer_path.clone());
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
@@ -934,25 +948,8 @@ mod tests {
     #[test]
     fn bearer_token_auth() {
         let layer = b"not really a tar, but a blob all the same".to_vec();
-        let layer_digest = Digest::sha256_of(&layer);
-        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
-                                        "rootfs": {"type": "layers", "diff_ids": [digest(3)]}})
-        .to_string()
-        .into_bytes();
-        let config_digest = Digest::sha256_of(&config);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-        })
-        .to_string()
-        .into_bytes();
-        let routes = std::collections::HashMap::from([
-            ("/v2/test/img/manifests/v1".to_string(), (MEDIA_TYPE_OCI_MANIFEST.to_string(), manifest)),
-            (format!("/v2/test/img/blobs/{config_digest}"), ("application/octet-stream".to_string(), config)),
-            (format!("/v2/test/img/blobs/{layer_digest}"), ("application/octet-stream".to_string(), layer)),
-        ]);
+        let TestImage { config_digest, layer_digest, routes, .. } =
+            test_image(layer, "application/vnd.oci.image.layer.v1.tar", 3);
         let (port, seen) = token_registry(routes);
         let reference = Reference::parse(&format!("127.0.0.1:{port}/test/img:v1")).unwrap();
 
