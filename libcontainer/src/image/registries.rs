@@ -295,7 +295,11 @@ pub fn run_helper(program: &Path, server: &str) -> Result<Option<Credentials>, E
         .spawn()
         .map_err(|e| fail(format!("run credential helper: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(server.as_bytes()).map_err(|e| fail(format!("write to credential helper: {e}")))?;
+        match stdin.write_all(server.as_bytes()) {
+            // A helper may answer (and exit) without reading: its exit status says how it went.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.map_err(|e| fail(format!("write to credential helper: {e}")))?,
+        }
     }
     let out = child.wait_with_output().map_err(|e| fail(format!("wait for credential helper: {e}")))?;
     if !out.status.success() {
@@ -400,11 +404,26 @@ mod helper_tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A helper script, each under a name of its own: other test threads fork while one is being
+    /// written, and a child holding a copy of the write fd makes its exec fail with ETXTBSY.
     fn script(dir: &Path, body: &str) -> PathBuf {
-        let p = dir.join("docker-credential-fake");
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!("docker-credential-fake{n}"));
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
+    }
+
+    /// `run_helper`, retried while the script is busy (see `script`).
+    fn run(program: &Path, server: &str) -> Result<Option<Credentials>, Error> {
+        for _ in 0..50 {
+            match run_helper(program, server) {
+                Err(e) if e.to_string().contains("Text file busy") => std::thread::sleep(std::time::Duration::from_millis(20)),
+                r => return r,
+            }
+        }
+        run_helper(program, server)
     }
 
     #[test]
@@ -414,16 +433,16 @@ mod helper_tests {
             dir.path(),
             r#"[ "$1" = get ] || exit 3; read s; printf '{"ServerURL":"%s","Username":"u-%s","Secret":"p"}' "$s" "$s""#,
         );
-        let c = run_helper(&ok, "quay.io").unwrap().unwrap();
+        let c = run(&ok, "quay.io").unwrap().unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("u-quay.io", "p"));
         let none = script(dir.path(), "echo 'credentials not found in native keychain'; exit 1");
-        assert_eq!(run_helper(&none, "quay.io").unwrap(), None);
+        assert_eq!(run(&none, "quay.io").unwrap(), None);
         let broken = script(dir.path(), "echo boom >&2; exit 2");
-        let e = run_helper(&broken, "quay.io").unwrap_err().to_string();
+        let e = run(&broken, "quay.io").unwrap_err().to_string();
         assert!(e.contains("boom") && e.contains("quay.io"), "{e}");
         let token = script(dir.path(), r#"printf '{"Username":"<token>","Secret":"refresh"}'"#);
-        assert_eq!(run_helper(&token, "quay.io").unwrap(), None);
-        let missing = run_helper(&dir.path().join("nope"), "quay.io").unwrap_err().to_string();
+        assert_eq!(run(&token, "quay.io").unwrap(), None);
+        let missing = run(&dir.path().join("nope"), "quay.io").unwrap_err().to_string();
         assert!(missing.contains("nope"), "{missing}");
     }
 
