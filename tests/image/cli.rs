@@ -285,3 +285,48 @@ fn image_bad_input_leaves_nothing() {
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+#[test]
+fn image_credentials_reach_the_registry() {
+    if !runtime().is_roci() {
+        return;
+    }
+    let c = Container::new("image_creds");
+    let root = c.dir.join("images");
+    let registry = Registry::with_auth("alice", "s3cret");
+    registry.push(&image::busybox().oci_ref(), "private/busybox:1", &Push::default());
+    let reference = format!("{}/private/busybox:1", registry.host());
+    let roci = |args: &[&str]| {
+        let mut cmd = c.command();
+        cmd.arg("--image-root").arg(&root).args(args);
+        c.exec(cmd, std::time::Duration::from_secs(60))
+    };
+    let out = roci(&["image", "pull", &reference]);
+    out.fails();
+    out.says(&reference);
+    let out = roci(&["image", "pull", "--creds", "alice:wrong", &reference]);
+    out.fails();
+    // `run --image` hands the credentials to roci-image in its environment, not on a command line.
+    let id = format!("{}-a", c.id);
+    let parent = cgroups::suite_parent();
+    let out = roci(&[
+        "run",
+        "--image",
+        &reference,
+        "--creds",
+        "alice:s3cret",
+        "--rm",
+        "--cgroup-parent",
+        &parent,
+        &id,
+        "--",
+        "echo",
+        "in",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "in", "{out}");
+    assert!(!root.join("bundles").join(&id).exists());
+    let ls = roci(&["image", "ls", "-q"]);
+    ls.ok();
+    assert_eq!(ls.stdout.trim(), reference, "{ls}");
+}
