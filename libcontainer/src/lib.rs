@@ -13,7 +13,9 @@
 //! - [`process`]: the container's init, and the channel between it and the runtime.
 //! - [`rootfs`]: mounts, devices, pivot_root, masked and read-only paths.
 //! - [`cgroups`]: a manager per cgroup version.
-//! - [`image`]: the content store, layer unpacking and overlay snapshots.
+//! - [`image`]: the content store, pulls from registries (feature `pull`), layer unpacking,
+//!   overlay snapshots, and image configs turned into config.json.
+//! - [`template`]: runc's default config.json.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
