@@ -5,7 +5,8 @@
 //!   (`exec/`, where dockerd's managed containerd keeps its socket and state and the shim keeps the
 //!   runtime's `--root`), `--pidfile`, the API socket, an empty `--config-file` (so the host's
 //!   `/etc/docker/daemon.json` is never read), the docker CLI's config dir and dockerd's log;
-//! - a network namespace `roci-dkr-<pid>-<n>` of its own: dockerd runs in it (`nsenter --net`, which
+//! - a network namespace of its own, kept by a bind mount on `<dir>/netns` (not `ip netns add`, whose
+//!   `/run/netns` mount would outlive the group): dockerd runs in it (`nsenter --net`, which
 //!   keeps the host's mount namespace and so `/sys/fs/cgroup`; `ip netns exec` would remount `/sys`
 //!   and hide the cgroup mounts), so `docker0`, the veths, the iptables rules and `ip_forward` live
 //!   there and the host's network is never touched;
@@ -20,11 +21,10 @@
 //! by pid (it stops its containerd), SIGKILL after a grace period; SIGKILL to any process left whose
 //! command line names the temp dir (shims: they are reparented to PID 1, not children of dockerd),
 //! whose root is inside it, or that sits in the cgroup parent; lazy unmounts of everything mounted
-//! below the temp dir (overlay2 layers, netns bind mounts), deepest first; the cgroup parent in every
-//! hierarchy; `/docker` if dockerd made it anyway (only when it did not exist before); the network
-//! namespace; the temp dir. A test process that was killed before its teardown is swept by the next
+//! below the temp dir (overlay2 layers, the netns bind mount), deepest first; the cgroup parent in every
+//! hierarchy; `/docker` if dockerd made it anyway (only when it did not exist before); the temp dir. A test process that was killed before its teardown is swept by the next
 //! one ([`sweep_stale`]). With `ROCI_TEST_KEEP_LOGS=DIR`, dockerd's log (with its containerd's and the
-//! shims') is copied to `DIR/<netns>-dockerd.log` first.
+//! shims') is copied to `DIR/<name>-dockerd.log` first.
 
 use std::fs::File;
 use std::io::{ErrorKind, Write};
@@ -62,8 +62,8 @@ pub struct Daemon {
     pub sock: PathBuf,
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
-    /// Name of the network namespace (`/run/netns/<netns>`).
-    pub netns: String,
+    /// `roci-dkr-<pid>-<n>`: the daemon's name in messages, log copies and its cgroup parent.
+    pub name: String,
     /// The runtime under test as dockerd knows it (`--runtime <runtime_name>`).
     pub runtime_name: String,
     /// dockerd's `--cgroup-parent`: containers' cgroups are `<cgroup_parent>/<id>`.
@@ -118,7 +118,7 @@ impl Daemon {
             exec_root: dir.join("exec"),
             host: dir.join("host"),
             log: dir.join("dockerd.log"),
-            netns: name.clone(),
+            name: name.clone(),
             runtime_name,
             cgroup_parent: format!("/{name}"),
             dockerd: Mutex::new(None),
@@ -133,13 +133,11 @@ impl Daemon {
             std::fs::create_dir_all(d.dir.join(sub)).expect("create daemon dirs");
         }
         std::fs::write(d.dir.join("daemon.json"), "{}\n").expect("write daemon.json");
-        let ip = |args: &[&str]| {
-            let mut c = Command::new("ip");
-            c.args(args);
-            d.run_cmd(c, Duration::from_secs(20)).ok();
-        };
-        ip(&["netns", "add", &d.netns]);
-        ip(&["-n", &d.netns, "link", "set", "lo", "up"]);
+        File::create(d.netns_path()).expect("create the netns mount point");
+        let mut c = Command::new("unshare");
+        c.arg(format!("--net={}", d.netns_path().display())).arg("true");
+        d.expect_ok(d.run_cmd(c, Duration::from_secs(20)));
+        d.expect_ok(d.in_netns(&["ip", "link", "set", "lo", "up"]));
 
         let log = File::create(&d.log).expect("create dockerd.log");
         let mut cmd = Command::new("nsenter");
@@ -187,8 +185,8 @@ impl Daemon {
         let img = image::busybox();
         d.expect_ok(d.docker(&["load", "-i", &img.docker_archive.to_string_lossy()]));
         eprintln!(
-            "docker: dockerd {pid} in netns {} with runtime {}={} (dir {})",
-            d.netns,
+            "docker: dockerd {pid} ({}) in its own netns with runtime {}={} (dir {})",
+            d.name,
             d.runtime_name,
             rt.path.display(),
             d.dir.display()
@@ -197,7 +195,7 @@ impl Daemon {
     }
 
     pub fn netns_path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.netns)
+        self.dir.join("netns")
     }
 
     /// dockerd's pid while it runs.
@@ -400,14 +398,8 @@ impl Daemon {
                 remove_cgroup_tree(&d);
             }
         }
-        if self.netns_path().exists() {
-            let out = Command::new("ip").args(["netns", "del", &self.netns]).output();
-            if !out.is_ok_and(|o| o.status.success()) || self.netns_path().exists() {
-                left.push(format!("netns {}", self.netns));
-            }
-        }
         if let Some(keep) = std::env::var_os("ROCI_TEST_KEEP_LOGS") {
-            let to = Path::new(&keep).join(format!("{}-dockerd.log", self.netns));
+            let to = Path::new(&keep).join(format!("{}-dockerd.log", self.name));
             let _ = std::fs::create_dir_all(&keep).and_then(|()| std::fs::copy(&self.log, &to));
         }
         if let Some(t) = self.tmp.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -424,7 +416,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let left = self.teardown();
         if !left.is_empty() {
-            eprintln!("docker: teardown of {} left: {left:?}", self.netns);
+            eprintln!("docker: teardown of {} left: {left:?}", self.name);
         }
     }
 }
@@ -618,8 +610,8 @@ fn unmount_below(dir: &Path) {
 }
 
 /// Clean up after Docker-group test processes that died before their teardown: their temp dirs
-/// (`roci-dkr-<pid>-*` with a dead pid), the processes naming them, the mounts below them, their
-/// cgroup parents and network namespaces.
+/// (`roci-dkr-<pid>-*` with a dead pid), the processes naming them, the mounts below them (the netns
+/// bind mount among them) and their cgroup parents.
 pub fn sweep_stale() {
     let dead = |name: &str| -> bool {
         let Some(pid) = name.strip_prefix("roci-dkr-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok())
@@ -653,14 +645,6 @@ pub fn sweep_stale() {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
                 remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if dead(&name) {
-                let _ = Command::new("ip").args(["netns", "del", &name]).output();
             }
         }
     }
