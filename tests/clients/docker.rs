@@ -25,6 +25,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use daemon::{Ctr, Daemon, NetnsServer};
+
+use crate::status_field;
 use roci_integration::console::{read_pty, write_pty};
 use roci_integration::{cgroups, runtime, wait_for, Output};
 
@@ -42,15 +44,6 @@ fn cg_read(controller: &str, rel: &str, v1: &str, v2: &str) -> String {
 fn expect_code(d: &Daemon, out: &Output, code: i32) {
     assert!(!out.timed_out, "timed out: {out}\n{}", d.log_tail());
     assert_eq!(out.code, code, "unexpected exit code: {out}\n--- dockerd.log (end) ---\n{}", d.log_tail());
-}
-
-/// A value of `/proc/self/status` (`CapEff`, `Seccomp`...) from the status text.
-fn status_field(status: &str, field: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("no {field} in {status:?}"))
 }
 
 /// `docker ARGS` with a pty as its stdin, stdout and stderr (as a person at a terminal runs it). For

@@ -8,3 +8,12 @@
 mod containerd;
 mod docker;
 mod podman;
+
+/// A value of a `/proc/<pid>/status` text (`CapEff`, `Seccomp`...), as the containers print it.
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {field} in {status:?}"))
+}

@@ -19,21 +19,14 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{Podman, BUSYBOX};
+
+use crate::status_field;
 use roci_integration::{cgroups, ns_id, wait_for, wait_until, Output};
 
 /// Panics unless `out` exited with `code`, showing the runtime calls made so far.
 #[track_caller]
 fn expect(pm: &Podman, out: &Output, code: i32) {
     assert!(!out.timed_out && out.code == code, "expected exit code {code}: {out}\n--- runtime calls ---\n{}", pm.calls_text());
-}
-
-/// A value of `/proc/<pid>/status` (`CapEff`, `Seccomp`...) from the status text.
-fn status_field(status: &str, field: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| panic!("no {field} in {status:?}"))
 }
 
 /// Read a cgroup file of a container: `v1` on a v1 or hybrid host, `v2` on a pure v2 host.

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::{hook_state, start_time, Error, Result, Status};
+use super::{hook_state, Error, Result, Status};
 use crate::cgroups::{self, Manager};
 use crate::namespaces::{write_id_maps, ForChildren, Plan};
 use crate::process::channel::{self, FromInit, ToInit};
 use crate::process::init::{self, InitArgs};
 use crate::rootfs::Setup;
-use crate::state::{self, Dir, Saved};
+use crate::state::{self, Dir};
 use crate::{hooks, spec, sys};
 
 /// Options of `create` (runc's flags).
@@ -265,21 +265,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         }
     }
 
-    let saved = Saved {
-        version: state::STATE_VERSION,
-        id: opts.id.to_owned(),
-        pid: pid.as_raw(),
-        pid_start_time: start_time(pid)?,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        owner: super::user_name(nix::unistd::geteuid().as_raw()),
-        annotations,
-        cgroup_path: have_cgroup.then_some(cgroup_path),
-        oci_version: spec.version().clone(),
-        config: Saved::config_json(&bundle.raw)?,
-        ptrace_exec: false,
-    };
+    let saved = super::saved_state(opts.id, pid, &bundle, annotations, have_cgroup.then_some(cgroup_path))?;
     dir.save(&saved)?;
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, pid)?;

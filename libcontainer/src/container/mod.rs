@@ -152,6 +152,33 @@ pub fn start_time(pid: Pid) -> Result<u64> {
         .map_err(|e| Error::Sys { op: format!("read /proc/{pid}/stat"), source: std::io::Error::other(e) })
 }
 
+/// What `create` and `restore` save about a container from `bundle` whose init is `pid`: created
+/// now by the current user, with the cgroup at `cgroup_path` (none for a rootless container the
+/// host gave no cgroup to).
+pub(crate) fn saved_state(
+    id: &str,
+    pid: Pid,
+    bundle: &crate::spec::Bundle,
+    annotations: BTreeMap<String, String>,
+    cgroup_path: Option<crate::cgroups::CgroupPath>,
+) -> Result<Saved> {
+    Ok(Saved {
+        version: state::STATE_VERSION,
+        id: id.to_owned(),
+        pid: pid.as_raw(),
+        pid_start_time: start_time(pid)?,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        owner: user_name(nix::unistd::geteuid().as_raw()),
+        annotations,
+        cgroup_path,
+        oci_version: bundle.spec.version().clone(),
+        config: Saved::config_json(&bundle.raw)?,
+        ptrace_exec: false,
+    })
+}
+
 /// The status of a container from its state directory.
 pub fn status(dir: &Path, saved: Option<&Saved>) -> Status {
     let Some(saved) = saved else {

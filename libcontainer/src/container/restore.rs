@@ -34,13 +34,13 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::checkpoint::{make_dir, ns_key, Result};
+use super::create::write_pid_file;
 use super::foreground::{forwarded_signals, supervise};
-use super::{create::write_pid_file, start_time};
 use crate::cgroups::{self, Manager};
 use crate::criu::{self, Restore};
 use crate::rootfs::path::{self as rpath, Create};
 use crate::spec;
-use crate::state::{self, Dir, Saved};
+use crate::state::Dir;
 
 /// Options of `restore` (runc's flags).
 #[derive(Debug, Clone)]
@@ -200,21 +200,8 @@ pub fn restore(opts: Options<'_>) -> Result<i32> {
         .parse()
         .map_err(|_| criu::Error::Unsupported(format!("criu wrote {text:?} to {}: not a pid", pid_file.display())))?;
     let pid = Pid::from_raw(pid);
-    let saved = Saved {
-        version: state::STATE_VERSION,
-        id: opts.id.to_owned(),
-        pid: pid.as_raw(),
-        pid_start_time: start_time(pid)?,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        owner: super::user_name(nix::unistd::geteuid().as_raw()),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
-        cgroup_path: Some(cgroup_path),
-        oci_version: spec.version().clone(),
-        config: Saved::config_json(&bundle.raw)?,
-        ptrace_exec: false,
-    };
+    let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let saved = super::saved_state(opts.id, pid, &bundle, annotations, Some(cgroup_path))?;
     dir.save(&saved)?;
     if let Some(p) = opts.pid_file {
         write_pid_file(p, pid)?;

@@ -49,11 +49,13 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 const USER_AGENT: &str = concat!("roci/", env!("CARGO_PKG_VERSION"));
 
-/// An image platform as the OCI image index spells it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An image platform as the OCI image index spells it (also the wire form of an index entry's
+/// `platform`; its `os.version` and `os.features` are not used).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Platform {
     pub os: String,
     pub architecture: String,
+    #[serde(default)]
     pub variant: Option<String>,
 }
 
@@ -81,7 +83,7 @@ impl Platform {
 
     /// Whether an index entry's platform is this one. A wanted variant must match (arm64's `v8`
     /// is its only one, so absent equals `v8`); no wanted variant takes any.
-    fn matches(&self, p: &IndexPlatform) -> bool {
+    fn matches(&self, p: &Platform) -> bool {
         let norm = |arch: &str, v: Option<&str>| match (arch, v) {
             ("arm64", Some("v8")) => None,
             (_, v) => v.map(str::to_string),
@@ -178,25 +180,7 @@ struct Descriptor {
     #[serde(default)]
     urls: Option<Vec<String>>,
     #[serde(default)]
-    platform: Option<IndexPlatform>,
-}
-
-#[derive(Debug, Deserialize)]
-struct IndexPlatform {
-    os: String,
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
-}
-
-impl fmt::Display for IndexPlatform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
+    platform: Option<Platform>,
 }
 
 #[derive(Debug, Deserialize)]
