@@ -64,17 +64,11 @@ EOF
 
 # roci_image_rootfs DIR: the rootfs of the client suites' busybox image (tests/src/rootfs.rs).
 roci_image_rootfs() {
-	local root=$1 applet
-	[[ -x /bin/busybox ]] || roci_need busybox busybox-static
-	mkdir -p "$root"/{bin,etc,proc,sys,dev,tmp,root,home/test,mnt,var/run,usr}
-	chmod 1777 "$root/tmp"
+	local root=$1
+	# hack/lib/bundle.sh's busybox rootfs (sourced before this file), plus what the image has on top.
+	roci_rootfs "$root"
+	mkdir -p "$root"/{home/test,var/run,usr}
 	chown 1000:1000 "$root/home/test"
-	cp /bin/busybox "$root/bin/busybox"
-	for applet in $(/bin/busybox --list); do
-		[[ $applet == busybox || $applet == */* ]] && continue
-		ln -s busybox "$root/bin/$applet"
-	done
-	ln -s bin "$root/sbin"
 	ln -s ../bin "$root/usr/bin"
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\ntest:x:1000:1000:test user:/home/test:/bin/sh\n' >"$root/etc/passwd"
 	printf 'root:x:0:\ntty:x:5:\ntest:x:1000:\nextra:x:1001:test\nnogroup:x:65534:\n' >"$root/etc/group"
