@@ -77,10 +77,6 @@ pub struct Saved {
     /// commands that need it (start, exec, delete, ...) parse it, so
     /// `state` and `list` stay cheap.
     pub config: Box<serde_json::value::RawValue>,
-    /// A process exec'd into the container may hold CAP_SYS_PTRACE (see
-    /// `selfexe`): later execs must protect the runtime binary.
-    #[serde(default)]
-    pub ptrace_exec: bool,
 }
 
 impl Saved {

@@ -14,7 +14,7 @@ fn helper() -> PathBuf {
     if let Some(p) = std::env::var_os("ROCI_IMAGE") {
         return PathBuf::from(p);
     }
-    if let Ok(exe) = std::env::current_exe() {
+    if let Some(exe) = libcontainer::selfexe::original_exe() {
         let sibling = exe.with_file_name("roci-image");
         if sibling.is_file() {
             return sibling;

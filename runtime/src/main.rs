@@ -29,15 +29,11 @@ fn main() -> ExitCode {
         eprintln!("roci: {e}");
         return ExitCode::from(1);
     }
-    // Commands whose processes share a PID namespace with the container's
-    // run from a sealed copy of the binary (see libcontainer::selfexe).
-    let exposed = match &cli.command {
-        Some(Command::Create(c)) => libcontainer::selfexe::joins_pid_namespace(&c.bundle),
-        Some(Command::Run(r)) => libcontainer::selfexe::joins_pid_namespace(&r.create.bundle),
-        _ => false,
-    };
-    if exposed {
-        if let Err(e) = libcontainer::selfexe::ensure_sealed() {
+    // Commands that make container processes run from a view of the binary
+    // that cannot be written (libcontainer::selfexe; create and exec refuse
+    // to run otherwise).
+    if matches!(cli.command, Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))) {
+        if let Err(e) = libcontainer::selfexe::ensure_protected() {
             return fail(&e.to_string(), log_to_stderr);
         }
     }
@@ -303,14 +299,6 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
             container::exec::process_from(&base, &o)?
         }
     };
-    let saved =
-        libcontainer::state::load(&root.join(&e.id))?.ok_or_else(|| libcontainer::state::Error::NotExist(e.id.clone()))?;
-    if libcontainer::selfexe::exec_exposes_runtime(&saved.spec()?, &process, saved.ptrace_exec) {
-        if libcontainer::selfexe::may_ptrace(&process) && !saved.ptrace_exec {
-            container::exec::record_ptrace_exec(root, &e.id)?;
-        }
-        libcontainer::selfexe::ensure_sealed()?;
-    }
     Ok(container::exec::exec(container::exec::Options {
         root,
         id: &e.id,

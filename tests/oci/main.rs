@@ -14,6 +14,7 @@ mod checkpoint;
 mod cli;
 mod devices;
 mod events;
+mod exe_overwrite;
 mod exec;
 mod exec_tty;
 mod fds;

@@ -95,6 +95,7 @@ fn listen_fds() -> u32 {
 }
 
 pub fn create(opts: Options<'_>) -> Result<Created> {
+    crate::selfexe::require()?;
     spec::validate_id(opts.id)?;
     let bundle = spec::load(opts.bundle)?;
     let spec = &bundle.spec;

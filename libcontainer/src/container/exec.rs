@@ -108,6 +108,7 @@ pub struct Options<'a> {
 
 /// Returns the exit code of the process (0 when detached).
 pub fn exec(opts: Options<'_>) -> Result<i32> {
+    crate::selfexe::require()?;
     let dir = opts.root.join(opts.id);
     if !dir.is_dir() {
         return Err(state::Error::NotExist(opts.id.to_owned()).into());
@@ -274,17 +275,6 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         return Ok(0);
     }
     supervise(pid, master, &forwarded)
-}
-
-/// Remember that a process exec'd into the container may hold
-/// CAP_SYS_PTRACE, so every later exec protects the runtime's binary.
-pub fn record_ptrace_exec(root: &Path, id: &str) -> Result<()> {
-    let dir = state::Dir::open(root, id)?;
-    if let Some(mut saved) = dir.load()? {
-        saved.ptrace_exec = true;
-        dir.save(&saved)?;
-    }
-    Ok(())
 }
 
 /// On a cgroup2-only host, the container's cgroup directory, opened for

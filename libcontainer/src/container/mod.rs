@@ -61,6 +61,8 @@ pub enum Error {
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::Error),
     #[error(transparent)]
+    Selfexe(#[from] crate::selfexe::Error),
+    #[error(transparent)]
     Channel(#[from] crate::process::channel::Error),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
@@ -175,7 +177,6 @@ pub(crate) fn saved_state(
         cgroup_path,
         oci_version: bundle.spec.version().clone(),
         config: Saved::config_json(&bundle.raw)?,
-        ptrace_exec: false,
     })
 }
 
