@@ -158,3 +158,49 @@ fn seccomp_bad_profiles_name_the_field() {
         c.assert_no_leaks();
     }
 }
+
+/// The compiled filter is reused from roci's cache (by content hash, under the state root) on the next
+/// create and exec of the same profile, and a cache entry that went bad is compiled again: the filter is in
+/// force every time.
+#[test]
+fn seccomp_filter_in_force_on_cached_starts() {
+    let mut c = Container::new("seccomp_cached");
+    c.spec.sh("mkdir /tmp/d; echo mkdir=$?; grep Seccomp: /proc/self/status");
+    with_seccomp(
+        &mut c,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        }),
+    );
+    let cache = c.state_root.join("seccomp:cache");
+    let check = |out: &roci_integration::Output, what: &str| {
+        out.ok();
+        assert!(out.stdout.contains("mkdir=1") && out.stderr.contains(EPERM_TEXT), "{what}: mkdir is refused: {out}");
+        assert!(out.stdout.contains("Seccomp:\t2"), "{what}: filter mode: {out}");
+    };
+    check(&c.run(), "first run (compiles)");
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&cache).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    if c.rt.is_roci() {
+        assert_eq!(entries().len(), 1, "one compiled filter cached in {}", cache.display());
+    }
+    check(&c.run(), "second run (from the cache)");
+    // exec into a container of the same profile: the same entry.
+    c.spec.args(&["sleep", "1000"]);
+    c.create().ok();
+    c.start().ok();
+    check(&c.invoke(&["exec", &c.id, "sh", "-c", "mkdir /tmp/d; echo mkdir=$?; grep Seccomp: /proc/self/status"]), "exec");
+    c.delete_force().ok();
+    if c.rt.is_roci() {
+        assert_eq!(entries().len(), 1, "exec used the same entry");
+        // A corrupt entry: compiled again, the filter still in force.
+        std::fs::write(&entries()[0], b"not a filter").unwrap();
+        c.spec.sh("mkdir /tmp/d; echo mkdir=$?; grep Seccomp: /proc/self/status");
+        check(&c.run(), "run over a corrupt cache entry");
+        assert_ne!(std::fs::read(&entries()[0]).unwrap(), b"not a filter", "the corrupt entry was replaced");
+    }
+    assert!(!c.rootfs.join("tmp/d").exists());
+    c.assert_no_leaks();
+}

@@ -111,7 +111,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     // Compiled here, in the runtime, so a bad profile fails before anything
     // exists and the container's process only installs it.
-    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+    let seccomp = linux.seccomp().as_ref().map(|s| crate::seccomp::compile_cached(s, opts.root)).transpose()?;
 
     let dir = Dir::create(opts.root, opts.id)?;
     let mut undo = Undo { dir: None, cgroup: None, child: None };

@@ -188,7 +188,12 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
     }
 
-    let seccomp = config.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    let seccomp = config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(|s| crate::seccomp::compile_cached(s, opts.root))
+        .transpose()?;
     let (parent_chan, child_chan) = channel::pair()?;
     let close_fds: Vec<RawFd> = vec![parent_chan.raw_fd()];
     let args = ExecArgs {

@@ -5,7 +5,9 @@
 //! The three steps and where they run:
 //! 1. [`compile`] in the runtime, before the container process is cloned:
 //!    pure, so a bad profile fails `create`/`exec` early and no compiler runs
-//!    inside the container. Syscall names are resolved with roci's own tables
+//!    inside the container; `create` and `exec` go through
+//!    [`compile_cached`], which keeps compiled programs under the state root
+//!    by content hash (`cache`). Syscall names are resolved with roci's own tables
 //!    (`tables/`, from the kernel's UAPI headers), the program is generated
 //!    directly (libseccomp-free; seccompiler knows one architecture per build
 //!    and no user notification, so only its instruction type is used).
@@ -64,8 +66,11 @@
 
 mod arch;
 mod bpf;
+mod cache;
 mod compile;
 mod tables;
+
+pub use cache::{compile_cached, CACHE_DIR};
 
 #[cfg(test)]
 mod interp;
