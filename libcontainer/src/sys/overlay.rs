@@ -60,19 +60,10 @@ pub fn fsconfig_create(fs: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// `MOUNT_ATTR_RDONLY` of `fsmount(2)` and `mount_setattr(2)`.
-pub const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-
 /// `fsmount(fs, FSMOUNT_CLOEXEC, 0)`: a detached mount of the created filesystem.
 pub fn fsmount(fs: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    fsmount_with(fs, 0)
-}
-
-/// `fsmount(fs, FSMOUNT_CLOEXEC, attrs)`: a detached mount of the created
-/// filesystem with the `MOUNT_ATTR_*` flags `attrs` (e.g. [`MOUNT_ATTR_RDONLY`]).
-pub fn fsmount_with(fs: BorrowedFd<'_>, attrs: libc::c_uint) -> io::Result<OwnedFd> {
     // SAFETY: plain integer arguments.
-    let ret = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
+    let ret = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
