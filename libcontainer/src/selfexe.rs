@@ -26,66 +26,72 @@
 //!
 //! # The defence, and why this one
 //! Every process that makes container processes first re-executes itself
-//! from a file that cannot be written whatever the path it is reached by
-//! ([`ensure_protected`]); its clones inherit that `/proc/self/exe`. The
-//! library enforces it: `create` and `exec` refuse to clone a container
-//! process unless [`protected`] says so ([`require`]), so no caller of
-//! libcontainer can forget it, and none can get it wrong by guessing which
-//! configurations expose the binary (roci once did, and the shebang path was
-//! not among its guesses). What [`protected`] checks is the file itself
-//! (`fstatfs` and `F_GET_SEALS` of `/proc/self/exe`), never a variable a
-//! parent could have set.
+//! from a view of its binary that cannot be written whatever the path it
+//! is reached by ([`ensure_protected`]); its clones inherit that
+//! `/proc/self/exe`. The library enforces it: `create` and `exec` refuse to
+//! clone a container process unless [`protected`] says so ([`require`]),
+//! so no caller of libcontainer can forget it, and none can get it wrong by
+//! guessing which configurations expose the binary (roci once did, and the
+//! shebang path was not among its guesses). What [`protected`] checks is
+//! the file itself (`fstatfs` and `F_GET_SEALS` of `/proc/self/exe`), never
+//! a variable a parent could have set.
 //!
-//! The file, by preference:
-//! 1. **a read-only overlayfs of the binary's directory**, made with the new
-//!    mount API (`fsopen("overlay")`, `lowerdir` = that directory plus an
-//!    empty detached tmpfs, as overlayfs without an upper layer needs two,
-//!    `fsmount` with `MOUNT_ATTR_RDONLY`) and never attached anywhere: no
-//!    path leads to it, nothing is left to clean up (the kernel drops it
-//!    with the last process executing it), and nothing is copied. With no
-//!    upper layer the superblock itself is read-only, so even a process
-//!    that could change the mount's flags could not write through it. This
-//!    is what runc 1.2 does.
-//! 2. **a sealed memfd copy** (`F_SEAL_WRITE|SHRINK|GROW|SEAL`) where
-//!    overlayfs cannot be mounted (rootless, no overlayfs, a binary in `/`,
-//!    a binary whose directory overlayfs refuses as a layer): writes fail
-//!    with EPERM; it costs a copy of the binary per command, in time and
-//!    memory.
+//! The view, by preference:
+//! 1. **a detached read-only bind mount of the binary**
+//!    (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`),
+//!    executed through its fd (`execveat(AT_EMPTY_PATH)`) and never
+//!    attached anywhere: no path leads to it, nothing is left to clean up
+//!    (closing the fd at the `execve` dissolves its anonymous mount
+//!    namespace; the mount lives on, unmounted, as long as a process
+//!    executes it), nothing is copied. Writes through it fail with EROFS.
+//!    Its read-only flag cannot be undone: once dissolved the mount belongs
+//!    to no namespace, and `mount_setattr` and remount refuse a mount that
+//!    is not mounted, whatever the caller's capabilities. It is the same
+//!    inode as the host's file, checked (device and inode) against the
+//!    running binary, so an upgrade that replaced the file in between is
+//!    noticed.
+//! 2. **a sealed memfd copy** (`F_SEAL_WRITE|SHRINK|GROW|SEAL`) where the
+//!    process may not make mounts (rootless): writes fail with EPERM; it
+//!    costs a copy of the binary per command, in time and memory.
 //!
-//! Considered and not taken: a detached read-only bind mount of the file
-//! (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_RDONLY)`). It
-//! is the cheapest to make (9 µs against 180 µs for the overlay, measured
-//! here on Linux 6.18), but the read-only flag belongs to the mount, over
-//! the host's own inode: whoever may change that mount's flags (CAP_SYS_ADMIN
-//! in the initial user namespace, e.g. a privileged container) has the
-//! writable file again. The overlay has no such undo, and its extra
-//! ~0.2 ms is small beside the `execve` both need.
+//! runc 1.2 uses a read-only overlayfs of the binary's directory instead
+//! (`fsopen("overlay")` + `fsmount(MOUNT_ATTR_RDONLY)`), and roci did at
+//! first. Measured here (Linux 6.18, 2 CPUs, loaded): the bind takes 30-60
+//! µs to make against 100-300 µs for the overlay (which also needs a second,
+//! empty lower layer, i.e. a detached tmpfs, as overlayfs without an upper
+//! layer wants two), and it is one detached mount to dissolve at the
+//! `execve` instead of two: each dissolution waits for an RCU grace period
+//! (0.1 ms idle, up to several ms on a busy machine), the largest part of
+//! the protection's cost. The overlay's one advantage, an inode that is not
+//! the host's, buys nothing once the mount's flag cannot be changed.
+//! `/proc/PID/exe` of a protected process reads `/` (the root of the
+//! detached bind), as it does for runc 1.1's processes.
 //!
 //! # The cost
-//! One `execve` of the runtime (the binary's pages are in the page cache)
-//! plus the overlay, per command that makes container processes (`create`,
-//! `run`, `exec`); `state`, `start`, `kill`, `delete` and the rest pay
-//! nothing. `hack/bench` measures `run` and `exec` with it against crun.
+//! One `execve` of the runtime (the binary's pages are in the page cache),
+//! the bind and its dissolution, per command that makes container
+//! processes (`create`, `run`, `exec`); `state`, `start`, `kill`, `delete`
+//! and the rest pay nothing. `hack/bench` measures `run` and `exec` with it
+//! against crun.
 //!
 //! Before the re-exec, the path the binary was run from is left in
 //! [`ORIGINAL_EXE_ENV`] for [`original_exe`] (finding helpers beside the
-//! binary): the re-executed process's `/proc/self/exe` names the overlay's
-//! file, which no path outside the process leads to.
+//! binary): the re-executed process's `/proc/self/exe` names the detached
+//! mount's root, which no path outside the process leads to.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{fcntl, openat, FcntlArg, OFlag, SealFlag};
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
-use nix::sys::stat::Mode;
-use nix::sys::statfs::{fstatfs, OVERLAYFS_SUPER_MAGIC};
+use nix::sys::statfs::fstatfs;
 use nix::sys::statvfs::FsFlags;
 
-use crate::sys::overlay as fs;
+use crate::sys::mount as mnt;
 
 /// Where [`ensure_protected`] leaves the path the binary was started from.
 pub const ORIGINAL_EXE_ENV: &str = "ROCI_ORIGINAL_EXE";
@@ -114,8 +120,9 @@ fn nix_err(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
 /// What this process runs from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protection {
-    /// A read-only overlayfs mount.
-    ReadOnlyOverlay,
+    /// A file on a read-only mount (the detached bind of
+    /// [`ensure_protected`], or a binary installed on a read-only mount).
+    ReadOnlyMount,
     /// A sealed memfd.
     SealedCopy,
 }
@@ -124,11 +131,10 @@ const SEALS: SealFlag =
     SealFlag::F_SEAL_SEAL.union(SealFlag::F_SEAL_SHRINK).union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE);
 
 /// How the file open as `exe` cannot be written, if it cannot.
-fn protection_of(exe: &File) -> Option<Protection> {
-    if let Ok(st) = fstatfs(exe) {
-        if st.filesystem_type() == OVERLAYFS_SUPER_MAGIC && st.flags().contains(FsFlags::ST_RDONLY) {
-            return Some(Protection::ReadOnlyOverlay);
-        }
+fn protection_of(exe: impl AsFd) -> Option<Protection> {
+    let exe = exe.as_fd();
+    if fstatfs(exe).is_ok_and(|st| st.flags().contains(FsFlags::ST_RDONLY)) {
+        return Some(Protection::ReadOnlyMount);
     }
     match fcntl(exe, FcntlArg::F_GET_SEALS) {
         Ok(bits) if SealFlag::from_bits_truncate(bits).contains(SEALS) => Some(Protection::SealedCopy),
@@ -175,11 +181,11 @@ pub fn ensure_protected() -> Result<(), Error> {
         return Ok(());
     }
     let path = std::fs::read_link("/proc/self/exe").map_err(err("read /proc/self/exe"))?;
-    let (file, how) = match read_only_overlay(&exe, &path) {
-        Ok(f) => (f, "a read-only overlay"),
+    let (file, how) = match read_only_bind(&exe, &path) {
+        Ok(f) => (f, "a read-only bind mount"),
         Err(e) => {
-            tracing::debug!(error = %e, "no read-only overlay of the runtime binary; copying it to a sealed memfd");
-            (sealed_copy(&exe, &path)?, "a sealed memfd copy")
+            tracing::debug!(error = %e, "no read-only bind of the runtime binary; copying it to a sealed memfd");
+            (OwnedFd::from(sealed_copy(&exe, &path)?), "a sealed memfd copy")
         }
     };
     drop(exe);
@@ -201,51 +207,20 @@ pub fn ensure_protected() -> Result<(), Error> {
     Err(err("execute the protected binary")(e))
 }
 
-/// Escape a path for overlayfs's `lowerdir` list (`:` separates layers,
-/// `\` escapes).
-fn escape_layer(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &b in dir.as_os_str().as_bytes() {
-        if b == b':' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
+/// The binary at `path`, through a detached read-only bind mount of it (an
+/// `O_PATH` fd), checked to be the file this process runs (the path may
+/// name another by now, e.g. after an upgrade).
+fn read_only_bind(exe: &File, path: &Path) -> Result<OwnedFd, Error> {
+    let tree = mnt::clone_tree(path, false).map_err(err("open_tree (clone) the binary"))?;
+    mnt::readonly_tree(tree.as_fd()).map_err(err("make the binary's bind read-only"))?;
+    let (a, b) = (exe.metadata().map_err(err("stat"))?, nix::sys::stat::fstat(tree.as_fd()).map_err(nix_err("stat"))?);
+    if (a.dev(), a.ino()) != (b.st_dev, b.st_ino) {
+        return Err(err("bind")(std::io::Error::other(format!("{} is no longer the running binary", path.display()))));
     }
-    out
-}
-
-/// The binary, opened through a detached read-only overlayfs of its
-/// directory; checked to be the file this process runs (the path may name
-/// another by now, e.g. after an upgrade).
-fn read_only_overlay(exe: &File, path: &Path) -> Result<File, Error> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(err("overlay")(std::io::Error::other(format!("{}: no directory to overlay", path.display()))));
-    };
-    // Overlayfs without an upper layer takes two lower ones: the second is
-    // an empty, detached tmpfs (read-only, 4 KiB), reached through its fd.
-    let tmpfs = fs::fsopen(c"tmpfs").map_err(err("fsopen tmpfs"))?;
-    fs::fsconfig_set_string(tmpfs.as_fd(), c"size", c"4k").map_err(err("fsconfig tmpfs size"))?;
-    fs::fsconfig_create(tmpfs.as_fd()).map_err(err("create tmpfs"))?;
-    let empty: OwnedFd = fs::fsmount_with(tmpfs.as_fd(), fs::MOUNT_ATTR_RDONLY).map_err(err("fsmount tmpfs"))?;
-    let mut lower = escape_layer(dir);
-    lower.extend_from_slice(format!(":/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
-    let lower = CString::new(lower).map_err(|_| err("overlay lowerdir")(std::io::ErrorKind::InvalidInput.into()))?;
-    let ovl = fs::fsopen(c"overlay").map_err(err("fsopen overlay"))?;
-    fs::fsconfig_set_string(ovl.as_fd(), c"lowerdir", &lower).map_err(err("fsconfig overlay lowerdir"))?;
-    fs::fsconfig_create(ovl.as_fd()).map_err(err("create overlay"))?;
-    let mnt = fs::fsmount_with(ovl.as_fd(), fs::MOUNT_ATTR_RDONLY).map_err(err("fsmount overlay"))?;
-    let fd = openat(mnt.as_fd(), name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(nix_err("open in overlay"))?;
-    let file = File::from(fd);
-    let (a, b) = (exe.metadata().map_err(err("stat"))?, file.metadata().map_err(err("stat"))?);
-    if (a.size(), a.mtime(), a.mtime_nsec(), a.ctime(), a.ctime_nsec())
-        != (b.size(), b.mtime(), b.mtime_nsec(), b.ctime(), b.ctime_nsec())
-    {
-        return Err(err("overlay")(std::io::Error::other(format!("{} is no longer the running binary", path.display()))));
+    if protection_of(&tree) != Some(Protection::ReadOnlyMount) {
+        return Err(err("bind")(std::io::Error::other("the bind mount is not read-only")));
     }
-    if protection_of(&file) != Some(Protection::ReadOnlyOverlay) {
-        return Err(err("overlay")(std::io::Error::other("the overlay is not read-only")));
-    }
-    Ok(file)
+    Ok(tree)
 }
 
 /// A sealed memfd copy of the running binary (named after it, so
@@ -264,6 +239,8 @@ fn sealed_copy(exe: &File, path: &Path) -> Result<File, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
 
     #[test]
@@ -272,22 +249,16 @@ mod tests {
         assert!(matches!(require(), Err(Error::Unprotected)));
     }
 
-    #[test]
-    fn layer_paths_are_escaped() {
-        assert_eq!(escape_layer(Path::new("/usr/bin")), b"/usr/bin");
-        assert_eq!(escape_layer(Path::new("/a:b\\c")), b"/a\\:b\\\\c");
-    }
-
     /// Both views of this test binary refuse writes, and are recognised.
     #[test]
     fn protected_views_refuse_writes() {
         let exe = File::open("/proc/self/exe").unwrap();
         let path = std::fs::read_link("/proc/self/exe").unwrap();
-        let mut views = vec![sealed_copy(&exe, &path).unwrap()];
-        match read_only_overlay(&exe, &path) {
+        let mut views = vec![OwnedFd::from(sealed_copy(&exe, &path).unwrap())];
+        match read_only_bind(&exe, &path) {
             Ok(f) => views.push(f),
-            // Not root, or no overlayfs here: the copy is what roci would use.
-            Err(e) => eprintln!("no overlay view: {e}"),
+            // Not root: the copy is what roci would use.
+            Err(e) => eprintln!("no read-only bind: {e}"),
         }
         for view in views {
             let how = protection_of(&view).expect("recognised as protected");
@@ -296,7 +267,7 @@ mod tests {
                 std::fs::OpenOptions::new().write(true).truncate(true).open(format!("/proc/self/fd/{}", view.as_raw_fd()));
             let e = reopen.expect_err("a protected view opens for writing");
             let expected = match how {
-                Protection::ReadOnlyOverlay => libc::EROFS,
+                Protection::ReadOnlyMount => libc::EROFS,
                 Protection::SealedCopy => libc::EPERM,
             };
             assert_eq!(e.raw_os_error(), Some(expected), "{how:?}: {e}");

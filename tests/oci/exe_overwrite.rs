@@ -32,18 +32,18 @@ use roci_integration::{wait_for, Container};
 
 const T: Duration = Duration::from_secs(30);
 
-/// The attacker, A's init: `sh -c ATTACK sh NAME GLOB`. Finds a process whose executable's path contains
-/// NAME (the copy's file name) or matches GLOB (see [`attacker`]), opens it as fd 3,
+/// The attacker, A's init: `sh -c ATTACK sh NAME GLOB GLOB2`. Finds a process whose executable's path
+/// contains NAME (the copy's file name) or matches a GLOB (see [`attacker`]), opens it as fd 3,
 /// says so in /host/opened, waits for /host/go, then opens fd 3 again for writing (truncating: the
 /// binary is destroyed if this succeeds) and writes a payload; the result goes to /host/result and
 /// /host/error.
 const ATTACK: &str = r#"
-pat=$1 other=$2
+pat=$1 other=$2 memfd=$3
 while :; do
   for d in /proc/[0-9]*; do
     e=$(readlink $d/exe 2>/dev/null) || continue
     case "$e" in /bin/busybox) ;; *) echo "$d $e" >> /host/seen ;; esac
-    case "$e" in *"$pat"*|*runc_cloned*|$other) ;; *) continue ;; esac
+    case "$e" in *"$pat"*|*runc_cloned*|$other|$memfd) ;; *) continue ;; esac
     if command exec 3<$d/exe 2>/dev/null; then echo "$d $e" > /host/opened; break 2; fi
   done
   usleep 20000
@@ -129,15 +129,15 @@ fn attacker(name: &str, v: &Victim, pid_ns: bool, ptrace: bool) -> Container {
     let mut a = Container::new(name);
     let host = a.host.clone();
     // A runtime that protects its binary runs from something else, whose path shows a different name:
-    // runc 1.1 from a read-only bind mount of the binary, detached, whose path is "/"; a memfd copy
-    // "/memfd:NAME (deleted)". Any will do in a PID namespace of the test's own; in the host's, another
-    // test's runtime could be taken for the victim, so there only the copy's own name counts for roci.
-    let other = match (roci_integration::runtime().is_runc(), pid_ns) {
-        (true, _) => "/",
-        (false, true) => "*memfd:*",
-        (false, false) => "*/never/*",
-    };
-    a.spec.args(&["sh", "-c", ATTACK, "sh", &v.name, other]).bind(&host, "/host", false);
+    // roci and runc 1.1 from a detached read-only bind mount of the binary, whose path is "/"; runc's
+    // fallback, a memfd copy, "/memfd:runc_cloned:/proc/self/exe (deleted)" (matched by the script). In the
+    // host's PID namespace another test's protected runtime may be taken for the victim: its write fails
+    // the same way, and the copy's content is checked all the same.
+    let other = "/";
+    // A memfd copy of roci (its fallback, and what it used before the bind) reads "/memfd:NAME (deleted)";
+    // only in a PID namespace of the test's own, where no other test's process can be taken for it.
+    let memfd = if pid_ns { "*memfd:*" } else { "/" };
+    a.spec.args(&["sh", "-c", ATTACK, "sh", &v.name, other, memfd]).bind(&host, "/host", false);
     host_libraries(&mut a);
     if !pid_ns {
         a.spec.remove_namespace("pid");
