@@ -61,7 +61,8 @@ pub fn run(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(), Error> {
         let _ = stdin.write_all(state);
     }
     let timeout = hook.timeout().filter(|t| *t > 0);
-    let deadline = timeout.map(|t| std::time::Instant::now() + Duration::from_secs(t as u64));
+    // checked: a timeout of i64::MAX seconds is past what an Instant holds (adding would panic).
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t as u64)));
     let mut stderr = child.stderr.take();
     let mut err_buf = Vec::new();
     // Wait for the hook, draining its stderr, until the deadline.

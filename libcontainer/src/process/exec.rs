@@ -50,6 +50,7 @@ pub fn run(args: ExecArgs<'_>) -> i32 {
     for fd in &args.close_fds {
         sys::close_inherited(*fd);
     }
+    super::report_panics_to(args.channel.raw_fd(), true);
     let err = match prepare(&args) {
         Ok(program) => program.exec(),
         Err(e) => e,
@@ -65,6 +66,7 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
     }
+    super::fault_injection("panic-in-exec", a.process);
     if !a.namespaces.is_empty() {
         tracing::debug!(flags = ?a.namespaces, "setns into the container");
         setns(a.pidfd, a.namespaces).map_err(sys_err("join the container's namespaces"))?;
