@@ -330,3 +330,73 @@ fn image_credentials_reach_the_registry() {
     ls.ok();
     assert_eq!(ls.stdout.trim(), reference, "{ls}");
 }
+
+/// An OCI layout at `layout` of busybox with an empty layer before and after its own, the same
+/// digest twice in the manifest (as old Docker images repeat their empty layer), tagged `latest`;
+/// returns the manifest's digest.
+fn repeated_layer_layout(layout: &Path) -> String {
+    use libcontainer::image::digest::Digest;
+    let src = &image::busybox().oci_layout;
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+        std::fs::copy(e.path(), blobs.join(e.file_name())).unwrap();
+    }
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let read = |d: &Value| -> Value {
+        let hex = d.as_str().unwrap().trim_start_matches("sha256:");
+        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let put = |data: &[u8]| -> String {
+        let d = Digest::sha256_of(data);
+        std::fs::write(blobs.join(d.hex()), data).unwrap();
+        d.to_string()
+    };
+    let index: Value = serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(&index["manifests"][0]["digest"]);
+    let mut config = read(&manifest["config"]["digest"]);
+    // An empty tar (two zero blocks), gzipped as Docker's empty layer is.
+    let tar = vec![0u8; 1024];
+    let gz = std::process::Command::new("sh").args(["-c", "head -c 1024 /dev/zero | gzip -n -c"]).output().unwrap();
+    assert!(gz.status.success() && !gz.stdout.is_empty());
+    let (empty_diff, empty) = (Digest::sha256_of(&tar).to_string(), put(&gz.stdout));
+    let empty_desc = serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                        "digest": empty, "size": gz.stdout.len()});
+    let own = manifest["layers"][0].clone();
+    manifest["layers"] = serde_json::json!([empty_desc, own, empty_desc]);
+    let own_diff = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([empty_diff, own_diff, empty_diff]);
+    config.as_object_mut().unwrap().remove("history");
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = put(&config).into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let digest = put(&manifest);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
+
+/// Regression (issue 10): `roci image pull` hung for ever on a manifest that lists one layer digest
+/// twice: the two downloads of the digest waited for each other's lock inside one single-threaded
+/// async runtime. The pull must finish (the harness kills it after 60 s), store the layer once,
+/// and a container must run from the image.
+#[test]
+fn image_pull_manifest_that_repeats_a_layer() {
+    let Some(f) = Fixture::new("image_repeated_layer") else { return };
+    let layout = f.c.dir.join("repeated-layer-oci");
+    let ours = repeated_layer_layout(&layout);
+    let pushed = f.registry.push(&format!("oci:{}:latest", layout.display()), "repeated:1", &Push::default());
+    assert_eq!(pushed, ours, "the registry holds the manifest as written, with the layer twice");
+    let reference = f.reference("repeated:1");
+    let out = f.roci(&["image", "pull", "-q", &reference]);
+    assert!(!out.timed_out, "the pull hung: {out}");
+    out.ok();
+    let id = format!("{}-a", f.c.id);
+    let out = f.run(&reference, &id, &["--rm"], &["echo", "repeated-layer-ok"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "repeated-layer-ok", "{out}");
+    f.assert_gone(&id);
+}
