@@ -263,7 +263,9 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
     let process: Process = match &e.process {
         Some(path) => {
             let data = std::fs::read(path).with_context(|| format!("read --process {}", path.display()))?;
-            let mut p: Process = serde_json::from_slice(&data).with_context(|| format!("parse --process {}", path.display()))?;
+            // The error names the field (`args[0]`), as config.json's do.
+            let mut p: Process = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&data))
+                .map_err(|err| anyhow::anyhow!("parse --process {}: {}: {}", path.display(), err.path(), err.inner()))?;
             if e.tty {
                 p.set_terminal(Some(true));
             }
