@@ -57,9 +57,6 @@ pub struct InitArgs<'a> {
     pub keep_fds: RawFd,
     /// Added to `process.env` (LISTEN_FDS, LISTEN_PID).
     pub extra_env: Vec<String>,
-    /// The runtime's fds the init must not hold on to (the state directory
-    /// lock, the runtime's end of the channel).
-    pub close_fds: Vec<RawFd>,
     /// `linux.seccomp`, compiled by the runtime.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
@@ -67,9 +64,6 @@ pub struct InitArgs<'a> {
 /// The init's entry point; returns the exit code when it could not become
 /// the container's program.
 pub fn run(args: InitArgs<'_>) -> i32 {
-    for fd in &args.close_fds {
-        sys::close_inherited(*fd);
-    }
     super::report_panics_to(args.channel.raw_fd(), true);
     let (program, state) = match prepare(&args) {
         Ok(p) => p,
