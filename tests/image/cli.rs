@@ -400,3 +400,76 @@ fn image_pull_manifest_that_repeats_a_layer() {
     assert_eq!(out.stdout.trim(), "repeated-layer-ok", "{out}");
     f.assert_gone(&id);
 }
+
+/// Containers of a test under roci's default cgroup parent: on drop (also when the test fails), each is
+/// deleted, its cgroup removed, and `/roci` too in every hierarchy when nothing else is under it
+/// (another run's containers keep it).
+struct DefaultParent<'a> {
+    f: &'a Fixture,
+    ids: Vec<String>,
+}
+
+impl Drop for DefaultParent<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.f.roci(&["delete", "--force", id]);
+            cgroups::kill_all(&format!("/roci/{id}"));
+            cgroups::remove_tree(&format!("/roci/{id}"));
+        }
+        for d in cgroups::existing_dirs("/roci") {
+            // Only if empty: rmdir refuses a cgroup with children or processes.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The path of the cgroup of `pid` that holds `controller` (v1), or its cgroup v2 path, as
+/// `/proc/PID/cgroup` shows it to the host.
+fn cgroup_of(pid: i64, controller: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let hit = if cgroups::is_v2() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+            hit.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} line in /proc/{pid}/cgroup: {text}"))
+}
+
+/// Regression (issue 10): `run --image` without `--cgroup-parent` put the container's cgroup under the
+/// caller's own cgroup (runc's rule for a relative cgroupsPath). It goes under roci's parent, `/roci`,
+/// in every hierarchy, and leaves with the container; an explicit `--cgroup-parent` still wins.
+#[test]
+fn image_run_default_cgroup_parent_is_roci() {
+    let Some(f) = Fixture::new("image_default_cgroup_parent") else { return };
+    let busybox = f.reference("busybox");
+    let (a, b) = (format!("{}-a", f.c.id), format!("{}-b", f.c.id));
+    let guard = DefaultParent { f: &f, ids: vec![a.clone(), b.clone()] };
+    let pid_of = |id: &str| -> i64 {
+        let out = f.roci(&["state", id]);
+        out.ok();
+        serde_json::from_str::<Value>(&out.stdout).unwrap()["pid"].as_i64().unwrap()
+    };
+
+    f.roci(&["create", "--image", &busybox, &a, "--", "sleep", "100"]).ok();
+    let pid = pid_of(&a);
+    let ours = cgroup_of(i64::from(std::process::id()), "memory");
+    let theirs = cgroup_of(pid, "memory");
+    assert_eq!(theirs, format!("/roci/{a}"), "the container's cgroup (the caller's is {ours})");
+    assert!(!cgroups::existing_dirs(&format!("/roci/{a}")).is_empty());
+    if !ours.trim_end_matches('/').is_empty() {
+        assert!(!theirs.starts_with(&ours), "under the caller's cgroup {ours}: {theirs}");
+    }
+    f.roci(&["delete", "--force", &a]).ok();
+    f.assert_gone(&a);
+    assert!(cgroups::existing_dirs(&format!("/roci/{a}")).is_empty(), "the container's cgroup goes with it");
+
+    // An explicit parent wins.
+    let parent = cgroups::suite_parent();
+    f.roci(&["create", "--image", &busybox, "--cgroup-parent", &parent, &b, "--", "sleep", "100"]).ok();
+    assert_eq!(cgroup_of(pid_of(&b), "memory"), format!("{parent}/{b}"));
+    f.roci(&["delete", "--force", &b]).ok();
+    f.assert_gone(&b);
+    drop(guard);
+}
