@@ -41,7 +41,7 @@ impl ConsoleSocket {
             stream.set_nonblocking(false).map_err(|e| e.to_string())?;
             stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 64 * 1024];
-            // libcontainer's sys owns each received fd from the moment it arrives: no unsafe here.
+            // libcontainer::sys owns each received fd from the moment it arrives.
             let (n, mut owned) = libcontainer::sys::recv_with_fds(stream.as_fd(), &mut buf)
                 .map_err(|e| format!("recvmsg on the console socket: {e}"))?;
             let payload = buf[..n].to_vec();
