@@ -169,6 +169,14 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 
+    /// Regression (issue 10): a timeout of i64::MAX seconds overflowed the deadline's Instant, a panic.
+    #[test]
+    fn huge_timeout_is_no_timeout() {
+        run("test", &hook("exit 0", Some(i64::MAX)), b"").unwrap();
+        let err = run("test", &hook("exit 4", Some(i64::MAX)), b"").unwrap_err().to_string();
+        assert!(err.contains('4'), "{err}");
+    }
+
     #[test]
     fn missing_binary() {
         let h = HookBuilder::default().path("/nonexistent/hook").build().unwrap();
