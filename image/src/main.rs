@@ -117,7 +117,8 @@ struct Bundle {
     /// Give the process a terminal
     #[arg(short, long)]
     tty: bool,
-    /// Put the container's cgroup under this parent (cgroupsPath PARENT/ID)
+    /// Put the container's cgroup under this parent (cgroupsPath PARENT/ID) [default: /roci; "" for
+    /// the caller's cgroup]
     #[arg(long = "cgroup-parent")]
     cgroup_parent: Option<String>,
     id: String,
@@ -287,7 +288,10 @@ fn make_bundle(images: &ImageRoot, b: &Bundle) -> Result<PathBuf> {
         terminal: b.tty,
         hostname: b.hostname.clone(),
     };
-    let cgroups_path = b.cgroup_parent.as_ref().map(|p| format!("{}/{}", p.trim_end_matches('/'), b.id));
+    // Without --cgroup-parent the container goes under roci's own parent, not the caller's cgroup (see
+    // DEFAULT_CGROUP_PARENT); `--cgroup-parent ""` asks for runc's way (no cgroupsPath: the caller's cgroup).
+    let parent = b.cgroup_parent.as_deref().unwrap_or(libcontainer::image::DEFAULT_CGROUP_PARENT);
+    let cgroups_path = (!parent.is_empty()).then(|| format!("{}/{}", parent.trim_end_matches('/'), b.id));
     Ok(images.make_bundle(&b.id, &image, libcontainer::template::config(false), &ov, cgroups_path.as_deref())?)
 }
 

@@ -478,15 +478,15 @@ pub fn restore(binary: &Path, r: &Restore, fds: Vec<(RawFd, OwnedFd)>) -> Result
     // Keep the fds to hand over above any number they will be moved to.
     let mut moved = Vec::new();
     for (target, fd) in fds {
-        let high = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(1000)).map_err(|e| Error::Io {
+        let high = sys::dup_at_least(fd.as_fd(), 1000).map_err(|source| Error::Io {
             op: "duplicate fd for",
             path: binary.to_owned(),
-            source: e.into(),
+            source,
         })?;
-        moved.push((target, sys::own_fd(high)));
+        moved.push((target, high));
     }
     let rootfs = r.rootfs.clone();
-    let child = sys::clone_process(libc::CLONE_NEWNS as u64, None, move || {
+    let child = sys::clone_process(libc::CLONE_NEWNS as u64, None, &mut [], move || {
         sys::reset_signals();
         if mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).is_err() {
             return 126;
@@ -494,15 +494,10 @@ pub fn restore(binary: &Path, r: &Restore, fds: Vec<(RawFd, OwnedFd)>) -> Result
         if mount(Some(&rootfs), &rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).is_err() {
             return 126;
         }
-        for (target, fd) in &moved {
-            if sys::dup2(fd.as_fd(), *target).is_err() {
-                return 126;
-            }
-        }
+        let fds: Vec<(RawFd, std::os::fd::BorrowedFd<'_>)> = moved.iter().map(|(t, fd)| (*t, fd.as_fd())).collect();
         let argv: Vec<&std::ffi::CStr> = argv.iter().map(|a| a.as_c_str()).collect();
         let envp: Vec<&std::ffi::CStr> = envp.iter().map(|e| e.as_c_str()).collect();
-        let _ = sys::execve(&path, &argv, &envp);
-        127
+        sys::exec_with_fds(&path, &argv, &envp, &fds)
     })
     .map_err(|source| Error::Spawn { binary: binary.to_owned(), source })?;
     let status = loop {

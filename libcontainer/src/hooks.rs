@@ -61,7 +61,8 @@ pub fn run(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(), Error> {
         let _ = stdin.write_all(state);
     }
     let timeout = hook.timeout().filter(|t| *t > 0);
-    let deadline = timeout.map(|t| std::time::Instant::now() + Duration::from_secs(t as u64));
+    // checked: a timeout of i64::MAX seconds is past what an Instant holds (adding would panic).
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(Duration::from_secs(t as u64)));
     let mut stderr = child.stderr.take();
     let mut err_buf = Vec::new();
     // Wait for the hook, draining its stderr, until the deadline.
@@ -166,6 +167,14 @@ mod tests {
         let err = run("test", &hook("exec sleep 10", Some(1)), b"").unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Regression (issue 10): a timeout of i64::MAX seconds overflowed the deadline's Instant, a panic.
+    #[test]
+    fn huge_timeout_is_no_timeout() {
+        run("test", &hook("exit 0", Some(i64::MAX)), b"").unwrap();
+        let err = run("test", &hook("exit 4", Some(i64::MAX)), b"").unwrap_err().to_string();
+        assert!(err.contains('4'), "{err}");
     }
 
     #[test]

@@ -44,4 +44,7 @@ pub mod template;
 pub mod tty;
 pub mod user;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use error::{Error, Result};

@@ -279,7 +279,7 @@ pub fn write_id_maps(pid: nix::unistd::Pid, uid: &[LinuxIdMapping], gid: &[Linux
 /// a child that only exists until the namespace is opened.
 pub fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd, Error> {
     let flags = CloneFlags::CLONE_NEWUSER.bits() as u64;
-    let child = crate::sys::clone_process(flags, None, || loop {
+    let child = crate::sys::clone_process(flags, None, &mut [], || loop {
         nix::unistd::pause();
     })
     .map_err(|e| Error::Other {
@@ -312,7 +312,7 @@ impl Plan {
 pub fn user_ns_maps(userns: BorrowedFd<'_>) -> Result<(String, String), Error> {
     let (rd, wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| Error::Other { op: "pipe for", kind: "user".into(), source })?;
-    let child = crate::sys::clone_process(0, None, || {
+    let child = crate::sys::clone_process(0, None, &mut [], || {
         if setns(userns, CloneFlags::CLONE_NEWUSER).is_err() {
             return 1;
         }

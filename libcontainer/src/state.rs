@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,7 @@ impl Saved {
 /// A container's directory, locked for the lifetime of this value.
 pub struct Dir {
     pub path: PathBuf,
-    lock: Flock<File>,
+    lock: Flock<OwnedFd>,
 }
 
 impl Dir {
@@ -122,8 +122,8 @@ impl Dir {
             Err(e) => return Err(io("create state dir", &path)(e)),
         }
         let file = File::open(&path).map_err(io("open state dir", &path))?;
-        let lock =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
+        let lock = Flock::lock(OwnedFd::from(file), FlockArg::LockExclusive)
+            .map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
         Ok(Dir { path, lock })
     }
 
@@ -137,12 +137,12 @@ impl Dir {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.to_owned())),
                 Err(e) => return Err(io("open state dir", &path)(e)),
             };
-            let lock = Flock::lock(file, FlockArg::LockExclusive)
+            let lock = Flock::lock(OwnedFd::from(file), FlockArg::LockExclusive)
                 .map_err(|(_, e)| io("lock state dir", &path)(std::io::Error::from(e)))?;
             // The holder before us may have deleted the directory.
-            let locked = lock.metadata().map_err(io("stat state dir", &path))?;
+            let locked = nix::sys::stat::fstat(lock.as_fd()).map_err(|e| io("stat state dir", &path)(e.into()))?;
             match std::fs::metadata(&path) {
-                Ok(now) if now.ino() == locked.ino() && now.dev() == locked.dev() => return Ok(Dir { path, lock }),
+                Ok(now) if now.ino() == locked.st_ino && now.dev() == locked.st_dev => return Ok(Dir { path, lock }),
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.to_owned())),
                 Err(e) => return Err(io("stat state dir", &path)(e)),
@@ -153,6 +153,12 @@ impl Dir {
     /// The directory's fd, for `*at` calls from inside the container's init.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.lock.as_fd()
+    }
+
+    /// The directory's fd, lent for [`crate::sys::clone_process`] to close
+    /// in the container's init (which must not hold the lock).
+    pub(crate) fn fd_mut(&mut self) -> &mut OwnedFd {
+        &mut self.lock
     }
 
     pub fn save(&self, saved: &Saved) -> Result<()> {

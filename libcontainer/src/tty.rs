@@ -3,13 +3,13 @@
 //! does), its slave the init's stdio and controlling terminal.
 
 use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::pty::{posix_openpt, unlockpt};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use crate::rootfs::path::proc_fd_path;
 use crate::sys;
@@ -37,18 +37,8 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, name: &str) -> Result<(
 /// Receive one fd sent with [`send_fd`].
 pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
     let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(err("receive pty master"))?;
-    for c in msg.cmsgs().map_err(err("receive pty master"))? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                return Ok(sys::own_fd(*fd));
-            }
-        }
-    }
-    Err(Error { op: "receive pty master", source: std::io::Error::other("no fd in message") })
+    let (_, fds) = sys::recv_with_fds(sock, &mut buf).map_err(|source| Error { op: "receive pty master", source })?;
+    fds.into_iter().next().ok_or_else(|| Error { op: "receive pty master", source: std::io::Error::other("no fd in message") })
 }
 
 /// Make the pty inside the container (after `pivot_root`, so it is the
@@ -69,7 +59,7 @@ pub fn setup_console(socket: BorrowedFd<'_>, size: Option<(u16, u16)>, bind_cons
     send_fd(socket, master.as_fd(), "/dev/ptmx")?;
     drop(master);
     for target in 0..=2 {
-        sys::dup2(slave.as_fd(), target).map_err(|source| Error { op: "dup pty slave onto stdio", source })?;
+        sys::dup2_stdio(slave.as_fd(), target).map_err(|source| Error { op: "dup pty slave onto stdio", source })?;
     }
     sys::set_controlling_terminal(slave.as_fd()).map_err(|source| Error { op: "set controlling terminal", source })?;
     Ok(())

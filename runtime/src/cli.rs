@@ -168,7 +168,8 @@ pub struct ImageFlags {
     /// Give the process a terminal
     #[arg(short, long, requires = "image")]
     pub tty: bool,
-    /// Put the container's cgroup under this parent (cgroupsPath PARENT/ID)
+    /// Put the container's cgroup under this parent (cgroupsPath PARENT/ID) [default: /roci; "" for
+    /// the caller's cgroup]
     #[arg(long = "cgroup-parent", requires = "image")]
     pub cgroup_parent: Option<String>,
 }

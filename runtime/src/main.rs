@@ -259,7 +259,9 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
     let process: Process = match &e.process {
         Some(path) => {
             let data = std::fs::read(path).with_context(|| format!("read --process {}", path.display()))?;
-            let mut p: Process = serde_json::from_slice(&data).with_context(|| format!("parse --process {}", path.display()))?;
+            // The error names the field (`args[0]`), as config.json's do.
+            let mut p: Process = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&data))
+                .map_err(|err| anyhow::anyhow!("parse --process {}: {}: {}", path.display(), err.path(), err.inner()))?;
             if e.tty {
                 p.set_terminal(Some(true));
             }
@@ -319,23 +321,17 @@ fn out(text: &str) {
 
 /// The resources of `roci update`: the `-r` file, then the flags over it.
 fn update_resources(u: &cli::Update) -> Result<oci_spec::runtime::LinuxResources> {
-    let mut v: serde_json::Value = match &u.resources {
+    let (source, doc) = match &u.resources {
         Some(p) if p.as_os_str() == "-" => {
-            serde_json::from_reader(std::io::stdin().lock()).context("parse resources from stdin")?
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut data).context("read resources from stdin")?;
+            (Path::new("<stdin>").to_owned(), Some(data))
         }
-        Some(p) => {
-            let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-            serde_json::from_slice(&data).with_context(|| format!("parse {}", p.display()))?
-        }
-        None => serde_json::json!({}),
+        Some(p) => (p.clone(), Some(std::fs::read(p).with_context(|| format!("read {}", p.display()))?)),
+        None => (Path::new("<flags>").to_owned(), None),
     };
-    let mut set = |path: &[&str], value: serde_json::Value| {
-        let mut cur = &mut v;
-        for key in &path[..path.len() - 1] {
-            cur = cur.as_object_mut().expect("object").entry(key.to_string()).or_insert_with(|| serde_json::json!({}));
-        }
-        cur[path[path.len() - 1]] = value;
-    };
+    let mut flags: Vec<(&[&str], serde_json::Value)> = Vec::new();
+    let mut set = |path: &'static [&'static str], value: serde_json::Value| flags.push((path, value));
     if let Some(x) = u.memory {
         set(&["memory", "limit"], x.into());
     }
@@ -372,10 +368,7 @@ fn update_resources(u: &cli::Update) -> Result<oci_spec::runtime::LinuxResources
     if let Some(x) = u.blkio_weight {
         set(&["blockIO", "weight"], x.into());
     }
-    let de = serde_json::to_vec(&v)?;
-    let res = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&de))
-        .map_err(|e| anyhow::anyhow!("update: resources.{}: {}", e.path(), e.inner()))?;
-    Ok(res)
+    Ok(container::update::parse_resources(&source, doc.as_deref(), &flags)?)
 }
 
 /// The error and its causes on one line. libcontainer's messages already

@@ -330,3 +330,146 @@ fn image_credentials_reach_the_registry() {
     ls.ok();
     assert_eq!(ls.stdout.trim(), reference, "{ls}");
 }
+
+/// An OCI layout at `layout` of busybox with an empty layer before and after its own, the same
+/// digest twice in the manifest (as old Docker images repeat their empty layer), tagged `latest`;
+/// returns the manifest's digest.
+fn repeated_layer_layout(layout: &Path) -> String {
+    use libcontainer::image::digest::Digest;
+    let src = &image::busybox().oci_layout;
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+        std::fs::copy(e.path(), blobs.join(e.file_name())).unwrap();
+    }
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let read = |d: &Value| -> Value {
+        let hex = d.as_str().unwrap().trim_start_matches("sha256:");
+        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let put = |data: &[u8]| -> String {
+        let d = Digest::sha256_of(data);
+        std::fs::write(blobs.join(d.hex()), data).unwrap();
+        d.to_string()
+    };
+    let index: Value = serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+    let mut manifest = read(&index["manifests"][0]["digest"]);
+    let mut config = read(&manifest["config"]["digest"]);
+    // An empty tar (two zero blocks), gzipped as Docker's empty layer is.
+    let tar = vec![0u8; 1024];
+    let gz = std::process::Command::new("sh").args(["-c", "head -c 1024 /dev/zero | gzip -n -c"]).output().unwrap();
+    assert!(gz.status.success() && !gz.stdout.is_empty());
+    let (empty_diff, empty) = (Digest::sha256_of(&tar).to_string(), put(&gz.stdout));
+    let empty_desc = serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                        "digest": empty, "size": gz.stdout.len()});
+    let own = manifest["layers"][0].clone();
+    manifest["layers"] = serde_json::json!([empty_desc, own, empty_desc]);
+    let own_diff = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::json!([empty_diff, own_diff, empty_diff]);
+    config.as_object_mut().unwrap().remove("history");
+    let config = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = put(&config).into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let digest = put(&manifest);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    digest
+}
+
+/// Regression (issue 10): `roci image pull` hung for ever on a manifest that lists one layer digest
+/// twice: the two downloads of the digest waited for each other's lock inside one single-threaded
+/// async runtime. The pull must finish (the harness kills it after 60 s), store the layer once,
+/// and a container must run from the image.
+#[test]
+fn image_pull_manifest_that_repeats_a_layer() {
+    let Some(f) = Fixture::new("image_repeated_layer") else { return };
+    let layout = f.c.dir.join("repeated-layer-oci");
+    let ours = repeated_layer_layout(&layout);
+    let pushed = f.registry.push(&format!("oci:{}:latest", layout.display()), "repeated:1", &Push::default());
+    assert_eq!(pushed, ours, "the registry holds the manifest as written, with the layer twice");
+    let reference = f.reference("repeated:1");
+    let out = f.roci(&["image", "pull", "-q", &reference]);
+    assert!(!out.timed_out, "the pull hung: {out}");
+    out.ok();
+    let id = format!("{}-a", f.c.id);
+    let out = f.run(&reference, &id, &["--rm"], &["echo", "repeated-layer-ok"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "repeated-layer-ok", "{out}");
+    f.assert_gone(&id);
+}
+
+/// Containers of a test under roci's default cgroup parent: on drop (also when the test fails), each is
+/// deleted, its cgroup removed, and `/roci` too in every hierarchy when nothing else is under it
+/// (another run's containers keep it).
+struct DefaultParent<'a> {
+    f: &'a Fixture,
+    ids: Vec<String>,
+}
+
+impl Drop for DefaultParent<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.f.roci(&["delete", "--force", id]);
+            cgroups::kill_all(&format!("/roci/{id}"));
+            cgroups::remove_tree(&format!("/roci/{id}"));
+        }
+        for d in cgroups::existing_dirs("/roci") {
+            // Only if empty: rmdir refuses a cgroup with children or processes.
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The path of the cgroup of `pid` that holds `controller` (v1), or its cgroup v2 path, as
+/// `/proc/PID/cgroup` shows it to the host.
+fn cgroup_of(pid: i64, controller: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let hit = if cgroups::is_v2() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+            hit.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} line in /proc/{pid}/cgroup: {text}"))
+}
+
+/// Regression (issue 10): `run --image` without `--cgroup-parent` put the container's cgroup under the
+/// caller's own cgroup (runc's rule for a relative cgroupsPath). It goes under roci's parent, `/roci`,
+/// in every hierarchy, and leaves with the container; an explicit `--cgroup-parent` still wins.
+#[test]
+fn image_run_default_cgroup_parent_is_roci() {
+    let Some(f) = Fixture::new("image_default_cgroup_parent") else { return };
+    let busybox = f.reference("busybox");
+    let (a, b) = (format!("{}-a", f.c.id), format!("{}-b", f.c.id));
+    let guard = DefaultParent { f: &f, ids: vec![a.clone(), b.clone()] };
+    let pid_of = |id: &str| -> i64 {
+        let out = f.roci(&["state", id]);
+        out.ok();
+        serde_json::from_str::<Value>(&out.stdout).unwrap()["pid"].as_i64().unwrap()
+    };
+
+    f.roci(&["create", "--image", &busybox, &a, "--", "sleep", "100"]).ok();
+    let pid = pid_of(&a);
+    let ours = cgroup_of(i64::from(std::process::id()), "memory");
+    let theirs = cgroup_of(pid, "memory");
+    assert_eq!(theirs, format!("/roci/{a}"), "the container's cgroup (the caller's is {ours})");
+    assert!(!cgroups::existing_dirs(&format!("/roci/{a}")).is_empty());
+    if !ours.trim_end_matches('/').is_empty() {
+        assert!(!theirs.starts_with(&ours), "under the caller's cgroup {ours}: {theirs}");
+    }
+    f.roci(&["delete", "--force", &a]).ok();
+    f.assert_gone(&a);
+    assert!(cgroups::existing_dirs(&format!("/roci/{a}")).is_empty(), "the container's cgroup goes with it");
+
+    // An explicit parent wins.
+    let parent = cgroups::suite_parent();
+    f.roci(&["create", "--image", &busybox, "--cgroup-parent", &parent, &b, "--", "sleep", "100"]).ok();
+    assert_eq!(cgroup_of(pid_of(&b), "memory"), format!("{parent}/{b}"));
+    f.roci(&["delete", "--force", &b]).ok();
+    f.assert_gone(&b);
+    drop(guard);
+}

@@ -241,3 +241,45 @@ fn cgroup_update_resources() {
     c.delete_force().ok();
     c.assert_no_leaks();
 }
+
+/// Regression (issue 10): `update -r FILE` with a JSON array, or a wrong type inside, made roci abort
+/// with a Rust panic (SIGABRT, exit 134) instead of an error. Each bad document must fail with an
+/// error (roci's names the field) and leave the container and its limits as they were.
+#[test]
+fn cgroup_update_bad_resources_file_is_an_error_not_a_crash() {
+    let mut c = limited("cgroup_update_bad");
+    c.spec.args(&["sleep", "1000"]);
+    c.create().ok();
+    let mem_file = if is_v2() { "memory.max" } else { "memory.limit_in_bytes" };
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("[]", &[], "resources"),
+        ("[1, {\"memory\": {}}]", &["--memory", "134217728"], "resources"),
+        (r#"{"memory": "lots"}"#, &[], "resources.memory"),
+        (r#"{"memory": "lots"}"#, &["--memory", "134217728"], "resources.memory"),
+        (r#"{"memory": {"limit": "lots"}}"#, &[], "resources.memory.limit"),
+        (r#"{"memory": {"limit": 1e400}}"#, &[], "resources"),
+        (r#"{"pids": {"limit": [64]}}"#, &[], "resources.pids.limit"),
+        (r#"{"cpu": {"shares": -1}}"#, &[], "resources.cpu.shares"),
+        ("\"memory\"", &[], "resources"),
+    ];
+    for (i, (doc, flags, field)) in cases.iter().enumerate() {
+        let file = c.host_path(&format!("resources-{i}.json"));
+        std::fs::write(&file, doc).unwrap();
+        let mut args = vec!["update", "-r", file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.push(&c.id);
+        let out = c.invoke(&args);
+        out.fails();
+        // 128+N is a death by signal N: a panic with panic=abort is SIGABRT (134).
+        assert!(out.code < 128, "update -r with {doc} died by a signal: {out}");
+        if !c.rt.is_runc() {
+            // runc's message is Go's decoder's ("cannot unmarshal array into Go value of type
+            // specs.LinuxResources"); roci's names the field as a JSON path.
+            out.says(&format!("{field}:"));
+        }
+        assert_eq!(c.status(), "created", "the container is untouched");
+        assert_eq!(cgroups::read("memory", &c.cgroup, mem_file).unwrap(), MEM.to_string(), "{doc}: limits unchanged");
+    }
+    c.delete_force().ok();
+    c.assert_no_leaks();
+}

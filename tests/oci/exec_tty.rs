@@ -248,3 +248,23 @@ fn exec_paused_container_fails() {
     c.invoke(&["exec", &c.id, "true"]).ok();
     done(&c);
 }
+
+/// `exec --process FILE` with a wrong type inside fails with an error that names the field (roci) and
+/// leaves the container running.
+#[test]
+fn exec_process_file_wrong_type_names_the_field() {
+    let c = running("exec_process_bad", |_| {});
+    let file = c.host_path("process.json");
+    std::fs::write(&file, json!({"args": "sh", "cwd": "/", "user": {"uid": 0, "gid": 0}}).to_string()).unwrap();
+    let out = c.invoke(&["exec", "--process", file.to_str().unwrap(), &c.id]);
+    out.fails();
+    // runc: "json: cannot unmarshal string into Go struct field Process.args of type []string".
+    out.says("args");
+    if !c.rt.is_runc() {
+        // runc exits 255 on any error; roci's 128+N would be a death by signal N (a panic: 134).
+        assert_eq!(out.code, 1, "{out}");
+        out.says("process.json: args: invalid type");
+    }
+    assert_eq!(c.status(), "running");
+    done(&c);
+}

@@ -1,8 +1,8 @@
 //! `--console-socket` receiver: a unix listener that takes the pty master the runtime sends over
 //! SCM_RIGHTS, then reads what the container writes to its terminal.
 
-use std::io::{ErrorKind, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::ErrorKind;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 /// What the receiving thread hands back: the fd and the bytes sent with it.
 type Received = Result<(OwnedFd, Vec<u8>), String>;
@@ -42,18 +41,10 @@ impl ConsoleSocket {
             stream.set_nonblocking(false).map_err(|e| e.to_string())?;
             stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 64 * 1024];
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let mut cmsg = nix::cmsg_space!([RawFd; 4]);
-            let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            // libcontainer::sys owns each received fd from the moment it arrives.
+            let (n, mut owned) = libcontainer::sys::recv_with_fds(stream.as_fd(), &mut buf)
                 .map_err(|e| format!("recvmsg on the console socket: {e}"))?;
-            let payload = msg.iovs().next().map(|b| b.to_vec()).unwrap_or_default();
-            let mut fds = Vec::new();
-            for c in msg.cmsgs().map_err(|e| e.to_string())? {
-                if let ControlMessageOwned::ScmRights(r) = c {
-                    fds.extend(r);
-                }
-            }
-            let mut owned: Vec<OwnedFd> = fds.into_iter().map(adopt).collect();
+            let payload = buf[..n].to_vec();
             if owned.is_empty() {
                 return Err("console socket message carried no file descriptor".to_string());
             }
@@ -72,13 +63,6 @@ impl ConsoleSocket {
     pub fn received(mut self) -> (OwnedFd, Vec<u8>) {
         self.receiver.take().expect("receiver").join().expect("console thread").unwrap_or_else(|e| panic!("{e}"))
     }
-}
-
-#[allow(unsafe_code)]
-fn adopt(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was just installed in this process by recvmsg(SCM_RIGHTS); nothing else owns it, so the
-    // OwnedFd becomes its only owner and closes it exactly once.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Read from a pty master until `done(text so far)` holds, the other side is closed (EIO) or `timeout`.

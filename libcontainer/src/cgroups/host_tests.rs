@@ -1116,7 +1116,7 @@ fn host_exec_joins_a_sub_cgroup() {
         assert!(e.to_string().contains("cgroup v2 has one hierarchy"), "{e}");
         // clone3(CLONE_INTO_CGROUP) with the sub-cgroup's fd.
         let fd = dirs.clone_fd().expect("an fd on a cgroup2-only host");
-        let child = crate::sys::clone_process(0, Some(fd), || {
+        let child = crate::sys::clone_process(0, Some(fd), &mut [], || {
             nix::unistd::pause();
             0
         })

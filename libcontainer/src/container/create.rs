@@ -181,7 +181,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     let listen = listen_fds();
     let extra_env = if listen > 0 { vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".to_string()] } else { Vec::new() };
-    let (parent_chan, init_chan) = channel::pair()?;
+    let (mut parent_chan, init_chan) = channel::pair()?;
     let setup = Setup {
         spec,
         bundle: &bundle.dir,
@@ -191,7 +191,6 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         terminal,
         idmapped: crate::rootfs::idmapped_sources(spec, &bundle.dir)?,
     };
-    let close_fds: Vec<RawFd> = vec![dir.fd().as_raw_fd(), parent_chan.raw_fd()];
     let args = InitArgs {
         id: opts.id,
         bundle: &bundle,
@@ -204,14 +203,15 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         new_keyring: !opts.no_new_keyring,
         keep_fds: (listen + opts.preserve_fds) as RawFd,
         extra_env,
-        close_fds,
         seccomp: seccomp.as_ref(),
     };
 
     let for_children = ForChildren::enter(&plan)?;
+    // The init must not hold the state directory's lock or our end of the channel.
+    let close = &mut [dir.fd_mut(), parent_chan.fd_mut()];
     let child = match plan.joined_user() {
-        Some(j) => clone_in_user_namespace(j.fd.as_fd(), plan.clone_flags, move || init::run(args)),
-        None => sys::clone_process(plan.clone_flags, cg.and_then(|c| c.clone_fd()), move || init::run(args)),
+        Some(j) => clone_in_user_namespace(j.fd.as_fd(), plan.clone_flags, close, move || init::run(args)),
+        None => sys::clone_process(plan.clone_flags, cg.and_then(|c| c.clone_fd()), close, move || init::run(args)),
     }
     .map_err(|source| Error::Sys { op: "clone container init".into(), source })?;
     drop(for_children);
@@ -308,16 +308,17 @@ fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
 fn clone_in_user_namespace(
     userns: std::os::fd::BorrowedFd<'_>,
     flags: u64,
+    close_in_init: &mut [&mut OwnedFd],
     init: impl FnOnce() -> i32,
 ) -> std::io::Result<sys::Child> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
     nix::sys::prctl::set_child_subreaper(true)?;
-    let middle = sys::clone_process(0, None, move || {
+    let middle = sys::clone_process(0, None, &mut [], move || {
         if nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER).is_err() {
             return 1;
         }
-        match sys::clone_process(flags, None, init) {
+        match sys::clone_process(flags, None, close_in_init, init) {
             Ok(c) => match c.pidfd {
                 Some(fd) => i32::from(crate::tty::send_fd(theirs.as_fd(), fd.as_fd(), "init").is_err()),
                 None => 1,

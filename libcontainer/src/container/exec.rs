@@ -194,8 +194,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         .and_then(|l| l.seccomp().as_ref())
         .map(|s| crate::seccomp::compile_cached(s, opts.root))
         .transpose()?;
-    let (parent_chan, child_chan) = channel::pair()?;
-    let close_fds: Vec<RawFd> = vec![parent_chan.raw_fd()];
+    let (mut parent_chan, child_chan) = channel::pair()?;
     let args = ExecArgs {
         process: &opts.process,
         channel: child_chan,
@@ -205,7 +204,6 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         console,
         keep_fds: opts.preserve_fds as RawFd,
         extra_env: Vec::new(),
-        close_fds,
         seccomp: seccomp.as_ref(),
     };
     // PID and time namespaces apply to children: enter them for the clone.
@@ -218,7 +216,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             .map_err(|e| Error::Sys { op: "enter the container's pid namespace".into(), source: e.into() })?;
         Some((own, own_time))
     };
-    let cloned = sys::clone_process(0, cgroup_fd, move || exec_child::run(args));
+    let cloned = sys::clone_process(0, cgroup_fd, &mut [parent_chan.fd_mut()], move || exec_child::run(args));
     if let Some((own, own_time)) = back {
         if let Some(fd) = own {
             let _ = setns(fd.as_fd(), CloneFlags::CLONE_NEWPID);

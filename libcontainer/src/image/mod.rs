@@ -106,6 +106,19 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The cgroup parent of a container run from an image without
+/// `--cgroup-parent`: its `cgroupsPath` is `/roci/ID`, in every hierarchy.
+///
+/// runc (and so roci for a bundle) resolves an empty or relative
+/// `cgroupsPath` under the caller's own cgroup: a container started from a
+/// login shell or a service would be accounted to that shell's or service's
+/// cgroup, share its limits, and be killed with it when it stops. A
+/// user-facing `run` gives containers a parent of the runtime's own, as
+/// Docker does (`/docker`) and Podman (`machine.slice`, or `/libpod_parent`
+/// with cgroupfs). The parent is created on first use and left in place
+/// (empty) when the last container goes, as theirs are.
+pub const DEFAULT_CGROUP_PARENT: &str = "/roci";
+
 /// An exclusive `flock` on a lock file that is removed when released.
 ///
 /// Removing lock files keeps `ingest/` and `layers/` clean, but needs care: a

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use super::digest::{Digest, Hasher};
 use super::reference::Reference;
 use super::registries::{Endpoint, Registries, Scheme};
-use super::store::Store;
+use super::store::{Ingest, Store};
 use super::Error;
 
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -355,13 +355,27 @@ impl Ctx<'_> {
         }
     }
 
+    /// [`Store::ingest`] on a blocking thread. It waits for the blob's per-digest `flock` while
+    /// another writer (another pull of the same blob) holds it; waiting in place would stall
+    /// every download of this single-threaded runtime, and the holder itself if it is one of
+    /// them (the hang of a manifest that lists one layer twice, issue 10).
+    async fn ingest(&self, object: &str, d: &Descriptor) -> Result<Option<Ingest>, Error> {
+        if self.store.has(&d.digest) {
+            return Ok(None);
+        }
+        let (store, digest, size) = (self.store.clone(), d.digest.clone(), d.size);
+        tokio::task::spawn_blocking(move || store.ingest(&digest, Some(size)))
+            .await
+            .map_err(|e| self.err(object, format!("wait for the blob's lock: {e}")))?
+    }
+
     /// Streams blob `d` into the store unless it is there already; retried as a whole.
     async fn blob(&self, what: &str, d: &Descriptor, show: bool) -> Result<(), Error> {
         let object = format!("{what} {}", d.digest);
         let bar = if show { self.progress.bar(&d.digest, d.size) } else { None };
         let mut delay = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let Some(mut ingest) = self.store.ingest(&d.digest, Some(d.size))? else {
+            let Some(mut ingest) = self.ingest(&object, d).await? else {
                 if let Some(b) = &bar {
                     b.finish_with_message("already present");
                 }
@@ -486,8 +500,11 @@ async fn pull_from(
         ));
     }
 
+    // Each blob once: old Docker images list the same (empty) layer several times, and two
+    // downloads of one digest would only wait for each other.
     // Collected first: a `map` closure in the stream's type would keep the future from being `Send`.
-    let downloads: Vec<_> = layers.iter().map(|l| ctx.blob("layer", l, true)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let downloads: Vec<_> = layers.iter().filter(|l| seen.insert(l.digest.clone())).map(|l| ctx.blob("layer", l, true)).collect();
     stream::iter(downloads).buffer_unordered(CONCURRENT_LAYERS).try_collect::<Vec<()>>().await?;
     progress.clear();
 

@@ -86,6 +86,12 @@ impl Channel {
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_fd().as_raw_fd()
     }
+
+    /// The socket, lent for [`crate::sys::clone_process`] to close in the
+    /// child (the parent's end must not stay open there).
+    pub(crate) fn fd_mut(&mut self) -> &mut OwnedFd {
+        &mut self.fd
+    }
 }
 
 #[cfg(test)]

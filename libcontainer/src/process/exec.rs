@@ -25,7 +25,7 @@ use oci_spec::runtime::Process;
 
 use super::channel::{Channel, FromInit, ToInit};
 use super::{become_process, sys_err, Error, Program};
-use crate::{rlimits, sys, tty};
+use crate::{rlimits, tty};
 
 pub struct ExecArgs<'a> {
     pub process: &'a Process,
@@ -40,16 +40,13 @@ pub struct ExecArgs<'a> {
     pub console: Option<OwnedFd>,
     pub keep_fds: RawFd,
     pub extra_env: Vec<String>,
-    pub close_fds: Vec<RawFd>,
     /// The container's `linux.seccomp`, compiled by the runtime.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Entry point of the exec'd process; returns an exit code on failure.
 pub fn run(args: ExecArgs<'_>) -> i32 {
-    for fd in &args.close_fds {
-        sys::close_inherited(*fd);
-    }
+    super::report_panics_to(args.channel.raw_fd(), true);
     let err = match prepare(&args) {
         Ok(program) => program.exec(),
         Err(e) => e,
@@ -65,6 +62,7 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
     }
+    super::fault_injection("panic-in-exec", a.process);
     if !a.namespaces.is_empty() {
         tracing::debug!(flags = ?a.namespaces, "setns into the container");
         setns(a.pidfd, a.namespaces).map_err(sys_err("join the container's namespaces"))?;

@@ -57,9 +57,6 @@ pub struct InitArgs<'a> {
     pub keep_fds: RawFd,
     /// Added to `process.env` (LISTEN_FDS, LISTEN_PID).
     pub extra_env: Vec<String>,
-    /// The runtime's fds the init must not hold on to (the state directory
-    /// lock, the runtime's end of the channel).
-    pub close_fds: Vec<RawFd>,
     /// `linux.seccomp`, compiled by the runtime.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
@@ -67,9 +64,7 @@ pub struct InitArgs<'a> {
 /// The init's entry point; returns the exit code when it could not become
 /// the container's program.
 pub fn run(args: InitArgs<'_>) -> i32 {
-    for fd in &args.close_fds {
-        sys::close_inherited(*fd);
-    }
+    super::report_panics_to(args.channel.raw_fd(), true);
     let (program, state) = match prepare(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -82,12 +77,14 @@ pub fn run(args: InitArgs<'_>) -> i32 {
     if args.channel.send(&FromInit::Ready).is_err() {
         return 1;
     }
+    super::report_panics_to(-1, true);
     drop(args.channel);
     let mut conn = match wait_for_start(&args.start) {
         Ok(c) => c,
         Err(_) => return 1,
     };
     drop(args.start);
+    super::report_panics_to(conn.as_raw_fd(), false);
     let Err(err) = exec(args.bundle, &program, &state);
     let _ = conn.write_all(err.to_string().as_bytes());
     Program::exit_code(&err)
@@ -109,6 +106,7 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
     let spec = &a.bundle.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::Message("config has no process".into()))?;
+    super::fault_injection("panic-in-init", process);
 
     setsid().map_err(sys_err("setsid"))?;
     a.namespaces.enter()?;
@@ -177,6 +175,9 @@ fn wait_for_start(listener: &UnixListener) -> std::io::Result<UnixStream> {
 /// startContainer hooks, then the program. Returns only on failure.
 fn exec(bundle: &Bundle, program: &Program, state: &str) -> Result<Infallible, Error> {
     let spec = &bundle.spec;
+    if let Some(process) = spec.process() {
+        super::fault_injection("panic-after-start", process);
+    }
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
         let mut state: serde_json::Value = serde_json::from_str(state).map_err(|e| Error::Message(format!("hook state: {e}")))?;
         state["status"] = "created".into();

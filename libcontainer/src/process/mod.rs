@@ -46,6 +46,66 @@ pub enum Error {
     Message(String),
 }
 
+/// Where a panic in a container process is reported: the fd of the channel
+/// to the runtime (a JSON [`channel::FromInit::Failed`] packet) or, once
+/// `start` has connected, of that connection (plain text). -1: nowhere.
+static PANIC_SINK: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+static PANIC_SINK_IS_CHANNEL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Make a panic in this container process (the init or an exec'd one, a
+/// clone of the runtime) reach the runtime as text. With `panic = "abort"`
+/// (the release profile) `catch_unwind` catches nothing: the process would
+/// die of SIGABRT and the runtime would see a closed channel. The hook runs
+/// before the abort and sends the panic's message and place to `fd` as a
+/// `Failed` message, which the runtime prints as any other init failure.
+/// Called in the child only (the hook is process-wide, and the child's
+/// memory is its own copy); the parent is single-threaded, so the hook's
+/// lock is free.
+pub(crate) fn report_panics_to(fd: RawFd, is_channel: bool) {
+    use std::sync::atomic::Ordering;
+    PANIC_SINK.store(fd, Ordering::SeqCst);
+    PANIC_SINK_IS_CHANNEL.store(is_channel, Ordering::SeqCst);
+    static HOOKED: std::sync::Once = std::sync::Once::new();
+    HOOKED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let message = format!("container process panicked{place}: {payload}");
+            let fd = PANIC_SINK.load(Ordering::SeqCst);
+            if fd < 0 {
+                return;
+            }
+            let data = if PANIC_SINK_IS_CHANNEL.load(Ordering::SeqCst) {
+                serde_json::to_vec(&channel::FromInit::Failed { message }).unwrap_or_default()
+            } else {
+                message.into_bytes()
+            };
+            let _ = nix::sys::socket::send(fd, &data, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
+        }));
+    });
+}
+
+/// A panic on purpose, for the tests that check a panic reaches the runtime
+/// as text: when `process.env` holds `ROCI_FAULT_INJECTION=<point>`. Only in
+/// builds with the `fault-injection` feature (`cargo test` of the `roci`
+/// package turns it on); release builds have no such code.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn fault_injection(point: &str, process: &Process) {
+    let want = format!("ROCI_FAULT_INJECTION={point}");
+    if process.env().iter().flatten().any(|e| *e == want) {
+        panic!("fault injection: {point}");
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn fault_injection(_point: &str, _process: &Process) {}
+
 pub(crate) fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
     let op = op.into();
     move |e| Error::Sys { op, source: e.into() }

@@ -7,8 +7,8 @@
 //! are prepared before, and install() allocates nothing on success. Children
 //! are killed by pid (through their guard) if a test fails.
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -47,7 +46,7 @@ struct Kid {
 
 impl Kid {
     fn spawn(f: impl FnOnce() -> i32) -> Kid {
-        let c = sys::clone_process(0, None, f).expect("clone test child");
+        let c = sys::clone_process(0, None, &mut [], f).expect("clone test child");
         Kid { pid: c.pid, pidfd: c.pidfd, reaped: false }
     }
 
@@ -242,7 +241,7 @@ fn seccomp_kernel_docker_default_profile() {
             return 13;
         }
         // clone3 → ENOSYS → clone(SIGCHLD), allowed.
-        let grandchild = match sys::clone_process(0, None, || 7) {
+        let grandchild = match sys::clone_process(0, None, &mut [], || 7) {
             Ok(c) => c,
             Err(_) => return 14,
         };
@@ -251,7 +250,7 @@ fn seccomp_kernel_docker_default_profile() {
             _ => return 15,
         }
         // Namespaces are refused: clone(CLONE_NEWUTS) → EPERM.
-        match sys::clone_process(libc::CLONE_NEWUTS as u64, None, || 0) {
+        match sys::clone_process(libc::CLONE_NEWUTS as u64, None, &mut [], || 0) {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
             _ => return 16,
         }
@@ -294,18 +293,8 @@ fn seccomp_kernel_notify_with_listener() {
         };
         stream.set_nonblocking(false).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let (n, fd) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-                .map_err(|e| format!("recvmsg: {e}"))?;
-            let fd = msg.cmsgs().map_err(|e| e.to_string())?.find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            });
-            (msg.bytes, fd.ok_or("no fd in the message")?)
-        };
-        let listener_fd = sys::own_fd(fd);
+        let (n, fds) = sys::recv_with_fds(stream.as_fd(), &mut buf).map_err(|e| format!("recvmsg: {e}"))?;
+        let listener_fd = fds.into_iter().next().ok_or("no fd in the message")?;
         let mut data = buf[..n].to_vec();
         stream.read_to_end(&mut data).map_err(|e| e.to_string())?;
         let state: Value = serde_json::from_slice(&data).map_err(|e| e.to_string())?;

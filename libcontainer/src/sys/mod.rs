@@ -3,6 +3,16 @@
 //! Each function wraps one raw syscall (or a libc call nix does not cover)
 //! behind a safe signature. Everything else in the crate goes through nix or
 //! std.
+//!
+//! Safe here means sound whatever the caller does, so there is no `unsafe
+//! fn`: what a function's soundness would otherwise rest on is checked or
+//! carried by a type. Fds come and go as `OwnedFd`/`BorrowedFd`: an fd the
+//! kernel hands over (`recvmsg`, `fcntl`, a new pidfd) is owned the moment it
+//! arrives, never adopted from a raw number on the caller's word; the fds a
+//! clone must close are lent as `&mut OwnedFd`; `dup2` replaces only stdio
+//! (no value owns 0-2), or happens just before `execve`/`_exit`.
+//! [`clone_process`] refuses a multi-threaded caller instead of requiring a
+//! single-threaded one.
 
 #![allow(unsafe_code)]
 
@@ -50,14 +60,29 @@ pub struct Child {
 
 /// Fork the calling process into new namespaces, like `fork(2)` with
 /// `flags` (a mask of `CLONE_NEW*`), optionally directly into the cgroup
-/// whose directory `cgroup` is open (cgroup v2 only). The child runs `child`
-/// and exits with its return value; it never returns into the caller's
-/// stack frames.
+/// whose directory `cgroup` is open (cgroup v2 only). The child closes the
+/// fds of `close_in_child` (the caller's own, which the child must not
+/// hold: a lock, the parent's end of a channel), runs `child` and exits
+/// with its return value; it never returns into the caller's stack frames.
 ///
-/// The caller must be single-threaded: the child is a copy of the caller's
-/// memory with only the calling thread, so a lock held by another thread
-/// would stay locked forever in the child.
-pub fn clone_process(flags: u64, cgroup: Option<BorrowedFd<'_>>, child: impl FnOnce() -> i32) -> io::Result<Child> {
+/// Safe to call, and sound, because it checks what its soundness rests on:
+/// - The child is a copy of the caller's memory with only the calling
+///   thread, so a lock another thread held (the allocator's, a `Mutex`)
+///   would stay held for ever and data it was changing would stay half
+///   changed. So the caller must be single-threaded, and this checks it
+///   (`/proc/self/stat`, one read per clone) and fails otherwise.
+/// - Closing an fd that a live value owns breaks that value (I/O safety).
+///   The fds to close are lent as `&mut OwnedFd`: while the call lasts
+///   nothing else, `child` included, can use or borrow their owners, and in
+///   the child the call never ends, so no owner there is ever used or
+///   dropped again: closing them is as if the child had taken them.
+pub fn clone_process(
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    close_in_child: &mut [&mut OwnedFd],
+    child: impl FnOnce() -> i32,
+) -> io::Result<Child> {
+    ensure_single_threaded()?;
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags | CLONE_PIDFD,
@@ -103,6 +128,13 @@ pub fn clone_process(flags: u64, cgroup: Option<BorrowedFd<'_>>, child: impl FnO
         }
     }
     if ret == 0 {
+        for fd in close_in_child.iter() {
+            // SAFETY: the fd's owner is lent to us exclusively (`&mut`) and,
+            // in the child, for good: this call never returns here, so the
+            // owner is never used or dropped again and nothing else refers
+            // to the fd (see the function's documentation).
+            unsafe { libc::close(fd.as_raw_fd()) };
+        }
         // In the child. A panic must not unwind into the parent's frames
         // that were copied with us.
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(255);
@@ -122,6 +154,36 @@ pub fn clone_process(flags: u64, cgroup: Option<BorrowedFd<'_>>, child: impl FnO
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and never returns.
     unsafe { libc::_exit(code) }
+}
+
+/// The number of threads of the calling process (`/proc/self/stat`, field
+/// 20; the fields after the command name, which may hold anything, are
+/// counted from its closing parenthesis).
+pub fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read("/proc/self/stat")?;
+    let after_comm = stat.iter().rposition(|b| *b == b')').map_or(&stat[..0], |i| &stat[i + 1..]);
+    // After ")": state (field 3) ... num_threads (field 20) is the 18th.
+    String::from_utf8_lossy(after_comm)
+        .split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("no thread count in /proc/self/stat"))
+}
+
+/// Fail unless the calling process has one thread (see [`clone_process`]).
+/// libcontainer's own unit tests run on libtest's threads and clone
+/// anyway: there the check is off, and their children do little but exit.
+fn ensure_single_threaded() -> io::Result<()> {
+    if cfg!(test) {
+        return Ok(());
+    }
+    match thread_count()? {
+        1 => Ok(()),
+        n => Err(io::Error::other(format!(
+            "cannot clone a process from one with {n} threads (the child would inherit locks the other threads hold); \
+             libcontainer must be called from a single-threaded process for create, exec and restore"
+        ))),
+    }
 }
 
 /// `pidfd_open(2)`.
@@ -263,19 +325,38 @@ pub fn reset_signals() {
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
 }
 
-/// Take ownership of an fd the kernel just gave us (from `recvmsg` with
-/// SCM_RIGHTS, for example).
-pub fn own_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: callers pass only fds that were just created for this process
-    // and that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// Receive one message on `sock` into `buf`, with the fds it carries
+/// (`SCM_RIGHTS`, made close-on-exec); returns the bytes received and the
+/// fds, each owned from the moment the kernel installs it (so no raw fd
+/// number leaves this module to be adopted by a caller's promise).
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: recvmsg just installed `fd` in this process for this
+                // message; nothing else has its number, so this is its only owner.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
-/// Close an inherited fd that is owned by a value the current process will
-/// never drop (used in the container's init for the parent's copies).
-pub fn close_inherited(fd: RawFd) {
-    // SAFETY: the caller guarantees no live value will use or close it.
-    unsafe { libc::close(fd) };
+/// A close-on-exec duplicate of `fd` numbered `min` or above (`fcntl`
+/// `F_DUPFD_CLOEXEC`), to keep it clear of numbers about to be reused.
+pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a borrowed, open fd with an integer argument.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
 }
 
 /// Join a new session keyring named `name` (`KEYCTL_JOIN_SESSION_KEYRING`),
@@ -306,14 +387,39 @@ pub fn kill(pid: Pid, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// `dup2(2)` onto a fixed fd number (stdio of the container's init).
-pub fn dup2(old: BorrowedFd<'_>, new: RawFd) -> io::Result<()> {
-    // SAFETY: dup2 on integer fds; `new` is replaced atomically.
+/// `dup2(2)` onto stdin, stdout or stderr (`new` 0, 1 or 2; `EBADF` for
+/// any other number). Replacing another fd number would change the file
+/// under whatever value owns that number; stdio is owned by no value
+/// (std keeps 0-2 open from start-up and only borrows them).
+pub fn dup2_stdio(old: BorrowedFd<'_>, new: RawFd) -> io::Result<()> {
+    if !(0..=2).contains(&new) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: dup2 on integer fds; `new` is a stdio fd, which no value owns.
     let ret = unsafe { libc::dup2(old.as_raw_fd(), new) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Put each `(number, fd)` of `fds` at its number and execute `path`; on
+/// any failure leave with `_exit` (126 for the fds, 127 for the exec). For
+/// a child about to run another program with fds at fixed numbers (CRIU's
+/// inherited fds). It never returns: after the `dup2`s the values that
+/// owned the replaced numbers hold other files, and no code of this
+/// process runs again to use them. The fds to move must not sit at any of
+/// the target numbers.
+pub fn exec_with_fds(path: &CStr, argv: &[&CStr], envp: &[&CStr], fds: &[(RawFd, BorrowedFd<'_>)]) -> ! {
+    for (target, fd) in fds {
+        // SAFETY: dup2 on integer fds. The owners of the replaced numbers
+        // are never used again: this process executes or exits below.
+        if unsafe { libc::dup2(fd.as_raw_fd(), *target) } < 0 {
+            exit_now(126);
+        }
+    }
+    let _ = execve(path, argv, envp);
+    exit_now(127)
 }
 
 /// The pid (in our PID namespace) of the process a pidfd refers to.
@@ -325,4 +431,50 @@ pub fn pidfd_pid(pidfd: BorrowedFd<'_>) -> io::Result<Pid> {
         .filter(|p| *p > 0)
         .map(Pid::from_raw)
         .ok_or_else(|| io::Error::other("the pidfd's process has no pid here"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn thread_count_sees_a_new_thread() {
+        let before = thread_count().unwrap();
+        assert!(before >= 1);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv().ok());
+        assert_eq!(thread_count().unwrap(), before + 1);
+        tx.send(()).unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn dup2_stdio_refuses_other_numbers() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let err = dup2_stdio(r.as_fd(), r.as_raw_fd() + 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn recv_with_fds_owns_what_arrives() {
+        use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fds = [r.as_raw_fd(), w.as_raw_fd()];
+        sendmsg::<()>(a.as_raw_fd(), &[io::IoSlice::new(b"hi")], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (n, got) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        assert_eq!(got.len(), 2);
+        // The received write end works, and is not the one sent (a new number).
+        assert_ne!(got[1].as_raw_fd(), w.as_raw_fd());
+        nix::unistd::write(&got[1], b"x").unwrap();
+        let mut one = [0u8; 1];
+        nix::unistd::read(r.as_fd(), &mut one).unwrap();
+        assert_eq!(&one, b"x");
+        let high = dup_at_least(r.as_fd(), 500).unwrap();
+        assert!(high.as_raw_fd() >= 500);
+    }
 }
