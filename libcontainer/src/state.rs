@@ -197,8 +197,14 @@ impl Dir {
     }
 
     /// Record what `create` is about to make (before it makes it).
+    ///
+    /// Replaced atomically but not fsync'd: it must survive the runtime
+    /// being killed (the page cache is enough), not a machine crash, after
+    /// which nothing it lists (cgroups, an init) exists any more; the
+    /// fsyncs would cost every create on a disk-backed `--root`. A file torn
+    /// by a crash is ignored by `delete`.
     pub fn save_intent(&self, intent: &Intent) -> Result<()> {
-        write_atomic(&self.path, INTENT_FILE, &serde_json::to_vec(intent).expect("intent serialises"))
+        replace(&self.path, INTENT_FILE, &serde_json::to_vec(intent).expect("intent serialises"), false)
     }
 
     pub fn load_intent(&self) -> Result<Option<Intent>> {
@@ -256,13 +262,23 @@ pub fn is_locked(dir: &Path) -> bool {
 /// Write `dir/name` so that readers see either the old or the whole new
 /// content, also across a crash.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    replace(dir, name, data, true)
+}
+
+/// Write `dir/name` through a temp file and a rename; with `sync`, also
+/// across a crash.
+fn replace(dir: &Path, name: &str, data: &[u8], sync: bool) -> Result<()> {
     let tmp = atomic_temp(dir, name);
     let dest = dir.join(name);
     let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
     f.write_all(data).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
+    if sync {
+        f.sync_all().map_err(io("fsync", &tmp))?;
+    }
     std::fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    if sync {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    }
     Ok(())
 }
 

@@ -27,8 +27,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         // A create that died (was killed) before it saved the state: we
         // hold the lock, so nothing is working on it any more. Remove what
         // it recorded it was making.
-        if let Some(intent) = dir.load_intent()? {
-            remove_half_made(&intent)?;
+        match dir.load_intent() {
+            Ok(Some(intent)) => remove_half_made(&intent)?,
+            Ok(None) => {}
+            // Torn by a machine crash (it is not fsync'd), after which what
+            // it listed is gone anyway.
+            Err(e @ crate::state::Error::Parse { .. }) => tracing::warn!(error = %e, "ignore unreadable intent"),
+            Err(e) => return Err(e.into()),
         }
         dir.remove()?;
         return Ok(());
