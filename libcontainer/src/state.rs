@@ -1,6 +1,11 @@
 //! A container's saved state under the runtime root (`--root`).
 //!
 //! Layout of `<root>/<id>/`:
+//! - `intent.json`: [`Intent`], what `create` is about to make outside this
+//!   directory (the cgroup, an image bundle, the pid file), written
+//!   atomically right after the directory is made and before any of it
+//!   exists. A create killed before it saved `state.json` leaves a directory
+//!   whose intent lets `delete` find and remove what it made.
 //! - `state.json`: [`Saved`], written once `create` has finished, atomically
 //!   (temp file, fsync, rename, fsync of the directory).
 //! - `start.sock`: the socket the container's init waits on until `start`;
@@ -24,6 +29,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 pub const STATE_FILE: &str = "state.json";
+pub const INTENT_FILE: &str = "intent.json";
 pub const START_SOCKET: &str = "start.sock";
 /// Version of [`Saved`]; bumped when its meaning changes.
 pub const STATE_VERSION: u32 = 1;
@@ -104,6 +110,29 @@ impl Saved {
     }
 }
 
+/// What `create` records before it makes anything outside the state
+/// directory, so a create that is killed half-way leaves a container that
+/// `list` shows and `delete` removes with all it made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
+    pub version: u32,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339, when the create began.
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The cgroup the create makes (it may not exist yet, or only in some
+    /// hierarchies).
+    #[serde(default)]
+    pub cgroup_path: Option<crate::cgroups::CgroupPath>,
+    /// `--pid-file`, absolute: a killed create may leave its temp file.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+}
+
 /// A container's directory, locked for the lifetime of this value.
 pub struct Dir {
     pub path: PathBuf,
@@ -169,6 +198,21 @@ impl Dir {
         load(&self.path)
     }
 
+    /// Record what `create` is about to make (before it makes it).
+    ///
+    /// Replaced atomically but not fsync'd: it must survive the runtime
+    /// being killed (the page cache is enough), not a machine crash, after
+    /// which nothing it lists (cgroups, an init) exists any more; the
+    /// fsyncs would cost every create on a disk-backed `--root`. A file torn
+    /// by a crash is ignored by `delete`.
+    pub fn save_intent(&self, intent: &Intent) -> Result<()> {
+        replace(&self.path, INTENT_FILE, &serde_json::to_vec(intent).expect("intent serialises"), false)
+    }
+
+    pub fn load_intent(&self) -> Result<Option<Intent>> {
+        load_intent(&self.path)
+    }
+
     /// Remove the directory and everything in it; the lock goes with it.
     pub fn remove(self) -> Result<()> {
         std::fs::remove_dir_all(&self.path).map_err(io("remove state dir", &self.path))
@@ -192,6 +236,22 @@ pub fn load(dir: &Path) -> Result<Option<Saved>> {
     Ok(Some(saved))
 }
 
+/// Read `intent.json`; `None` when the create was killed before writing
+/// it (then it had made nothing outside the directory).
+pub fn load_intent(dir: &Path) -> Result<Option<Intent>> {
+    let path = dir.join(INTENT_FILE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    let intent: Intent = serde_json::from_slice(&data).map_err(|source| Error::Parse { path: path.clone(), source })?;
+    if intent.version != STATE_VERSION {
+        return Err(Error::Version { path, found: intent.version });
+    }
+    Ok(Some(intent))
+}
+
 /// Whether some command holds the container's lock right now.
 pub fn is_locked(dir: &Path) -> bool {
     let Ok(file) = File::open(dir) else { return false };
@@ -204,14 +264,30 @@ pub fn is_locked(dir: &Path) -> bool {
 /// Write `dir/name` so that readers see either the old or the whole new
 /// content, also across a crash.
 pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
+    replace(dir, name, data, true)
+}
+
+/// Write `dir/name` through a temp file and a rename; with `sync`, also
+/// across a crash.
+fn replace(dir: &Path, name: &str, data: &[u8], sync: bool) -> Result<()> {
+    let tmp = atomic_temp(dir, name);
     let dest = dir.join(name);
     let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
     f.write_all(data).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
+    if sync {
+        f.sync_all().map_err(io("fsync", &tmp))?;
+    }
     std::fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    if sync {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+    }
     Ok(())
+}
+
+/// The temp file [`write_atomic`] writes `dir/name` through (left behind
+/// when the writer is killed before the rename).
+pub fn atomic_temp(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.tmp"))
 }
 
 /// The ids of the containers under `root`, sorted.
@@ -250,6 +326,19 @@ mod tests {
         assert!(!is_locked(&root.path().join("c1")));
         let d = Dir::open(root.path(), "c1").unwrap();
         assert!(d.load().unwrap().is_none());
+        assert!(d.load_intent().unwrap().is_none());
+        let intent = Intent {
+            version: STATE_VERSION,
+            id: "c1".into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: String::new(),
+            annotations: BTreeMap::new(),
+            cgroup_path: Some(crate::cgroups::CgroupPath::new("/x/c1").unwrap()),
+            pid_file: None,
+        };
+        d.save_intent(&intent).unwrap();
+        assert_eq!(d.load_intent().unwrap().unwrap().cgroup_path, intent.cgroup_path);
         d.remove().unwrap();
         assert!(matches!(Dir::open(root.path(), "c1"), Err(Error::NotExist(_))));
         assert_eq!(list_ids(root.path()).unwrap(), Vec::<String>::new());

@@ -19,6 +19,7 @@ mod exec;
 mod exec_tty;
 mod fds;
 mod hooks;
+mod killed;
 mod lifecycle;
 mod namespaces;
 mod paths;

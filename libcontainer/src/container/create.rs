@@ -3,6 +3,12 @@
 //!
 //! Nothing is left behind when it fails: [`Undo`] kills the init, removes
 //! the cgroup and the state directory on every error path.
+//!
+//! Nor when it is killed (SIGKILL, no `Undo`): the state directory's
+//! `intent.json` names the cgroup (and the pid file, and the image bundle
+//! through the annotations) before any of it is made, so `delete` finds
+//! and removes them; the init dies with this process until the state is
+//! saved (the hand-off, see [`init::die_with_runtime`]).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -118,6 +124,23 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     let dir = undo.dir.insert(dir);
 
     let cgroup_path = cgroups::resolve_path(linux.cgroups_path().as_deref().and_then(Path::to_str), opts.id)?;
+    let annotations: std::collections::BTreeMap<String, String> =
+        spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let pid_file = opts
+        .pid_file
+        .map(|p| std::path::absolute(p).map_err(|source| Error::Io { op: "resolve pid file", path: p.to_owned(), source }))
+        .transpose()?;
+    // Before anything outside the state directory exists.
+    dir.save_intent(&state::Intent {
+        version: state::STATE_VERSION,
+        id: opts.id.to_owned(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        annotations: annotations.clone(),
+        cgroup_path: Some(cgroup_path.clone()),
+        pid_file: pid_file.clone(),
+    })?;
     let mut cg = cgroups::manager(&cgroup_path)?;
     let have_cgroup = match cg.create() {
         Ok(()) => true,
@@ -230,7 +253,6 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         )?;
     }
     parent_chan.send(&ToInit::Proceed)?;
-    let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
     loop {
         match parent_chan.recv::<FromInit>() {
             Ok(FromInit::RunHooks) => {
@@ -256,6 +278,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
                 parent_chan.send(&ToInit::ListenerTaken)?;
             }
             Ok(FromInit::Failed { message }) => return Err(Error::Init(message)),
+            Ok(other @ FromInit::Detached) => {
+                return Err(Error::Init(format!("unexpected message from the container's init: {other:?}")))
+            }
             Err(channel::Error::Closed) | Err(channel::Error::Io(_)) => {
                 let (pid, pidfd) = undo.child.take().expect("set above");
                 drop(pidfd);
@@ -268,8 +293,17 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     let saved = super::saved_state(opts.id, pid, &bundle, annotations, have_cgroup.then_some(cgroup_path))?;
     dir.save(&saved)?;
-    if let Some(pid_file) = opts.pid_file {
+    if let Some(pid_file) = &pid_file {
         write_pid_file(pid_file, pid)?;
+    }
+    // The hand-off: the saved state names the init, so it may outlive us.
+    // Killed before the init answers, it dies with us and the container
+    // is `stopped`.
+    parent_chan.send(&ToInit::StateSaved)?;
+    match parent_chan.recv::<FromInit>()? {
+        FromInit::Detached => {}
+        FromInit::Failed { message } => return Err(Error::Init(message)),
+        other => return Err(Error::Init(format!("unexpected message from the container's init: {other:?}"))),
     }
     let pidfd = undo.child.as_mut().and_then(|(_, fd)| fd.take());
     undo.done();
@@ -303,8 +337,9 @@ fn asks_for_limits(linux: &oci_spec::runtime::Linux) -> bool {
 
 /// Clone the init from an intermediate process that has joined `userns`,
 /// so the namespaces the clone makes are owned by it. The intermediate
-/// sends the init's pidfd back and exits; as a child subreaper, this
-/// process becomes the init's parent.
+/// clones it with `CLONE_PARENT`, so this process is the init's parent
+/// (its parent-death signal follows us, and we reap it), sends the init's
+/// pidfd back and exits.
 fn clone_in_user_namespace(
     userns: std::os::fd::BorrowedFd<'_>,
     flags: u64,
@@ -313,12 +348,11 @@ fn clone_in_user_namespace(
 ) -> std::io::Result<sys::Child> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
-    nix::sys::prctl::set_child_subreaper(true)?;
     let middle = sys::clone_process(0, None, &mut [], move || {
         if nix::sched::setns(userns, nix::sched::CloneFlags::CLONE_NEWUSER).is_err() {
             return 1;
         }
-        match sys::clone_process(flags, None, close_in_init, init) {
+        match sys::clone_process(flags | libc::CLONE_PARENT as u64, None, close_in_init, init) {
             Ok(c) => match c.pidfd {
                 Some(fd) => i32::from(crate::tty::send_fd(theirs.as_fd(), fd.as_fd(), "init").is_err()),
                 None => 1,

@@ -1,11 +1,18 @@
 //! `delete`: remove a stopped (or, with `force`, any) container.
+//!
+//! Every step can be repeated, so a `delete` that was killed half-way is
+//! finished by running it again: the init is killed (if still alive), the
+//! cgroup destroyed (a missing one is fine), the poststop hooks run, the
+//! image bundle removed, and the state directory goes last, so that until
+//! everything else is gone something still names the container.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::kill::kill_and_wait;
 use super::{hook_state, status, Error, Result, Status};
 use crate::hooks;
-use crate::state::Dir;
+use crate::state::{self, Dir, Intent};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = match Dir::open(root, id) {
@@ -17,8 +24,17 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let saved = dir.load()?;
     let st = status(&dir.path, saved.as_ref());
     let Some(saved) = saved else {
-        // A create that died before it finished: we hold the lock, so
-        // nothing is working on it any more.
+        // A create that died (was killed) before it saved the state: we
+        // hold the lock, so nothing is working on it any more. Remove what
+        // it recorded it was making.
+        match dir.load_intent() {
+            Ok(Some(intent)) => remove_half_made(&intent)?,
+            Ok(None) => {}
+            // Torn by a machine crash (it is not fsync'd), after which what
+            // it listed is gone anyway.
+            Err(e @ crate::state::Error::Parse { .. }) => tracing::warn!(error = %e, "ignore unreadable intent"),
+            Err(e) => return Err(e.into()),
+        }
         dir.remove()?;
         return Ok(());
     };
@@ -43,20 +59,44 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             tracing::warn!(error = %e, "poststop hook failed");
         }
     }
+    remove_image_bundle(id, &saved.bundle, &saved.annotations)?;
     dir.remove()?;
-    remove_image_bundle(id, &saved)
+    Ok(())
+}
+
+/// What a create killed before it saved the state may have made: its
+/// cgroup in any hierarchy (with whatever process is still inside: the
+/// cgroup's destroy kills it), the temp file of its pid file, its image
+/// bundle. Mounts need nothing: they were made in the init's mount
+/// namespace, which died with it.
+fn remove_half_made(intent: &Intent) -> Result<()> {
+    tracing::debug!(id = %intent.id, cgroup = ?intent.cgroup_path, "remove what a killed create made");
+    if let Some(path) = &intent.cgroup_path {
+        crate::cgroups::manager(path)?.destroy()?;
+    }
+    if let Some(pid_file) = &intent.pid_file {
+        if let (Some(dir), Some(name)) = (pid_file.parent(), pid_file.file_name().and_then(|n| n.to_str())) {
+            let tmp = state::atomic_temp(dir, name);
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::Io { op: "remove", path: tmp, source }),
+            }
+        }
+    }
+    remove_image_bundle(&intent.id, &intent.bundle, &intent.annotations)
 }
 
 /// A container made from an image (`roci run --image`) takes its bundle and
 /// snapshot with it. The annotation alone is not trusted: the bundle must be
 /// the one the image root made for this id.
-fn remove_image_bundle(id: &str, saved: &crate::state::Saved) -> Result<()> {
+fn remove_image_bundle(id: &str, bundle: &Path, annotations: &BTreeMap<String, String>) -> Result<()> {
     use crate::image::manager::{remove_bundle, ANNOTATION_ROOT};
-    let Some(root) = saved.annotations.get(ANNOTATION_ROOT) else {
+    let Some(root) = annotations.get(ANNOTATION_ROOT) else {
         return Ok(());
     };
     let root = Path::new(root);
-    if saved.bundle != root.join("bundles").join(id) {
+    if bundle != root.join("bundles").join(id) {
         return Ok(());
     }
     Ok(remove_bundle(root, id)?)

@@ -10,14 +10,18 @@
 //!                                         ▼        │          ▼
 //!                                       paused (the cgroup is frozen)
 //!          state dir made,    state.json   start.sock gone,      init gone (or a
-//!          no state.json      written,     init alive            zombie), or its pid
-//!          yet, lock held     start.sock                         now names another
-//!                             present,                           process
-//!                             init alive
+//!          intent.json,       written,     init alive            zombie), or its pid
+//!          no state.json      start.sock                         now names another
+//!          yet, lock held     present,                           process; or no
+//!                             init alive                         state.json and the
+//!                                                                lock free (create
+//!                                                                was killed)
 //! ```
 //!
 //! `delete` removes the state directory from `created` or `stopped` (and
-//! from `running` with `--force`, after killing the init).
+//! from `running` with `--force`, after killing the init). A create killed
+//! before it saved `state.json` shows as `stopped` (its init died with it)
+//! and `delete` removes what its `intent.json` says it was making.
 
 pub mod checkpoint;
 pub mod create;
@@ -218,17 +222,22 @@ pub fn report(root: &Path, id: &str) -> Result<Report> {
             owner: s.owner,
             annotations: s.annotations,
         },
-        None => Report {
-            oci_version: OCI_VERSION.into(),
-            id: id.to_owned(),
-            pid: 0,
-            status,
-            bundle: PathBuf::new(),
-            rootfs: PathBuf::new(),
-            created: String::new(),
-            owner: String::new(),
-            annotations: BTreeMap::new(),
-        },
+        // A create in progress or killed: what it recorded before making anything.
+        None => {
+            let intent = state::load_intent(&dir).ok().flatten();
+            let owner = std::fs::metadata(&dir).map(|m| user_name(std::os::unix::fs::MetadataExt::uid(&m))).unwrap_or_default();
+            Report {
+                oci_version: OCI_VERSION.into(),
+                id: id.to_owned(),
+                pid: 0,
+                status,
+                bundle: intent.as_ref().map(|i| i.bundle.clone()).unwrap_or_default(),
+                rootfs: intent.as_ref().map(|i| i.rootfs.clone()).unwrap_or_default(),
+                created: intent.as_ref().map(|i| i.created.clone()).unwrap_or_default(),
+                owner,
+                annotations: intent.map(|i| i.annotations).unwrap_or_default(),
+            }
+        }
     })
 }
 

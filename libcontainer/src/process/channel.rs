@@ -16,6 +16,9 @@ pub enum ToInit {
     HooksDone { state: String },
     /// The seccomp listener was copied and handed to its agent.
     ListenerTaken,
+    /// `create` saved the container's state: the init no longer dies with
+    /// the runtime (the hand-off).
+    StateSaved,
 }
 
 /// Init → runtime.
@@ -32,6 +35,9 @@ pub enum FromInit {
     SeccompListener { fd: i32 },
     /// Setup failed; the init exits after sending this.
     Failed { message: String },
+    /// Answer to `StateSaved`: the parent-death signal is cleared, the
+    /// runtime may exit.
+    Detached,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +89,17 @@ impl Channel {
         Ok(serde_json::from_slice(&buf[..n])?)
     }
 
+    /// Whether the other end is closed (its process has exited): a poll
+    /// for hang-up (always reported) that does not wait.
+    pub fn peer_closed(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) if n > 0 => fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+            _ => false,
+        }
+    }
+
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         self.fd.as_fd().as_raw_fd()
     }
@@ -108,7 +125,9 @@ mod tests {
         }
         b.send(&FromInit::Failed { message: "x".into() }).unwrap();
         assert!(matches!(a.recv::<FromInit>().unwrap(), FromInit::Failed { .. }));
+        assert!(!a.peer_closed());
         drop(b);
+        assert!(a.peer_closed());
         assert!(matches!(a.recv::<FromInit>(), Err(Error::Closed)));
     }
 }

@@ -57,6 +57,8 @@ pub fn run(args: ExecArgs<'_>) -> i32 {
 
 fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
+    // A runtime killed before the signal was set leaves no half-joined process.
+    super::init::runtime_alive(&a.channel)?;
     prctl::set_dumpable(false).map_err(sys_err("set non-dumpable"))?;
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}

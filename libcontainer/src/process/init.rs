@@ -12,14 +12,18 @@
 //!  HooksDone{state} ────────────────────────▶ createContainer hooks, pivot_root,
 //!                                            console, rootfs::finalize, user,
 //!                                            capabilities, cwd, program lookup
-//!  save state, exit ◀─────────────────────── Ready         (or Failed{message})
+//!  save state ◀───────────────────────────── Ready         (or Failed{message})
+//!  StateSaved ──────────────────────────────▶ clear the parent-death signal
+//!  exit ◀─────────────────────────────────── Detached
 //!                                            ...blocks in accept() on start.sock
 //!  `roci start` connects, sends a byte ─────▶ startContainer hooks, execve
 //!  reads EOF (exec closed the socket) ◀───── or an error message, then exit
 //! ```
 //!
-//! Until `Ready` the init dies with the runtime (parent-death signal); after
-//! it, it belongs to whoever reaps it.
+//! Until the hand-off (`StateSaved`) the init dies with the runtime: a
+//! create killed half-way must not leave an init that nothing records (see
+//! [`die_with_runtime`]). After it, the init belongs to whoever reaps it and
+//! waits for `start` whoever made it.
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -65,6 +69,9 @@ pub struct InitArgs<'a> {
 /// the container's program.
 pub fn run(args: InitArgs<'_>) -> i32 {
     super::report_panics_to(args.channel.raw_fd(), true);
+    if die_with_runtime(&args.channel).is_err() {
+        return 1;
+    }
     let (program, state) = match prepare(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -72,9 +79,19 @@ pub fn run(args: InitArgs<'_>) -> i32 {
             return 1;
         }
     };
-    // From here on `create` may return and exit at any time.
-    let _ = prctl::set_pdeathsig(None);
-    if args.channel.send(&FromInit::Ready).is_err() {
+    // Switching to the process's user (or entering a user namespace)
+    // cleared the parent-death signal: set it again until the hand-off.
+    if die_with_runtime(&args.channel).is_err() || args.channel.send(&FromInit::Ready).is_err() {
+        return 1;
+    }
+    // The hand-off: `create` has saved the state that names this process,
+    // so `delete` can find it; from here on `create` exits (or `run` goes on)
+    // and this process waits for `start`.
+    match args.channel.recv::<ToInit>() {
+        Ok(ToInit::StateSaved) => {}
+        _ => return 1,
+    }
+    if prctl::set_pdeathsig(None).is_err() || args.channel.send(&FromInit::Detached).is_err() {
         return 1;
     }
     super::report_panics_to(-1, true);
@@ -90,6 +107,31 @@ pub fn run(args: InitArgs<'_>) -> i32 {
     Program::exit_code(&err)
 }
 
+/// Make this process (the init, or a process `exec` is setting up) die
+/// with the runtime that cloned it: SIGKILL when its parent exits.
+///
+/// The runtime is the parent: `create` clones the init itself, or from an
+/// intermediate process with `CLONE_PARENT`; it is single-threaded, so the
+/// parent thread (whose exit sends the signal) lives as long as the runtime.
+/// The signal is only sent on a death after it is set, so a runtime that
+/// died before is noticed by its end of `channel` being closed (the child
+/// has closed its own copy; `getppid` cannot tell, it reads 0 in a new PID
+/// namespace). The kernel clears the setting when the credentials change
+/// (a new user, a user namespace joined) and on executing a set-user-ID
+/// program: call this again after such changes. Cost: two syscalls.
+pub(crate) fn die_with_runtime(channel: &Channel) -> Result<(), Error> {
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
+    runtime_alive(channel)
+}
+
+/// Err when the runtime at the other end of `channel` has exited.
+pub(crate) fn runtime_alive(channel: &Channel) -> Result<(), Error> {
+    if channel.peer_closed() {
+        return Err(Error::Message("the runtime exited during setup".into()));
+    }
+    Ok(())
+}
+
 /// Everything up to `Ready`.
 fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     match a.channel.recv::<ToInit>()? {
@@ -101,9 +143,6 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     // Not before Proceed: an unprivileged runtime writes our id maps through
     // /proc/PID, which non-dumpable would close to it.
     prctl::set_dumpable(false).map_err(sys_err("set non-dumpable"))?;
-    // Only now: the runtime is our parent by this point even when an
-    // intermediate process cloned us (it has exited and we were reparented).
-    prctl::set_pdeathsig(Signal::SIGKILL).map_err(sys_err("set parent death signal"))?;
     let spec = &a.bundle.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::Message("config has no process".into()))?;
     super::fault_injection("panic-in-init", process);
