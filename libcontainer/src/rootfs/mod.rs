@@ -184,13 +184,40 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 
 fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Result<()> {
     let opts = options::parse(m.options().as_deref().unwrap_or_default());
+    mount_kind(s, root, index, m, &opts)?;
+    set_recursive(s, root, m, &opts.recursive)
+}
+
+/// The recursive attributes (`rro`, `rnosuid`, ...) on the mount just made
+/// at the destination and on every mount below it, with one
+/// `mount_setattr(AT_RECURSIVE)`: a plain `ro` on a recursive bind makes
+/// only its top read-only (as runc), `rro` the whole tree.
+fn set_recursive(s: &Setup<'_>, root: BorrowedFd<'_>, m: &Mount, rec: &options::Recursive) -> Result<()> {
+    if rec.is_empty() {
+        return Ok(());
+    }
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let top = path::resolve(root, s.rootfs, dest, Create::Nothing, !matches!(typ, "proc" | "sysfs"))?;
+    let (set, clear) = rec.attributes();
+    tracing::debug!(dest = %dest.display(), set = format_args!("{set:#x}"), clear = format_args!("{clear:#x}"), "recursive mount attributes");
+    crate::sys::mount::set_attributes(top.as_fd(), set, clear, true).map_err(|e| {
+        let words: Vec<&str> =
+            m.options().iter().flatten().map(String::as_str).filter(|w| options::is_recursive_word(w)).collect();
+        let e = nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        let hint = if e == nix::Error::ENOSYS { " (mount_setattr needs Linux 5.12)" } else { "" };
+        s.mount_err(format!("recursive attributes {}{hint}", words.join(",")), dest)(e)
+    })
+}
+
+fn mount_kind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts: &options::Options) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(s, root, dest, &opts);
+        return mount_cgroup(s, root, dest, opts);
     }
     if opts.is_bind() || typ == "bind" {
-        return mount_bind(s, root, index, m, &opts);
+        return mount_bind(s, root, index, m, opts);
     }
     // Pseudo filesystems the kernel serves must sit on real directories.
     let special = matches!(typ, "proc" | "sysfs");
