@@ -10,8 +10,10 @@
 //! - `poststart`: by `start`, after the program was executed;
 //! - `poststop`: by `delete`, after the container is gone.
 
+use std::ffi::{CString, OsStr};
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -29,7 +31,8 @@ pub enum Error {
     Timeout { kind: &'static str, path: String, secs: i64 },
 }
 
-/// Run `hooks` in order; the first failure stops the list.
+/// Run `hooks` in order, one after the other; the first failure stops the
+/// list. A hook without `env` inherits the runtime's environment (as runc's).
 pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Result<(), Error> {
     for hook in hooks.into_iter().flatten() {
         run(kind, hook, state)?;
@@ -37,9 +40,24 @@ pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> R
     Ok(())
 }
 
-/// Run one hook: `path` with `args` (args[0] is argv[0]) and exactly `env`,
-/// the state JSON on stdin, killed after `timeout` seconds.
+/// [`run_all`] for hooks that run in the container (`startContainer`): a
+/// hook without `env` gets `env`, the environment of the container's
+/// process (`KEY=value` entries), which is what runc's init has by then.
+pub fn run_all_with_env(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8], env: &[CString]) -> Result<(), Error> {
+    for hook in hooks.into_iter().flatten() {
+        run_with_env(kind, hook, state, Some(env))?;
+    }
+    Ok(())
+}
+
+/// Run one hook: `path` with `args` (args[0] is argv[0]) and exactly `env`
+/// (the runtime's environment when it has none), the state JSON on stdin,
+/// killed after `timeout` seconds.
 pub fn run(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(), Error> {
+    run_with_env(kind, hook, state, None)
+}
+
+fn run_with_env(kind: &'static str, hook: &Hook, state: &[u8], default_env: Option<&[CString]>) -> Result<(), Error> {
     let path = hook.path().display().to_string();
     let mut cmd = Command::new(hook.path());
     if let Some(args) = hook.args() {
@@ -47,10 +65,17 @@ pub fn run(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(), Error> {
             cmd.arg0(argv0).args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    let entries: Option<Vec<&[u8]>> = match (hook.env(), default_env) {
+        (Some(env), _) => Some(env.iter().map(|kv| kv.as_bytes()).collect()),
+        (None, Some(env)) => Some(env.iter().map(|kv| kv.as_bytes()).collect()),
+        (None, None) => None,
+    };
+    if let Some(entries) = entries {
+        cmd.env_clear();
+        for kv in entries {
+            if let Some(eq) = kv.iter().position(|b| *b == b'=') {
+                cmd.env(OsStr::from_bytes(&kv[..eq]), OsStr::from_bytes(&kv[eq + 1..]));
+            }
         }
     }
     cmd.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::piped());
@@ -153,6 +178,30 @@ mod tests {
         let out = dir.path().join("out");
         run("test", &hook(&format!("cat > {0}; echo \" $X\" >> {0}", out.display()), None), b"{\"id\":\"c\"}").unwrap();
         assert_eq!(std::fs::read_to_string(out).unwrap(), "{\"id\":\"c\"} 1\n");
+    }
+
+    #[test]
+    fn without_env_a_hook_inherits_the_given_or_the_runtimes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let h = HookBuilder::default()
+            .path("/bin/sh")
+            .args(vec!["sh".to_string(), "-c".to_string(), format!("echo \"$ONE $X\" > {}", out.display())])
+            .build()
+            .unwrap();
+        let env = [CString::new("ONE=two").unwrap(), CString::new("X=y=z").unwrap()];
+        run_all_with_env("test", Some(&vec![h.clone()]), b"", &env).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "two y=z\n");
+        // Given env wins over the default.
+        let mut given = h.clone();
+        given.set_env(Some(vec!["ONE=hook".to_string()]));
+        run_all_with_env("test", Some(&vec![given]), b"", &env).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "hook \n");
+        // No default: the runtime's own environment (PATH is set for tests).
+        let mut h = h;
+        h.set_args(Some(vec!["sh".to_string(), "-c".to_string(), format!("echo \"$PATH\" > {}", out.display())]));
+        run("test", &h, b"").unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), std::env::var("PATH").unwrap());
     }
 
     #[test]

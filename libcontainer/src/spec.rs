@@ -182,10 +182,11 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
             return Err(invalid("linux.rootfsPropagation", format!("unknown propagation {p:?}")));
         }
     }
+    // A relative path is taken relative to the container's root, as runc does.
     for (field, list) in [("linux.maskedPaths", linux.masked_paths()), ("linux.readonlyPaths", linux.readonly_paths())] {
         for (i, p) in list.iter().flatten().enumerate() {
-            if !p.starts_with('/') {
-                return Err(invalid(&format!("{field}[{i}]"), format!("{p} is not an absolute path")));
+            if p.is_empty() {
+                return Err(invalid(&format!("{field}[{i}]"), "the path is empty".into()));
             }
         }
     }

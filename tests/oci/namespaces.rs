@@ -112,3 +112,32 @@ fn ns_time_namespace() {
     assert!(inside >= host_uptime + 172800.0 - 60.0, "boottime offset applied: inside {inside}, host {host_uptime}");
     c.assert_no_leaks();
 }
+
+/// runtime-tools' ns_itype: every namespace type not in `linux.namespaces` is the runtime's own, seen from
+/// outside through `/proc/PID/ns/*` of the container's init (the `*_for_children` links too). Only the mount
+/// namespace is kept: roci requires one (runc 1.1 sets the rootfs up in the runtime's mount namespace and
+/// leaves its mounts on the host after delete).
+#[test]
+fn ns_itype_types_not_listed_are_the_runtimes() {
+    let mut c = Container::new("ns_itype");
+    for n in ["pid", "network", "ipc", "uts", "cgroup", "user", "time"] {
+        c.spec.remove_namespace(n);
+    }
+    c.spec.remove("/hostname").args(&["sleep", "1000"]);
+    c.create().ok();
+    let pid = c.pid();
+    let mut types: Vec<String> =
+        std::fs::read_dir("/proc/self/ns").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    types.sort();
+    assert!(types.len() >= 8, "{types:?}");
+    for n in &types {
+        let inside = ns_id(&format!("/proc/{pid}/ns/{n}"));
+        if n == "mnt" {
+            assert_ne!(inside, ns_id("/proc/self/ns/mnt"), "the mount namespace is the container's own");
+        } else {
+            assert_eq!(inside, ns_id(&format!("/proc/self/ns/{n}")), "{n}: not listed, so the runtime's");
+        }
+    }
+    c.delete_force().ok();
+    c.assert_no_leaks();
+}

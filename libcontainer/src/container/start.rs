@@ -42,9 +42,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     // writes why it could not.
     let mut reply = String::new();
     let _ = conn.read_to_string(&mut reply);
-    if !reply.is_empty() {
-        return Err(Error::Init(reply));
-    }
+    // The poststart hooks run once the init is released, also when it then
+    // failed (a startContainer hook, the program's exec): runc, crun and
+    // youki all run them at that point without waiting for the outcome, and
+    // hook users (conformance suites among them) count on it. The failure is
+    // still reported, after the hooks.
     let state = hook_state(id, Status::Running, saved.pid, &saved.bundle, &saved.annotations);
     let spec = saved.spec()?;
     let poststart = spec.hooks().as_ref().and_then(|h| h.poststart().as_ref());
@@ -53,6 +55,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         if let Err(e) = hooks::run("poststart", hook, &state) {
             tracing::warn!(error = %e, "poststart hook failed");
         }
+    }
+    if !reply.is_empty() {
+        return Err(Error::Init(reply));
     }
     Ok(())
 }

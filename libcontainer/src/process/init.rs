@@ -220,7 +220,7 @@ fn exec(bundle: &Bundle, program: &Program, state: &str) -> Result<Infallible, E
     if let Some(h) = spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()) {
         let mut state: serde_json::Value = serde_json::from_str(state).map_err(|e| Error::Message(format!("hook state: {e}")))?;
         state["status"] = "created".into();
-        hooks::run_all("startContainer", Some(h), state.to_string().as_bytes())?;
+        hooks::run_all_with_env("startContainer", Some(h), state.to_string().as_bytes(), &program.envp)?;
     }
     Err(program.exec())
 }

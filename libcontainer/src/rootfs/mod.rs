@@ -50,6 +50,10 @@ pub enum Error {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("mounts[{index}]: {reason}")]
     Config { index: usize, reason: String },
+    #[error("{field}: {path}: {reason}")]
+    Path { field: &'static str, path: PathBuf, reason: String },
+    #[error("mount {typ} on {dest} in {rootfs}: filesystem {typ:?} must be mounted on an ordinary directory ({what})")]
+    NotDirectory { typ: String, dest: PathBuf, rootfs: PathBuf, what: &'static str },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -184,13 +188,40 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 
 fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Result<()> {
     let opts = options::parse(m.options().as_deref().unwrap_or_default());
+    mount_kind(s, root, index, m, &opts)?;
+    set_recursive(s, root, m, &opts.recursive)
+}
+
+/// The recursive attributes (`rro`, `rnosuid`, ...) on the mount just made
+/// at the destination and on every mount below it, with one
+/// `mount_setattr(AT_RECURSIVE)`: a plain `ro` on a recursive bind makes
+/// only its top read-only (as runc), `rro` the whole tree.
+fn set_recursive(s: &Setup<'_>, root: BorrowedFd<'_>, m: &Mount, rec: &options::Recursive) -> Result<()> {
+    if rec.is_empty() {
+        return Ok(());
+    }
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let top = path::resolve(root, s.rootfs, dest, Create::Nothing, !matches!(typ, "proc" | "sysfs"))?;
+    let (set, clear) = rec.attributes();
+    tracing::debug!(dest = %dest.display(), set = format_args!("{set:#x}"), clear = format_args!("{clear:#x}"), "recursive mount attributes");
+    crate::sys::mount::set_attributes(top.as_fd(), set, clear, true).map_err(|e| {
+        let words: Vec<&str> =
+            m.options().iter().flatten().map(String::as_str).filter(|w| options::is_recursive_word(w)).collect();
+        let e = nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+        let hint = if e == nix::Error::ENOSYS { " (mount_setattr needs Linux 5.12)" } else { "" };
+        s.mount_err(format!("recursive attributes {}{hint}", words.join(",")), dest)(e)
+    })
+}
+
+fn mount_kind(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount, opts: &options::Options) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(s, root, dest, &opts);
+        return mount_cgroup(s, root, dest, opts);
     }
     if opts.is_bind() || typ == "bind" {
-        return mount_bind(s, root, index, m, &opts);
+        return mount_bind(s, root, index, m, opts);
     }
     // Pseudo filesystems the kernel serves must sit on real directories.
     let special = matches!(typ, "proc" | "sysfs");
@@ -203,7 +234,19 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
             .map(|st| st.st_mode & 0o7777),
         _ => None,
     };
+    if special {
+        ordinary_dir_for(s, root, typ, dest)?;
+    }
+    // Checked again here, on what is mounted on: never through a symlink.
     let target = path::resolve(root, s.rootfs, dest, Create::Dir, !special)?;
+    if special && !path::is_dir(target.as_fd()) {
+        return Err(Error::NotDirectory {
+            typ: typ.to_owned(),
+            dest: dest.to_owned(),
+            rootfs: s.rootfs.to_owned(),
+            what: "not a directory",
+        });
+    }
     let target_path = proc_fd_path(target.as_fd());
     let source = m.source().as_deref().map(Path::as_os_str).unwrap_or(typ.as_ref());
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
@@ -242,6 +285,23 @@ fn mount_one(s: &Setup<'_>, root: BorrowedFd<'_>, index: usize, m: &Mount) -> Re
         }
     }
     set_propagation(s, root, dest, &opts.propagation, !special)
+}
+
+/// `proc` and `sysfs` go on a real directory of the rootfs (or one made
+/// here): a rootfs whose `/proc` or `/sys` is a symlink or a file is refused
+/// with runc's reason ("must be mounted on ordinary directory"), before
+/// anything is mounted. Mounting through such a link would put the kernel's
+/// files wherever the image points it.
+fn ordinary_dir_for(s: &Setup<'_>, root: BorrowedFd<'_>, typ: &str, dest: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else { return Ok(()) };
+    let dir = path::resolve(root, s.rootfs, parent, Create::Dir, true)?;
+    let what = match nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => return Ok(()),
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => "it is a symlink",
+        Ok(_) => "it is not a directory",
+        Err(_) => return Ok(()),
+    };
+    Err(Error::NotDirectory { typ: typ.to_owned(), dest: dest.to_owned(), rootfs: s.rootfs.to_owned(), what })
 }
 
 /// Apply propagation changes to the mount just made at `dest`, reached by
@@ -509,11 +569,12 @@ pub fn finalize(s: &Setup<'_>) -> Result<()> {
             std::fs::write(&path, value).map_err(|source| Error::Io { op: "write sysctl", path, source })?;
         }
     }
+    // Relative paths are relative to the container's root (runc's reading).
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
-        readonly_path(Path::new(p))?;
+        readonly_path(&Path::new("/").join(p))?;
     }
     for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
-        mask_path(Path::new(p))?;
+        mask_path(&Path::new("/").join(p))?;
     }
     if s.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         tracing::debug!("remount / read-only");
@@ -536,8 +597,35 @@ fn open_nofollow(p: &Path) -> Result<Option<OwnedFd>> {
     }
 }
 
+/// For a path of `field` that is a symlink (`fd` opened without following
+/// it): whether to go on covering the link itself. The link is never
+/// followed for the mount (a link swapped in would redirect it), only
+/// looked through, as runc's mount would: a link that loops fails the
+/// create as it does with runc, a dangling one is left alone as runc leaves
+/// it.
+fn symlink_to_cover(field: &'static str, p: &Path, fd: BorrowedFd<'_>) -> Result<bool> {
+    let is_link = nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+    if !is_link {
+        return Ok(true);
+    }
+    match nix::sys::stat::stat(p) {
+        Ok(_) => Ok(true),
+        Err(nix::Error::ENOENT) => {
+            tracing::debug!(field, path = %p.display(), "dangling symlink left as it is");
+            Ok(false)
+        }
+        Err(e) => {
+            let why = if e == nix::Error::ELOOP { "too many levels of symbolic links".to_owned() } else { e.to_string() };
+            Err(Error::Path { field, path: p.to_owned(), reason: format!("a symlink that cannot be resolved: {why}") })
+        }
+    }
+}
+
 fn readonly_path(p: &Path) -> Result<()> {
     let Some(fd) = open_nofollow(p)? else { return Ok(()) };
+    if !symlink_to_cover("linux.readonlyPaths", p, fd.as_fd())? {
+        return Ok(());
+    }
     let target = proc_fd_path(fd.as_fd());
     tracing::debug!(path = %p.display(), "read-only path");
     mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
@@ -548,6 +636,9 @@ fn readonly_path(p: &Path) -> Result<()> {
 
 fn mask_path(p: &Path) -> Result<()> {
     let Some(fd) = open_nofollow(p)? else { return Ok(()) };
+    if !symlink_to_cover("linux.maskedPaths", p, fd.as_fd())? {
+        return Ok(());
+    }
     let target = proc_fd_path(fd.as_fd());
     tracing::debug!(path = %p.display(), "mask path");
     let res = if path::is_dir(fd.as_fd()) {

@@ -2,6 +2,11 @@
 
 use nix::mount::MsFlags;
 
+use crate::sys::mount::{
+    MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
+    MOUNT_ATTR_RDONLY, MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME,
+};
+
 /// A mount's options, split the way `mount(2)` needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -16,6 +21,69 @@ pub struct Options {
     pub data: String,
     /// `tmpcopyup`: copy the underlying directory's content into a new tmpfs.
     pub copy_up: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, ...), set on the mount and
+    /// every mount below it after it is made.
+    pub recursive: Recursive,
+}
+
+/// The recursive attribute words (runtime-spec `mounts[].options`), as
+/// `mount_setattr(2)` attributes: later words win over earlier ones, as with
+/// the plain options.
+///
+/// The atime mode is one field, not flags: the kernel replaces it as a whole
+/// or not at all, so `rnoatime`, `rstrictatime` and `rrelatime` each choose
+/// a mode, and the words that only say "not that mode" (`ratime`,
+/// `rnorelatime`, `rnostrictatime`) choose the kernel's default, relatime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recursive {
+    pub set: u64,
+    pub clear: u64,
+    /// The atime mode chosen by the last atime word, if any.
+    pub atime: Option<u64>,
+}
+
+impl Recursive {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0 && self.atime.is_none()
+    }
+
+    /// `attr_set` and `attr_clr` for `mount_setattr`.
+    pub fn attributes(&self) -> (u64, u64) {
+        match self.atime {
+            Some(mode) => (self.set | mode, self.clear | MOUNT_ATTR__ATIME),
+            None => (self.set, self.clear),
+        }
+    }
+
+    /// Parse one word; false when it is not a recursive attribute.
+    fn word(&mut self, word: &str) -> bool {
+        let (set, clear) = match word {
+            "rro" => (MOUNT_ATTR_RDONLY, 0),
+            "rrw" => (0, MOUNT_ATTR_RDONLY),
+            "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+            "rsuid" => (0, MOUNT_ATTR_NOSUID),
+            "rnodev" => (MOUNT_ATTR_NODEV, 0),
+            "rdev" => (0, MOUNT_ATTR_NODEV),
+            "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+            "rexec" => (0, MOUNT_ATTR_NOEXEC),
+            "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+            "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+            "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+            "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+            "rnoatime" => return self.atime_mode(MOUNT_ATTR_NOATIME),
+            "rstrictatime" => return self.atime_mode(MOUNT_ATTR_STRICTATIME),
+            "rrelatime" | "ratime" | "rnorelatime" | "rnostrictatime" => return self.atime_mode(MOUNT_ATTR_RELATIME),
+            _ => return false,
+        };
+        self.set = (self.set | set) & !clear;
+        self.clear = (self.clear | clear) & !set;
+        true
+    }
+
+    fn atime_mode(&mut self, mode: u64) -> bool {
+        self.atime = Some(mode);
+        true
+    }
 }
 
 impl Default for Options {
@@ -26,6 +94,7 @@ impl Default for Options {
             propagation: Vec::new(),
             data: String::new(),
             copy_up: false,
+            recursive: Recursive::default(),
         }
     }
 }
@@ -66,14 +135,32 @@ pub const KNOWN: &[&str] = &[
     "nosuid",
     "nosymfollow",
     "private",
+    "ratime",
     "rbind",
+    "rdev",
+    "rdiratime",
     "relatime",
     "remount",
+    "rexec",
     "ridmap",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
     "ro",
     "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
     "rshared",
     "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
     "runbindable",
     "rw",
     "shared",
@@ -86,6 +173,11 @@ pub const KNOWN: &[&str] = &[
     "tmpcopyup",
     "unbindable",
 ];
+
+/// Whether `word` is one of the recursive attribute words (`rro`, ...).
+pub fn is_recursive_word(word: &str) -> bool {
+    Recursive::default().word(word)
+}
 
 /// The propagation flags for a propagation keyword, also used for
 /// `linux.rootfsPropagation`.
@@ -152,7 +244,7 @@ pub fn parse(options: &[String]) -> Options {
             other => {
                 if let Some(p) = propagation_flag(other) {
                     o.propagation.push(p);
-                } else {
+                } else if !o.recursive.word(other) {
                     data.push(other);
                 }
                 continue;
@@ -200,6 +292,53 @@ mod tests {
         assert!(o.flags.contains(MsFlags::MS_REC | MsFlags::MS_RDONLY));
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
         assert_eq!(o.data, "");
+    }
+
+    #[test]
+    fn recursive_attributes_are_not_data() {
+        let o = p(&["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnodiratime", "rnosymfollow", "size=1m"]);
+        assert_eq!(o.data, "size=1m");
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC, "no plain flags from recursive words");
+        let all = MOUNT_ATTR_RDONLY
+            | MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | MOUNT_ATTR_NOEXEC
+            | MOUNT_ATTR_NODIRATIME
+            | MOUNT_ATTR_NOSYMFOLLOW;
+        assert_eq!(o.recursive.attributes(), (all, 0));
+        // Their opposites clear them, the last word winning.
+        let o = p(&["rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rsymfollow", "rdiratime"]);
+        assert_eq!(o.recursive.attributes(), (0, all));
+        let o = p(&["rrw", "rro"]);
+        assert_eq!(o.recursive.attributes(), (MOUNT_ATTR_RDONLY, 0));
+        assert!(p(&["ro", "nosuid"]).recursive.is_empty());
+    }
+
+    #[test]
+    fn recursive_atime_replaces_the_whole_mode() {
+        for (words, mode) in [
+            (&["rnoatime"][..], MOUNT_ATTR_NOATIME),
+            (&["rstrictatime"], MOUNT_ATTR_STRICTATIME),
+            (&["rrelatime"], MOUNT_ATTR_RELATIME),
+            (&["rnoatime", "ratime"], MOUNT_ATTR_RELATIME),
+            (&["rstrictatime", "rnostrictatime"], MOUNT_ATTR_RELATIME),
+            (&["rnorelatime"], MOUNT_ATTR_RELATIME),
+            (&["rrelatime", "rnoatime"], MOUNT_ATTR_NOATIME),
+        ] {
+            assert_eq!(p(words).recursive.attributes(), (mode, MOUNT_ATTR__ATIME), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn every_recursive_word_is_known() {
+        for w in ["rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rnoatime", "ratime", "rrelatime"] {
+            assert!(KNOWN.contains(&w), "{w}");
+            assert!(!p(&[w]).recursive.is_empty(), "{w}");
+        }
+        for w in ["rnorelatime", "rstrictatime", "rnostrictatime", "rnodiratime", "rdiratime", "rnosymfollow", "rsymfollow"] {
+            assert!(KNOWN.contains(&w), "{w}");
+            assert!(!p(&[w]).recursive.is_empty(), "{w}");
+        }
     }
 
     #[test]
