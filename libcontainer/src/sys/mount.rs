@@ -13,7 +13,6 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 const AT_EMPTY_PATH: libc::c_uint = libc::AT_EMPTY_PATH as libc::c_uint;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// Mount attributes of `mount_setattr(2)` (`linux/mount.h`).
@@ -94,23 +93,7 @@ fn mount_setattr(mnt: BorrowedFd<'_>, attr: &MountAttr, recursive: bool) -> io::
 /// Make the detached tree `tree` read-only (`MOUNT_ATTR_RDONLY`, this mount
 /// only).
 pub fn readonly_tree(tree: BorrowedFd<'_>) -> io::Result<()> {
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    // SAFETY: an empty path with AT_EMPTY_PATH names the fd itself; `attr`
-    // is a valid mount_attr of the size passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_attributes(tree, MOUNT_ATTR_RDONLY, 0, false)
 }
 
 /// Attach the detached tree `tree` on the file or directory open as `target`.
