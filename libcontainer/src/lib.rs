@@ -17,10 +17,12 @@
 //!   overlay snapshots, and image configs turned into config.json.
 //! - [`template`]: runc's default config.json.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
+//! - [`attrs`]: scheduler, I/O priority, CPU affinity, personality and memory policy of the container's processes.
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
 #![deny(unsafe_code)]
 
+pub mod attrs;
 pub mod caps;
 pub mod cgroups;
 pub mod container;

@@ -263,7 +263,7 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
     let process: Process = match &e.process {
         Some(path) => {
             let data = std::fs::read(path).with_context(|| format!("read --process {}", path.display()))?;
-            let mut p: Process = serde_json::from_slice(&data).with_context(|| format!("parse --process {}", path.display()))?;
+            let mut p: Process = libcontainer::attrs::sched::decode(&data, "/scheduler").with_context(|| format!("parse --process {}", path.display()))?;
             if e.tty {
                 p.set_terminal(Some(true));
             }

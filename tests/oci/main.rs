@@ -22,6 +22,7 @@ mod lifecycle;
 mod namespaces;
 mod paths;
 mod process;
+mod process_attrs;
 mod rootfs;
 mod rootless;
 mod seccomp;

@@ -62,6 +62,8 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::Error),
     #[error(transparent)]
     Channel(#[from] crate::process::channel::Error),
+    #[error(transparent)]
+    Attr(#[from] crate::attrs::Error),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{op}: {source}")]

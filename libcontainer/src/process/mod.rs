@@ -40,6 +40,8 @@ pub enum Error {
     User(#[from] user::Error),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::Error),
+    #[error(transparent)]
+    Attr(#[from] crate::attrs::Error),
     #[error("{op}: {source}")]
     Sys { op: String, source: std::io::Error },
     #[error("{0}")]
