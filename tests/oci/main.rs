@@ -16,6 +16,7 @@ mod devices;
 mod events;
 mod exec;
 mod exec_tty;
+mod features;
 mod fds;
 mod hooks;
 mod lifecycle;
