@@ -61,10 +61,13 @@ pub fn features() -> Features {
     // The seccomp part is built by the compiler's module, as JSON of the same schema.
     let seccomp: Option<Seccomp> = serde_json::from_value(crate::seccomp::features()).ok();
     let enabled = |on: bool| Some(on);
+    // The build sets AppArmor profiles and SELinux process labels where the
+    // host runs the module (and refuses them where it does not; see `lsm`).
     let mut apparmor = Apparmor::default();
-    apparmor.set_enabled(enabled(false));
+    apparmor.set_enabled(enabled(true));
     let mut selinux = Selinux::default();
-    selinux.set_enabled(enabled(false));
+    selinux.set_enabled(enabled(true));
+    // `linux.intelRdt` is refused (see `intelrdt`).
     let mut rdt = IntelRdt::default();
     rdt.set_enabled(enabled(false));
     let mut mempolicy = MemoryPolicy::default();

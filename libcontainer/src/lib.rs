@@ -18,6 +18,7 @@
 //! - [`template`]: runc's default config.json.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`attrs`]: scheduler, I/O priority, CPU affinity, personality and memory policy of the container's processes.
+//! - [`lsm`] (AppArmor, SELinux), [`intelrdt`].
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
 #![deny(unsafe_code)]
@@ -31,6 +32,8 @@ pub mod error;
 pub mod features;
 pub mod hooks;
 pub mod image;
+pub mod intelrdt;
+pub mod lsm;
 pub mod mountinfo;
 pub mod namespaces;
 pub mod process;

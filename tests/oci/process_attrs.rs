@@ -320,3 +320,85 @@ fn attrs_memory_policy_refused() {
         c.spec.set("/linux/memoryPolicy", json!({"mode": "MPOL_BIND", "nodes": "1000"}));
     });
 }
+
+// --- LSMs and Intel RDT: this host runs neither AppArmor nor SELinux, and its kernel has no resctrl ---
+
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
+}
+
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// Create with `tweak`: refused by both runtimes on a host without the feature (roci when the config is
+/// loaded, naming `field`; runc 1.1.5 at validation or in its init, in its own words `runc_says`).
+fn refused_by_both(name: &str, field: &str, runc_says: &str, tweak: impl FnOnce(&mut Container)) {
+    let mut c = Container::new(name);
+    c.spec.args(&["sleep", "1000"]);
+    tweak(&mut c);
+    let out = c.create();
+    out.fails().says(if c.rt.is_runc() { runc_says } else { field });
+    c.assert_no_leaks();
+}
+
+#[test]
+fn attrs_apparmor_profile() {
+    if apparmor_enabled() {
+        // A host with AppArmor: the profile is the program's from its exec ("unconfined" is always loaded).
+        let out = run_sh("attrs_apparmor", "cat /proc/self/attr/current", |c| {
+            c.spec.set("/process/apparmorProfile", json!("unconfined"));
+        });
+        assert_eq!(out.stdout.trim(), "unconfined");
+        return;
+    }
+    refused_by_both("attrs_apparmor", "process.apparmorProfile", "apparmor", |c| {
+        c.spec.set("/process/apparmorProfile", json!("roci-test-profile"));
+    });
+    // An exec asking for a profile is refused as well, and nothing runs.
+    let c = running("attrs_apparmor_exec", |_| {});
+    let out = exec_process(&c, "p.json", process("touch /ran", json!({"apparmorProfile": "roci-test-profile"})));
+    out.fails().says(if c.rt.is_runc() { "apparmor" } else { "process.apparmorProfile" });
+    assert!(!c.rootfs.join("ran").exists(), "the program must not run unconfined");
+    c.delete_force().ok();
+    c.assert_no_leaks();
+}
+
+#[test]
+fn attrs_selinux_labels() {
+    if selinux_enabled() {
+        eprintln!("SELinux is enabled on this host: labels depend on its policy; not checked here");
+        return;
+    }
+    refused_by_both("attrs_selinux", "process.selinuxLabel", "selinux", |c| {
+        c.spec.set("/process/selinuxLabel", json!("system_u:system_r:container_t:s0"));
+    });
+    // runc adds context="..." to its mounts, which this kernel refuses (EINVAL).
+    refused_by_both("attrs_mountlabel", "linux.mountLabel", "context=", |c| {
+        c.spec.set("/linux/mountLabel", json!("system_u:object_r:container_file_t:s0"));
+    });
+}
+
+#[test]
+fn attrs_intel_rdt_without_resctrl() {
+    let resctrl = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(" - resctrl "));
+    if resctrl {
+        eprintln!("resctrl is mounted on this host: not the case this test covers");
+        return;
+    }
+    refused_by_both("attrs_rdt", "linux.intelRdt", "Intel RDT", |c| {
+        c.spec.set("/linux/intelRdt", json!({"closID": "roci-test", "l3CacheSchema": "L3:0=f"}));
+    });
+    // A closID alone (assign to a pre-made group): the spec requires an error without resctrl. runc 1.1.5
+    // checks only the schemas and runs the container outside any group (documented difference).
+    let mut c = Container::new("attrs_rdt_clos");
+    c.spec.args(&["sleep", "1000"]).set("/linux/intelRdt", json!({"closID": "roci-test"}));
+    let out = c.create();
+    if c.rt.is_runc() {
+        out.ok();
+        c.delete_force().ok();
+    } else {
+        out.fails().says("linux.intelRdt").says("no resctrl");
+    }
+    c.assert_no_leaks();
+}

@@ -46,6 +46,7 @@ pub fn validate_process(p: &Process) -> Result<(), Invalid> {
     if let Some(a) = p.exec_cpu_affinity() {
         affinity::validate(a)?;
     }
+    crate::lsm::validate_process(p)?;
     Ok(())
 }
 
