@@ -79,7 +79,7 @@ pub fn features() -> Features {
     let mut mount_ext = MountExtensions::default();
     mount_ext.set_idmap(Some(idmap));
     let mut net = NetDevices::default();
-    net.set_enabled(enabled(false));
+    net.set_enabled(enabled(true));
 
     let mut linux = LinuxFeature::default();
     linux

@@ -18,7 +18,7 @@
 //! - [`template`]: runc's default config.json.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`attrs`]: scheduler, I/O priority, CPU affinity, personality and memory policy of the container's processes.
-//! - [`lsm`] (AppArmor, SELinux), [`intelrdt`].
+//! - [`lsm`] (AppArmor, SELinux), [`intelrdt`], [`netdev`] (`linux.netDevices`).
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
 #![deny(unsafe_code)]
@@ -36,6 +36,7 @@ pub mod intelrdt;
 pub mod lsm;
 pub mod mountinfo;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;

@@ -111,6 +111,7 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     crate::attrs::validate_linux(linux).map_err(|(field, reason)| invalid(&format!("linux.{field}"), reason))?;
     crate::lsm::validate(spec).map_err(|(field, reason)| invalid(&field, reason))?;
     crate::intelrdt::validate(linux).map_err(|(field, reason)| invalid(&field, reason))?;
+    crate::netdev::validate(linux).map_err(|(field, reason)| invalid(&field, reason))?;
     let mut types = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !types.insert(ns.typ()) {

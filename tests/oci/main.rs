@@ -21,6 +21,7 @@ mod fds;
 mod hooks;
 mod lifecycle;
 mod namespaces;
+mod netdev;
 mod paths;
 mod process;
 mod process_attrs;
