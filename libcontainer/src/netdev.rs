@@ -89,7 +89,12 @@ pub fn move_all(linux: &Linux, pid: nix::unistd::Pid) -> Result<(), Error> {
         push_attr(&mut attrs, IFLA_IFNAME, &nul_terminated(&new_name));
         push_attr(&mut attrs, IFLA_NET_NS_FD, &(target.as_raw_fd() as u32).to_ne_bytes());
         host.request(RTM_NEWLINK, 0, &ifinfomsg(index, 0, 0), &attrs).map_err(err(name, "move it"))?;
-        let new_index = inside.index_of(&new_name).map_err(err(name, "find it in the container"))?;
+        // A name ending in %d is a template the kernel fills in; the move
+        // keeps the index when the container's namespace has it free.
+        let new_index = match inside.index_of(&new_name) {
+            Err(_) if new_name.contains("%d") && inside.has_index(index) => index,
+            r => r.map_err(err(name, "find it in the container"))?,
+        };
         for a in &addrs {
             inside
                 .request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &a.with_index(new_index), &a.attrs)
@@ -272,6 +277,11 @@ impl Netlink {
             }
         })?;
         index.ok_or(nix::Error::ENODEV)
+    }
+
+    /// Whether an interface has index `index` in this socket's namespace.
+    fn has_index(&self, index: i32) -> bool {
+        self.send(RTM_GETLINK, NLM_F_ACK, &ifinfomsg(index, 0, 0), &[]).and_then(|seq| self.replies(seq, |_, _| {})).is_ok()
     }
 
     /// The device's permanent addresses of global scope (of any family).

@@ -115,14 +115,17 @@ fn netdev_keeps_name_when_none_given() {
     let mut c = Container::new("netdev_same_name");
     let ns = Netns::new(&c.host);
     veth(&ns, "rs");
-    c.spec.args(&["sleep", "1000"]).set("/linux/netDevices", json!({"rsa": {}}));
+    veth(&ns, "rt");
+    // No name: the host's is kept. A name ending in %d: the kernel picks the number.
+    c.spec.args(&["sleep", "1000"]).set("/linux/netDevices", json!({"rsa": {}, "rta": {"name": "net%d"}}));
     ns.create(&c).ok();
-    let out = c.invoke(&["exec", &c.id, "ip", "-o", "addr", "show", "dev", "rsa"]);
+    let out = c.invoke(&["exec", &c.id, "sh", "-c", "ip -o addr show dev rsa; ip -o link show dev net0"]);
     if c.rt.is_runc() {
         out.fails();
     } else {
         out.ok();
         assert!(out.stdout.contains("inet 10.123.0.1/24"), "{out}");
+        assert!(out.stdout.contains("net0") && out.stdout.contains(",UP"), "{out}");
     }
     c.delete_force().ok();
     drop(ns);
