@@ -17,10 +17,13 @@
 //!   overlay snapshots, and image configs turned into config.json.
 //! - [`template`]: runc's default config.json.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
+//! - [`attrs`]: scheduler, I/O priority, CPU affinity, personality and memory policy of the container's processes.
+//! - [`lsm`] (AppArmor, SELinux), [`intelrdt`], [`netdev`] (`linux.netDevices`).
 //! - [`namespaces`], [`caps`], [`rlimits`], [`user`], [`hooks`], [`tty`], [`state`].
 
 #![deny(unsafe_code)]
 
+pub mod attrs;
 pub mod caps;
 pub mod cgroups;
 pub mod container;
@@ -29,8 +32,11 @@ pub mod error;
 pub mod features;
 pub mod hooks;
 pub mod image;
+pub mod intelrdt;
+pub mod lsm;
 pub mod mountinfo;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;

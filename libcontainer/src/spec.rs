@@ -52,7 +52,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 /// again with path tracking (whose code is large: keeping it off the usual
 /// path keeps it out of memory).
 pub fn parse(path: &Path, data: &[u8]) -> Result<Spec> {
-    if let Ok(spec) = serde_json::from_slice(data) {
+    if let Ok(spec) = crate::attrs::sched::decode(data, "/process/scheduler") {
         return Ok(spec);
     }
     let de = &mut serde_json::Deserializer::from_slice(data);
@@ -108,6 +108,10 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
     }
 
     let linux = spec.linux().as_ref().ok_or_else(|| invalid("linux", "missing".into()))?;
+    crate::attrs::validate_linux(linux).map_err(|(field, reason)| invalid(&format!("linux.{field}"), reason))?;
+    crate::lsm::validate(spec).map_err(|(field, reason)| invalid(&field, reason))?;
+    crate::intelrdt::validate(linux).map_err(|(field, reason)| invalid(&field, reason))?;
+    crate::netdev::validate(linux).map_err(|(field, reason)| invalid(&field, reason))?;
     let mut types = HashSet::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !types.insert(ns.typ()) {
@@ -245,6 +249,7 @@ pub fn validate_process(process: &oci_spec::runtime::Process) -> std::result::Re
             return Err(("consoleSize".into(), "height and width must fit in 16 bits".into()));
         }
     }
+    crate::attrs::validate_process(process)?;
     Ok(())
 }
 

@@ -88,7 +88,7 @@ pub struct Saved {
 impl Saved {
     /// The config the container was created from.
     pub fn spec(&self) -> Result<Spec> {
-        serde_json::from_str(self.config.get())
+        crate::attrs::sched::decode(self.config.get().as_bytes(), "/process/scheduler")
             .map_err(|source| Error::Parse { path: PathBuf::from(format!("{}: config", self.id)), source })
     }
 

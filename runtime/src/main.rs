@@ -259,9 +259,15 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
     let process: Process = match &e.process {
         Some(path) => {
             let data = std::fs::read(path).with_context(|| format!("read --process {}", path.display()))?;
-            // The error names the field (`args[0]`), as config.json's do.
-            let mut p: Process = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&data))
-                .map_err(|err| anyhow::anyhow!("parse --process {}: {}: {}", path.display(), err.path(), err.inner()))?;
+            // A valid file takes the plain decoder (with the runtime-spec's
+            // scheduler flag names); a failing one is decoded again to name
+            // the field (`args[0]`), as config.json's errors do.
+            let mut p: Process = match libcontainer::attrs::sched::decode(&data, "/scheduler") {
+                Ok(p) => p,
+                Err(plain) => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&data))
+                    .map_err(|err| anyhow::anyhow!("parse --process {}: {}: {}", path.display(), err.path(), err.inner()))
+                    .and_then(|_: Process| Err(anyhow::anyhow!("parse --process {}: {plain}", path.display())))?,
+            };
             if e.tty {
                 p.set_terminal(Some(true));
             }

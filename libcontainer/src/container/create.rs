@@ -256,6 +256,8 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     loop {
         match parent_chan.recv::<FromInit>() {
             Ok(FromInit::RunHooks) => {
+                // The init is in its namespaces now; prestart hooks see the devices moved.
+                crate::netdev::move_all(linux, pid)?;
                 let state = hook_state(opts.id, Status::Creating, pid.as_raw(), &bundle.dir, &annotations);
                 let h = spec.hooks().as_ref();
                 hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &state)?;

@@ -22,7 +22,7 @@ use crate::cgroups::{self, Mode as CgroupMode, Version};
 use crate::namespaces::clone_flag;
 use crate::process::channel::{self, FromInit, ToInit};
 use crate::process::exec::{self as exec_child, ExecArgs};
-use crate::{state, sys, tty};
+use crate::{attrs, state, sys, tty};
 
 /// Changes `roci exec` makes to the container's process (runc's flags).
 #[derive(Debug, Default)]
@@ -205,7 +205,9 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         keep_fds: opts.preserve_fds as RawFd,
         extra_env: Vec::new(),
         seccomp: seccomp.as_ref(),
+        linux: config.linux().as_ref(),
     };
+    let affinity = exec_affinity(&opts.process)?;
     // PID and time namespaces apply to children: enter them for the clone.
     let back = if for_children.is_empty() {
         None
@@ -216,7 +218,18 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             .map_err(|e| Error::Sys { op: "enter the container's pid namespace".into(), source: e.into() })?;
         Some((own, own_time))
     };
+    let own_affinity = match affinity.initial.as_ref() {
+        Some((set, text)) => {
+            let own = attrs::affinity::current();
+            attrs::affinity::set_initial(set, text)?;
+            own
+        }
+        None => None,
+    };
     let cloned = sys::clone_process(0, cgroup_fd, &mut [parent_chan.fd_mut()], move || exec_child::run(args));
+    if let Some(own) = own_affinity {
+        attrs::affinity::restore(&own);
+    }
     if let Some((own, own_time)) = back {
         if let Some(fd) = own {
             let _ = setns(fd.as_fd(), CloneFlags::CLONE_NEWPID);
@@ -238,6 +251,9 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
             (None, Some(cg)) => cg.add_process(pid).map_err(|e| fail(e.into()))?,
             (None, None) => {}
         }
+    }
+    if let Some((set, text)) = &affinity.last {
+        attrs::affinity::set_final(pid, set, text).map_err(|e| fail(e.into()))?;
     }
     parent_chan.send(&ToInit::Proceed).map_err(|e| fail(e.into()))?;
     loop {
@@ -278,6 +294,24 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         return Ok(0);
     }
     supervise(pid, master, &forwarded)
+}
+
+/// `process.execCPUAffinity` of the process to exec, each set with its text.
+#[derive(Default)]
+struct ExecAffinity {
+    initial: Option<(nix::sched::CpuSet, String)>,
+    last: Option<(nix::sched::CpuSet, String)>,
+}
+
+fn exec_affinity(p: &Process) -> Result<ExecAffinity> {
+    let Some(a) = p.exec_cpu_affinity() else { return Ok(ExecAffinity::default()) };
+    let (initial, last) =
+        attrs::affinity::sets(a).map_err(|(field, reason)| Error::Usage(format!("process.{field}: {reason}")))?;
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    Ok(ExecAffinity {
+        initial: initial.map(|s| (s, text(a.initial()))),
+        last: last.map(|s| (s, text(a.cpu_affinity_final()))),
+    })
 }
 
 /// On a cgroup2-only host, the container's cgroup directory, opened for

@@ -68,6 +68,10 @@ pub enum Error {
     Selfexe(#[from] crate::selfexe::Error),
     #[error(transparent)]
     Channel(#[from] crate::process::channel::Error),
+    #[error(transparent)]
+    Attr(#[from] crate::attrs::Error),
+    #[error(transparent)]
+    NetDev(#[from] crate::netdev::Error),
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{op}: {source}")]

@@ -42,6 +42,8 @@ pub struct ExecArgs<'a> {
     pub extra_env: Vec<String>,
     /// The container's `linux.seccomp`, compiled by the runtime.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The container's `linux` (personality, memory policy).
+    pub linux: Option<&'a oci_spec::runtime::Linux>,
 }
 
 /// Entry point of the exec'd process; returns an exit code on failure.
@@ -80,6 +82,7 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
         let size = a.process.console_size().map(|b| (b.height() as u16, b.width() as u16));
         tty::setup_console(console.as_fd(), size, false)?;
     }
+    crate::attrs::apply_all(a.process, a.linux)?;
     let (program, listener) =
         become_process(a.process, &a.extra_env, a.keep_fds, &[a.channel.raw_fd(), a.root.as_raw_fd()], a.seccomp)?;
     if let Some(l) = listener {

@@ -186,6 +186,7 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
         tty::setup_console(console.as_fd(), size, true)?;
     }
     rootfs::finalize(&a.rootfs)?;
+    crate::attrs::apply_all(process, spec.linux().as_ref())?;
 
     let (program, listener) = super::become_process(process, &a.extra_env, a.keep_fds, &[a.start.as_raw_fd()], a.seccomp)?;
     if let Some(l) = listener {

@@ -40,6 +40,10 @@ pub enum Error {
     User(#[from] user::Error),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::Error),
+    #[error(transparent)]
+    Attr(#[from] crate::attrs::Error),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::Error),
     #[error("{op}: {source}")]
     Sys { op: String, source: std::io::Error },
     #[error("{0}")]
@@ -181,6 +185,8 @@ pub(crate) fn become_process(
             first_closed - 1
         )));
     }
+    // The profile and label take effect at the program's execve.
+    crate::lsm::apply_exec(process)?;
     sys::cloexec_from(first_closed).map_err(|source| Error::Sys { op: "mark fds close-on-exec".into(), source })?;
     for fd in 3..first_closed {
         // A preserved fd that is not open is simply absent in the container.

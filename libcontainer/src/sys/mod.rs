@@ -19,6 +19,7 @@
 pub mod bpf;
 pub mod mount;
 pub mod overlay;
+pub mod sched;
 pub mod seccomp;
 
 use std::ffi::CStr;
