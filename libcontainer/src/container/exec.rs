@@ -308,10 +308,7 @@ fn exec_affinity(p: &Process) -> Result<ExecAffinity> {
     let (initial, last) =
         attrs::affinity::sets(a).map_err(|(field, reason)| Error::Usage(format!("process.{field}: {reason}")))?;
     let text = |s: &Option<String>| s.clone().unwrap_or_default();
-    Ok(ExecAffinity {
-        initial: initial.map(|s| (s, text(a.initial()))),
-        last: last.map(|s| (s, text(a.cpu_affinity_final()))),
-    })
+    Ok(ExecAffinity { initial: initial.map(|s| (s, text(a.initial()))), last: last.map(|s| (s, text(a.cpu_affinity_final()))) })
 }
 
 /// On a cgroup2-only host, the container's cgroup directory, opened for
