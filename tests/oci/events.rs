@@ -15,15 +15,6 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(10);
 
-fn running(name: &str, tweak: impl FnOnce(&mut Container)) -> Container {
-    let mut c = Container::new(name);
-    c.spec.args(&["sleep", "1000"]);
-    tweak(&mut c);
-    c.create().ok();
-    c.start().ok();
-    c
-}
-
 /// The keys of `data` (and of its important parts) that runc 1.1.5 prints for a running container on a
 /// cgroup v1 host, which every consumer of runc's events can rely on. runc prints more on top (`cpuset`,
 /// `intel_rdt`, `network_interfaces`); roci leaves those out by design (libcontainer/src/cgroups/stats.rs),
@@ -43,7 +34,7 @@ fn u64_at(data: &Value, pointer: &str) -> u64 {
 
 #[test]
 fn events_stats_once() {
-    let c = running("events_stats", |_| {});
+    let c = Container::running("events_stats", |_| {});
     let out = c.invoke(&["events", "--stats", &c.id]);
     out.ok();
     let lines = out.lines();
@@ -112,7 +103,7 @@ impl Drop for Stream {
 
 #[test]
 fn events_stream_interval() {
-    let c = running("events_stream", |_| {});
+    let c = Container::running("events_stream", |_| {});
     let stream = Stream::start(&c, &["--interval", "1s"]);
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(2500));
@@ -130,7 +121,7 @@ fn events_stream_interval() {
 
 #[test]
 fn events_oom() {
-    let c = running("events_oom", |c| {
+    let c = Container::running("events_oom", |c| {
         c.spec.resources("memory", json!({"limit": 32u64 << 20}));
     });
     let stream = Stream::start(&c, &["--interval", "1s"]);
@@ -170,7 +161,7 @@ fn events_stopped_container_fails() {
 
 #[test]
 fn events_stream_ends_when_container_stops() {
-    let c = running("events_stream_end", |_| {});
+    let c = Container::running("events_stream_end", |_| {});
     let stream = Stream::start(&c, &["--interval", "1s"]);
     roci_integration::wait_until("the first stats line", T, || stream.count("stats") >= 1);
     c.kill("KILL").ok();

@@ -13,15 +13,6 @@ use crate::section;
 
 const T: Duration = Duration::from_secs(10);
 
-fn running(name: &str, tweak: impl FnOnce(&mut Container)) -> Container {
-    let mut c = Container::new(name);
-    c.spec.args(&["sleep", "1000"]);
-    tweak(&mut c);
-    c.create().ok();
-    c.start().ok();
-    c
-}
-
 fn done(c: &Container) {
     c.delete_force().ok();
     c.assert_no_leaks();
@@ -44,7 +35,7 @@ fn check_tty_output(text: &str) {
 
 #[test]
 fn exec_tty_console_socket() {
-    let c = running("exec_tty_sock", |_| {});
+    let c = Container::running("exec_tty_sock", |_| {});
     let sock = ConsoleSocket::listen(&c.dir.join("console.sock"), T);
     let path = sock.path.to_string_lossy().into_owned();
     let pid_file = c.host_path("exec.pid");
@@ -75,7 +66,7 @@ fn exec_tty_console_socket() {
 
 #[test]
 fn exec_tty_console_socket_foreground() {
-    let c = running("exec_tty_sock_fg", |_| {});
+    let c = Container::running("exec_tty_sock_fg", |_| {});
     let sock = ConsoleSocket::listen(&c.dir.join("console.sock"), T);
     let path = sock.path.to_string_lossy().into_owned();
     if c.rt.is_runc() {
@@ -99,7 +90,7 @@ fn exec_tty_console_socket_foreground() {
 
 #[test]
 fn exec_tty_foreground_proxies_stdio() {
-    let c = running("exec_tty_proxy", |_| {});
+    let c = Container::running("exec_tty_proxy", |_| {});
     // `echo ... | setsid -w RT exec -t ID sh`: stdin a pipe, stdout a file, and no controlling terminal
     // (setsid), so nothing on the runtime's side is a terminal.
     let mut cmd = Command::new("/bin/sh");
@@ -123,7 +114,7 @@ fn exec_tty_foreground_proxies_stdio() {
 
 #[test]
 fn exec_process_file() {
-    let c = running("exec_process_json", |_| {});
+    let c = Container::running("exec_process_json", |_| {});
     let file = c.host_path("process.json");
     let process = json!({
         "terminal": false,
@@ -155,7 +146,7 @@ fn fds(out: &str) -> String {
 
 #[test]
 fn exec_preserve_fds() {
-    let c = running("exec_preserve_fds", |_| {});
+    let c = Container::running("exec_preserve_fds", |_| {});
     let f = c.host_path("fd3.txt");
     std::fs::write(&f, "hello from fd 3\n").unwrap();
     // `ls` of the shell's own fd dir, not in a pipeline (the shell would hold pipe fds) nor last (the shell
@@ -181,7 +172,7 @@ const CAP_SYS_ADMIN_BIT: u64 = 1 << 21;
 
 #[test]
 fn exec_cap_adds_capability() {
-    let c = running("exec_cap", |_| {});
+    let c = Container::running("exec_cap", |_| {});
     let out = c.invoke(&["exec", &c.id, "grep", "CapEff", "/proc/self/status"]);
     out.ok();
     assert_eq!(cap_eff(&out.stdout) & CAP_SYS_ADMIN_BIT, 0, "not in the config's sets: {out}");
@@ -200,7 +191,7 @@ fn exec_cap_adds_capability() {
 
 #[test]
 fn exec_no_new_privs() {
-    let c = running("exec_nnp", |c| {
+    let c = Container::running("exec_nnp", |c| {
         c.spec.no_new_privileges(false);
     });
     let out = c.invoke(&["exec", &c.id, "grep", "NoNewPrivs", "/proc/self/status"]);
@@ -230,7 +221,7 @@ fn exec_in_created_container() {
 
 #[test]
 fn exec_missing_binary() {
-    let c = running("exec_missing", |_| {});
+    let c = Container::running("exec_missing", |_| {});
     // runc: `exec: "nosuchcmd": executable file not found in $PATH`.
     c.invoke(&["exec", &c.id, "nosuchcmd"]).fails().says("executable file not found in $PATH");
     c.invoke(&["exec", &c.id, "/nonexistent/bin"]).fails().says("no such file or directory");
@@ -240,7 +231,7 @@ fn exec_missing_binary() {
 
 #[test]
 fn exec_paused_container_fails() {
-    let c = running("exec_paused", |_| {});
+    let c = Container::running("exec_paused", |_| {});
     c.invoke(&["pause", &c.id]).ok();
     // runc: "cannot exec in a paused container (use --ignore-paused to override)".
     c.invoke(&["exec", &c.id, "true"]).fails().says("paused");
@@ -253,7 +244,7 @@ fn exec_paused_container_fails() {
 /// leaves the container running.
 #[test]
 fn exec_process_file_wrong_type_names_the_field() {
-    let c = running("exec_process_bad", |_| {});
+    let c = Container::running("exec_process_bad", |_| {});
     let file = c.host_path("process.json");
     std::fs::write(&file, json!({"args": "sh", "cwd": "/", "user": {"uid": 0, "gid": 0}}).to_string()).unwrap();
     let out = c.invoke(&["exec", "--process", file.to_str().unwrap(), &c.id]);

@@ -30,15 +30,6 @@ fn process(script: &str, extra: Value) -> Value {
     p
 }
 
-fn running(name: &str, tweak: impl FnOnce(&mut Container)) -> Container {
-    let mut c = Container::new(name);
-    c.spec.args(&["sleep", "1000"]);
-    tweak(&mut c);
-    c.create().ok();
-    c.start().ok();
-    c
-}
-
 /// (nice, policy) from the text of `/proc/PID/stat` (fields 19 and 41).
 fn nice_policy(stat: &str) -> (i64, u32) {
     let rest: Vec<&str> = stat.rsplit_once(") ").expect("stat").1.split_whitespace().collect();
@@ -75,7 +66,7 @@ fn refused(name: &str, field: &str, tweak: impl FnOnce(&mut Container)) {
 
 #[test]
 fn attrs_io_priority_init_and_exec() {
-    let c = running("attrs_ioprio", |c| {
+    let c = Container::running("attrs_ioprio", |c| {
         c.spec.set("/process/ioPriority", json!({"class": "IOPRIO_CLASS_BE", "priority": 6}));
     });
     let pid = c.pid();
@@ -133,7 +124,7 @@ fn attrs_scheduler_batch_negative_nice_reset_on_fork() {
 
 #[test]
 fn attrs_scheduler_idle_for_exec() {
-    let c = running("attrs_sched_exec", |_| {});
+    let c = Container::running("attrs_sched_exec", |_| {});
     let out = exec_process(&c, "p.json", process("cat /proc/self/stat", json!({"scheduler": {"policy": "SCHED_IDLE"}})));
     out.ok();
     let (_, policy) = nice_policy(&out.stdout);
@@ -146,7 +137,7 @@ fn attrs_scheduler_idle_for_exec() {
 #[test]
 fn attrs_scheduler_deadline() {
     // A deadline task may not fork: the init is `sleep`, checked from the host.
-    let c = running("attrs_sched_dl", |c| {
+    let c = Container::running("attrs_sched_dl", |c| {
         c.spec.set(
             "/process/scheduler",
             json!({"policy": "SCHED_DEADLINE", "runtime": 1_000_000, "deadline": 10_000_000, "period": 10_000_000}),
@@ -222,7 +213,7 @@ fn attrs_exec_cpu_affinity() {
         eprintln!("one CPU: nothing to pin");
         return;
     }
-    let c = running("attrs_affinity", |c| {
+    let c = Container::running("attrs_affinity", |c| {
         c.spec.set("/process/execCPUAffinity", json!({"initial": "0", "final": "1"}));
     });
     let pid = c.pid();
@@ -286,7 +277,7 @@ fn attrs_memory_policy_modes() {
 
 #[test]
 fn attrs_memory_policy_for_exec() {
-    let c = running("attrs_mempolicy_exec", |c| {
+    let c = Container::running("attrs_mempolicy_exec", |c| {
         c.spec.set("/linux/memoryPolicy", json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}));
     });
     let out = c.invoke(&["exec", &c.id, "cat", "/proc/self/numa_maps"]);
@@ -356,7 +347,7 @@ fn attrs_apparmor_profile() {
         c.spec.set("/process/apparmorProfile", json!("roci-test-profile"));
     });
     // An exec asking for a profile is refused as well, and nothing runs.
-    let c = running("attrs_apparmor_exec", |_| {});
+    let c = Container::running("attrs_apparmor_exec", |_| {});
     let out = exec_process(&c, "p.json", process("touch /ran", json!({"apparmorProfile": "roci-test-profile"})));
     out.fails().says(if c.rt.is_runc() { "apparmor" } else { "process.apparmorProfile" });
     assert!(!c.rootfs.join("ran").exists(), "the program must not run unconfined");

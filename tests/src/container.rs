@@ -52,6 +52,17 @@ pub struct Container {
 }
 
 impl Container {
+    /// A container running `sleep 1000`, created and started after `tweak` has adjusted it; what
+    /// create and start said is for the test to check (through `pid`, `state`, ...).
+    pub fn running(name: &str, tweak: impl FnOnce(&mut Container)) -> Container {
+        let mut c = Container::new(name);
+        c.spec.args(&["sleep", "1000"]);
+        tweak(&mut c);
+        c.create().ok();
+        c.start().ok();
+        c
+    }
+
     /// A fresh bundle with the default spec and a busybox rootfs. `name` should be the test's name.
     pub fn new(name: &str) -> Container {
         let rt = runtime();

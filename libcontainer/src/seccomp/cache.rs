@@ -15,7 +15,10 @@
 //!
 //! The directory is the runtime's state root (root's `/run/roci`, a tmpfs:
 //! the cache starts empty at boot), made 0700; whoever could write there
-//! could also rewrite the containers' state.
+//! could also rewrite the containers' state. It is bounded: storing an entry
+//! beyond [`MAX_ENTRIES`] removes the entries stored longest ago, so a node
+//! that sees many profiles holds a few MiB of them at the most, never a
+//! growing pile.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -30,6 +33,9 @@ use crate::sys;
 /// The cache's directory under the state root: a name no container id can
 /// take (ids are letters, digits and `_+-.`).
 pub const CACHE_DIR: &str = "seccomp:cache";
+
+/// The most entries the cache keeps.
+pub const MAX_ENTRIES: usize = 64;
 
 const MAGIC: &[u8; 8] = b"rocibpf1";
 const HEADER: usize = MAGIC.len() + 4 + 1 + 4;
@@ -156,10 +162,31 @@ pub fn compile_cached(seccomp: &LinuxSeccomp, root: &Path) -> Result<Filter, Err
         Err(e) => tracing::debug!(path = %path.display(), error = %e, "seccomp: cache entry unreadable, compiling again"),
     }
     let filter = super::compile(seccomp)?;
-    if let Err(e) = store(&dir, &key, &encode(&filter)) {
-        tracing::debug!(dir = %dir.display(), error = %e, "seccomp: could not store the compiled filter");
+    match store(&dir, &key, &encode(&filter)) {
+        Ok(_) => evict(&dir, &key),
+        Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "seccomp: could not store the compiled filter"),
     }
     Ok(filter)
+}
+
+/// Keep at most [`MAX_ENTRIES`] entries in `dir`: remove those stored
+/// longest ago (by mtime; a hit does not renew an entry), never `keep`,
+/// the one just stored. Only on a miss, so a hit pays nothing for it.
+fn evict(dir: &Path, keep: &str) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| !n.starts_with('.') && n != keep))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if entries.len() < MAX_ENTRIES {
+        return;
+    }
+    entries.sort();
+    for (_, path) in &entries[..=entries.len() - MAX_ENTRIES] {
+        tracing::debug!(path = %path.display(), "seccomp: cache full, removing its oldest entry");
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Write `data` as the entry `key` in `dir`: a temp file renamed into place.
@@ -265,6 +292,21 @@ mod tests {
         );
         assert_ne!(key(&a, arch), key(&errno, arch));
         assert_ne!(key(&a, "x86_64"), key(&a, "aarch64"));
+    }
+
+    #[test]
+    fn seccomp_cache_is_bounded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(CACHE_DIR);
+        for errno in 1..=(MAX_ENTRIES as u32 + 6) {
+            let p = profile(&format!(
+                r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":{errno}}}]}}"#
+            ));
+            compile_cached(&p, root.path()).unwrap();
+            let n = std::fs::read_dir(&dir).unwrap().count();
+            assert!(n <= MAX_ENTRIES, "{n} entries after {errno} profiles");
+            assert!(dir.join(key(&p, arch::Arch::native().unwrap().name())).exists(), "the newest entry was kept");
+        }
     }
 
     #[test]
