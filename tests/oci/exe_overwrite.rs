@@ -235,20 +235,31 @@ fn victim_container(name: &str, a: &Container, pid_ns: bool) -> Container {
     b
 }
 
+/// Run the copy of the runtime with `args` on container `c`, with the full pipe `w` as stderr (which
+/// the container's process inherits), and check that it succeeded.
+fn run_blocked(v: &Victim, c: &Container, args: &[&str], w: OwnedFd) {
+    let mut cmd = v.command(c);
+    cmd.args(args);
+    let mut child = spawn_blocked(cmd, &w);
+    drop(w);
+    let done = wait_for(T, || child.0.try_wait().unwrap().is_some());
+    assert!(
+        done && child.0.wait().unwrap().success(),
+        "{} failed: {}",
+        args[0],
+        std::fs::read_to_string(&c.log).unwrap_or_default()
+    );
+}
+
 fn attack_run(name: &str, pid_ns: bool) {
     let v = victim(&roci_integration::runtime().path);
     let a = attacker(&format!("{name}_a"), &v, pid_ns, false);
     let b = victim_container(&format!("{name}_b"), &a, pid_ns);
     let (r, w) = full_pipe();
     let bundle = b.bundle.to_string_lossy().into_owned();
-    let mut cmd = v.command(&b);
     // Detached, so the container's process writes to the test's pipe itself: in the foreground runc
     // copies the process's output through pipes of its own, and the process would not block.
-    cmd.args(["run", "-d", "--bundle", &bundle, &b.id]);
-    let mut run = spawn_blocked(cmd, &w);
-    drop(w);
-    let ran = wait_for(T, || run.0.try_wait().unwrap().is_some());
-    assert!(ran && run.0.wait().unwrap().success(), "run failed: {}", std::fs::read_to_string(&b.log).unwrap_or_default());
+    run_blocked(&v, &b, &["run", "-d", "--bundle", &bundle, &b.id], w);
     b.pid();
     finish(&a, &v, Some(r), || b.wait_status("stopped", T));
     b.delete_force().ok();
@@ -263,16 +274,7 @@ fn attack_create_start(name: &str, pid_ns: bool) {
     let b = victim_container(&format!("{name}_b"), &a, pid_ns);
     let (r, w) = full_pipe();
     let bundle = b.bundle.to_string_lossy().into_owned();
-    let mut cmd = v.command(&b);
-    cmd.args(["create", "--bundle", &bundle, &b.id]);
-    let mut create = spawn_blocked(cmd, &w);
-    drop(w);
-    let created = wait_for(T, || create.0.try_wait().unwrap().is_some());
-    assert!(
-        created && create.0.wait().unwrap().success(),
-        "create failed: {}",
-        std::fs::read_to_string(&b.log).unwrap_or_default()
-    );
+    run_blocked(&v, &b, &["create", "--bundle", &bundle, &b.id], w);
     b.pid();
     let mut cmd = v.command(&b);
     cmd.args(["start", &b.id]);
@@ -289,13 +291,8 @@ fn attack_exec(name: &str, pid_ns: bool) {
     let a = attacker(&format!("{name}_a"), &v, pid_ns, false);
     plant_shebang(&a.rootfs);
     let (r, w) = full_pipe();
-    let mut cmd = v.command(&a);
     // Detached, as `run` above.
-    cmd.args(["exec", "-d", &a.id, "/evil"]);
-    let mut exec = spawn_blocked(cmd, &w);
-    drop(w);
-    let execed = wait_for(T, || exec.0.try_wait().unwrap().is_some());
-    assert!(execed && exec.0.wait().unwrap().success(), "exec failed: {}", std::fs::read_to_string(&a.log).unwrap_or_default());
+    run_blocked(&v, &a, &["exec", "-d", &a.id, "/evil"], w);
     // The victim exits once its output is read; finish waits until nothing runs the copy.
     finish(&a, &v, Some(r), || {});
     a.delete_force().ok();

@@ -39,7 +39,7 @@ pub fn ensure(dir: &Path) -> Result<()> {
             continue;
         }
         let parent = dir.parent().unwrap_or(dir);
-        let value = files::read(parent, file)?;
+        let value = parent_value(parent, file)?;
         if value.trim().is_empty() {
             // Only a directory someone else made (or a crashed run left) can
             // be empty above ours; it is not ours to fill.
@@ -51,6 +51,25 @@ pub fn ensure(dir: &Path) -> Result<()> {
         files::write(dir, file, value.trim())?;
     }
     Ok(())
+}
+
+/// How long [`parent_value`] waits for a parent that another process has
+/// just made to be filled by it.
+const PARENT_FILL_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `file` of `parent`. An empty value is read again for a short while: two
+/// creates under one new parent race, and the one that lost the `mkdir`
+/// may look before the winner has copied the values down (the winner fills
+/// it within microseconds; a parent still empty after the wait is refused).
+fn parent_value(parent: &Path, file: &str) -> Result<String> {
+    let deadline = std::time::Instant::now() + PARENT_FILL_WAIT;
+    loop {
+        let value = files::read(parent, file)?;
+        if !value.trim().is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(value);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +110,23 @@ mod tests {
         let e = ensure(&a).unwrap_err();
         assert!(e.to_string().contains("cpuset.cpus is empty"), "{e}");
         assert_eq!(files::read(t.path(), CPUS).unwrap(), "");
+    }
+
+    #[test]
+    fn a_parent_another_create_is_filling_is_waited_for() {
+        let t = tempfile::tempdir().unwrap();
+        cpuset_dir(t.path(), "", "");
+        let a = t.path().join("a");
+        cpuset_dir(&a, "", "");
+        let top = t.path().to_path_buf();
+        let filler = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            fs::write(top.join(CPUS), "0-1").unwrap();
+            fs::write(top.join(MEMS), "0").unwrap();
+        });
+        ensure(&a).unwrap();
+        filler.join().unwrap();
+        assert_eq!(files::read(&a, CPUS).unwrap(), "0-1");
+        assert_eq!(files::read(&a, MEMS).unwrap(), "0");
     }
 }
