@@ -52,7 +52,7 @@ pub enum Error {
     Config { index: usize, reason: String },
     #[error("{field}: {path}: {reason}")]
     Path { field: &'static str, path: PathBuf, reason: String },
-    #[error("mount {typ} on {dest} in {rootfs}: filesystem {typ:?} must be mounted on an ordinary directory ({what})")]
+    #[error("mount {typ} on {dest} in {rootfs}: filesystem {typ:?} must be mounted on ordinary directory ({what})")]
     NotDirectory { typ: String, dest: PathBuf, rootfs: PathBuf, what: &'static str },
 }
 
