@@ -223,33 +223,28 @@ impl Dir {
 /// a reader sees the old or the new file). `None` while `create` is still
 /// running or if it died half-way.
 pub fn load(dir: &Path) -> Result<Option<Saved>> {
-    let path = dir.join(STATE_FILE);
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("read", &path)(e)),
-    };
-    let saved: Saved = serde_json::from_slice(&data).map_err(|source| Error::Parse { path: path.clone(), source })?;
-    if saved.version != STATE_VERSION {
-        return Err(Error::Version { path, found: saved.version });
-    }
-    Ok(Some(saved))
+    read_versioned(dir.join(STATE_FILE), |s: &Saved| s.version)
 }
 
 /// Read `intent.json`; `None` when the create was killed before writing
 /// it (then it had made nothing outside the directory).
 pub fn load_intent(dir: &Path) -> Result<Option<Intent>> {
-    let path = dir.join(INTENT_FILE);
+    read_versioned(dir.join(INTENT_FILE), |i: &Intent| i.version)
+}
+
+/// A JSON file of this module's, `None` when it does not exist; refused
+/// when its `version` is not [`STATE_VERSION`].
+fn read_versioned<T: serde::de::DeserializeOwned>(path: PathBuf, version: impl Fn(&T) -> u32) -> Result<Option<T>> {
     let data = match std::fs::read(&path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("read", &path)(e)),
     };
-    let intent: Intent = serde_json::from_slice(&data).map_err(|source| Error::Parse { path: path.clone(), source })?;
-    if intent.version != STATE_VERSION {
-        return Err(Error::Version { path, found: intent.version });
+    let value: T = serde_json::from_slice(&data).map_err(|source| Error::Parse { path: path.clone(), source })?;
+    match version(&value) {
+        STATE_VERSION => Ok(Some(value)),
+        found => Err(Error::Version { path, found }),
     }
-    Ok(Some(intent))
 }
 
 /// Whether some command holds the container's lock right now.
