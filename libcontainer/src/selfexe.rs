@@ -71,8 +71,10 @@
 //! One `execve` of the runtime (the binary's pages are in the page cache),
 //! the bind and its dissolution, per command that makes container
 //! processes (`create`, `run`, `exec`); `state`, `start`, `kill`, `delete`
-//! and the rest pay nothing. `hack/bench` measures `run` and `exec` with it
-//! against crun.
+//! and the rest pay nothing. roci calls [`ensure_protected`] before it
+//! parses its command line (it tells those three commands from the first
+//! word), so the work before the `execve` is done once. `hack/bench`
+//! measures `run` and `exec` with it against crun.
 //!
 //! Before the re-exec, the path the binary was run from is left in
 //! [`ORIGINAL_EXE_ENV`] for [`original_exe`] (finding helpers beside the

@@ -1,5 +1,6 @@
 //! The command line, flag for flag as runc's where runc has the flag.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +37,29 @@ pub struct Cli {
     pub version: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The global options of [`Cli`] that take a value (as `--opt VALUE` or
+/// `--opt=VALUE`), for [`makes_container_processes`].
+const GLOBAL_VALUED: &[&str] = &["--root", "--log", "--log-format", "--image-root", "--criu"];
+
+/// Whether the command line (without the program name) runs `create`,
+/// `run` or `exec`, told from the first word that is neither an option nor
+/// a global option's value, without parsing it all.
+pub fn makes_container_processes(args: impl IntoIterator<Item = OsString>) -> bool {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else { return false };
+        if GLOBAL_VALUED.contains(&arg) {
+            args.next();
+            continue;
+        }
+        if arg.starts_with('-') {
+            continue;
+        }
+        return matches!(arg, "create" | "run" | "exec");
+    }
+    false
 }
 
 #[derive(Debug, Subcommand)]
@@ -434,4 +458,39 @@ pub struct Restore {
     #[arg(long = "no-subreaper")]
     pub no_subreaper: bool,
     pub id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn words(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn global_valued_lists_every_global_option_with_a_value() {
+        let cmd = Cli::command();
+        let mut valued: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set() && a.get_action().takes_values())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        valued.sort();
+        let mut listed: Vec<String> = GLOBAL_VALUED.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(valued, listed);
+    }
+
+    #[test]
+    fn container_process_commands_are_told_without_clap() {
+        for yes in ["run c", "--root /x run c", "--root=/x create --bundle b c", "--log run exec", "--debug exec c ls"] {
+            assert!(makes_container_processes(words(yes)), "{yes}");
+        }
+        for no in ["state run", "--root run state c", "--log-format json kill c", "", "--debug", "delete exec"] {
+            assert!(!makes_container_processes(words(no)), "{no}");
+        }
+    }
 }

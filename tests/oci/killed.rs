@@ -342,3 +342,28 @@ fn killed_exec() {
 fn killed_delete() {
     killed("killed_delete", Verb::Delete);
 }
+
+/// A machine that crashed while roci wrote a container's `state.json` leaves the file torn: roci
+/// writes its state through a temp file and a rename but does not fsync it (what the state names,
+/// processes and cgroups, does not survive a crash). `delete` must still remove such a container,
+/// with what its intent file names. runc fsyncs nothing either but cannot delete a container whose
+/// state does not parse, so this is roci's own guarantee.
+#[test]
+fn delete_after_a_torn_state_file() {
+    let mut c = Container::new("torn_state");
+    if !c.rt.is_roci() {
+        return;
+    }
+    c.spec.args(&["sleep", "1000"]);
+    c.create().ok();
+    let pid = c.pid();
+    c.record_pid(pid);
+    // The crash: the init dies with the machine, the state file is left empty.
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    assert!(roci_integration::wait_for(Duration::from_secs(5), || is_dead(pid)), "init {pid} did not die");
+    let state = c.state_root.join(&c.id).join("state.json");
+    std::fs::write(&state, b"").unwrap();
+    assert!(!c.invoke(&["state", &c.id]).success(), "state of a torn file should fail");
+    c.delete().ok();
+    c.assert_no_leaks();
+}

@@ -20,7 +20,7 @@ use super::oom::OomNotifier;
 use super::path::CgroupPath;
 use super::stats::Stats;
 use super::sub::{SubCgroup, SubCgroupDirs, OPTION};
-use super::{blockio, files, v1, v2, validate, Error, Manager, MountSource, Result};
+use super::{blockio, files, v1, v2, validate, Entry, Error, Manager, MountSource, Result};
 
 /// How long [`Manager::destroy`] keeps killing and retrying `rmdir`.
 const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -480,6 +480,15 @@ impl Manager for FsManager {
 
     fn clone_fd(&self) -> Option<BorrowedFd<'_>> {
         self.cgroup_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    fn entry(&self) -> Result<Entry> {
+        for m in &self.members {
+            if m.h.version == Version::V1 && m.h.has("cpuset") {
+                v1::cpuset::ensure(&m.dir)?;
+            }
+        }
+        Entry::open(self.members.iter().map(|m| (m.h.version, m.dir.as_path())))
     }
 
     fn sub_cgroup(&self, sub: &SubCgroup) -> Result<SubCgroupDirs> {

@@ -64,6 +64,7 @@
 mod blockio;
 mod controllers;
 pub mod devices;
+mod entry;
 mod files;
 mod fsmanager;
 pub mod layout;
@@ -87,6 +88,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 pub use devices::{device_rules, Access, DeviceKind, DeviceRule, DEFAULT_ALLOWED};
+pub use entry::Entry;
 pub use layout::{Hierarchy, Layout, Mode, Version};
 pub use oom::{OomEvents, OomNotifier};
 pub use path::CgroupPath;
@@ -211,6 +213,11 @@ pub trait Manager {
     /// On a cgroup2-only host, the open cgroup directory for
     /// `clone3(CLONE_INTO_CGROUP)`, available after [`Manager::create`].
     fn clone_fd(&self) -> Option<BorrowedFd<'_>>;
+    /// What a new container process enters the cgroup through, in every
+    /// hierarchy, without the runtime moving it by pid (see [`Entry`]):
+    /// the directories must exist ([`Manager::create`]); a new v1 cpuset
+    /// directory is seeded as for [`Manager::add_process`].
+    fn entry(&self) -> Result<Entry>;
     /// `exec --cgroup`: the existing sub-cgroup `sub` names below the
     /// container's cgroup, in every hierarchy, for an exec'd process to
     /// join ([`SubCgroupDirs::add_process`], or

@@ -146,18 +146,31 @@ impl SubCgroupDirs {
 
     /// Move a process into the sub-cgroup in every hierarchy.
     pub fn add_process(&self, pid: Pid) -> Result<()> {
-        for (_, dir, cpuset) in &self.dirs {
-            if *cpuset {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    if files::read(dir, f)?.trim().is_empty() {
-                        return Err(Error::Invalid {
-                            field: OPTION,
-                            reason: format!("{} is empty, so no process can join; set it first", dir.join(f).display()),
-                        });
-                    }
+        self.check_cpusets()?;
+        for (_, dir, _) in &self.dirs {
+            files::write(dir, "cgroup.procs", &pid.as_raw().to_string())?;
+        }
+        Ok(())
+    }
+
+    /// What a new process enters the sub-cgroup through (see
+    /// [`Entry`](super::Entry)).
+    pub fn entry(&self) -> Result<super::Entry> {
+        self.check_cpusets()?;
+        super::Entry::open(self.dirs.iter().map(|(v, d, _)| (*v, d.as_path())))
+    }
+
+    /// A v1 cpuset without CPUs or memory nodes takes no process.
+    fn check_cpusets(&self) -> Result<()> {
+        for (_, dir, _) in self.dirs.iter().filter(|(_, _, cpuset)| *cpuset) {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if files::read(dir, f)?.trim().is_empty() {
+                    return Err(Error::Invalid {
+                        field: OPTION,
+                        reason: format!("{} is empty, so no process can join; set it first", dir.join(f).display()),
+                    });
                 }
             }
-            files::write(dir, "cgroup.procs", &pid.as_raw().to_string())?;
         }
         Ok(())
     }

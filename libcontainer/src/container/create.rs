@@ -161,6 +161,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         super::limit(undo.cgroup.insert(cg).as_ref(), linux)?;
     }
     let cg: Option<&dyn Manager> = undo.cgroup.as_deref();
+    let entry = cg.map(|c| c.entry()).transpose()?;
 
     let mut plan = Plan::new(linux.namespaces().as_deref().unwrap_or_default(), linux.time_offsets().as_ref())?;
     if let Some(joined) = plan.joined_user() {
@@ -227,6 +228,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         keep_fds: (listen + opts.preserve_fds) as RawFd,
         extra_env,
         seccomp: seccomp.as_ref(),
+        cgroup: entry.as_ref(),
     };
 
     let for_children = ForChildren::enter(&plan)?;
@@ -234,7 +236,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     let close = &mut [dir.fd_mut(), parent_chan.fd_mut()];
     let child = match plan.joined_user() {
         Some(j) => clone_in_user_namespace(j.fd.as_fd(), plan.clone_flags, close, move || init::run(args)),
-        None => sys::clone_process(plan.clone_flags, cg.and_then(|c| c.clone_fd()), close, move || init::run(args)),
+        None => sys::clone_process(plan.clone_flags, entry.as_ref().and_then(|e| e.clone_fd()), close, move || init::run(args)),
     }
     .map_err(|source| Error::Sys { op: "clone container init".into(), source })?;
     drop(for_children);
@@ -242,8 +244,10 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     tracing::debug!(%pid, in_cgroup = child.in_cgroup, "container init cloned");
     undo.child = Some((pid, child.pidfd));
 
-    if let (false, Some(cg)) = (child.in_cgroup, cg) {
-        cg.add_process(pid)?;
+    if let (Some(cg), Some(entry)) = (cg, &entry) {
+        if entry.needs_move_after(child.in_cgroup) {
+            cg.add_process(pid)?;
+        }
     }
     if plan.new_user {
         write_id_maps(

@@ -21,7 +21,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Err(crate::state::Error::NotExist(_)) if force => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let saved = dir.load()?;
+    let saved = match dir.load() {
+        Ok(s) => s,
+        // Torn by a machine crash (state files are not fsync'd, see
+        // `state::write_atomic`), after which nothing it named exists.
+        Err(e @ crate::state::Error::Parse { .. }) => {
+            tracing::warn!(error = %e, "ignore unreadable state");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let st = status(&dir.path, saved.as_ref());
     let Some(saved) = saved else {
         // A create that died (was killed) before it saved the state: we
@@ -30,8 +39,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         match dir.load_intent() {
             Ok(Some(intent)) => remove_half_made(&intent)?,
             Ok(None) => {}
-            // Torn by a machine crash (it is not fsync'd), after which what
-            // it listed is gone anyway.
+            // Torn by a machine crash, after which what it listed is gone.
             Err(e @ crate::state::Error::Parse { .. }) => tracing::warn!(error = %e, "ignore unreadable intent"),
             Err(e) => return Err(e.into()),
         }

@@ -18,7 +18,7 @@ use oci_spec::runtime::{Capabilities, LinuxNamespaceType, Process};
 use super::create::write_pid_file;
 use super::foreground::{forwarded_signals, supervise};
 use super::{init_pidfd, status, Error, Result, Status};
-use crate::cgroups::{self, Mode as CgroupMode, Version};
+use crate::cgroups;
 use crate::namespaces::clone_flag;
 use crate::process::channel::{self, FromInit, ToInit};
 use crate::process::exec::{self as exec_child, ExecArgs};
@@ -160,10 +160,10 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         (Some(cg), false) => Some(cg.sub_cgroup(&sub)?),
         (None, false) => return Err(Error::Usage("--cgroup: the container has no cgroup".into())),
     };
-    let own_cgroup_fd = if sub_dirs.is_none() { cg.as_deref().and_then(unified_cgroup_fd) } else { None };
-    let cgroup_fd = match &sub_dirs {
-        Some(d) => d.clone_fd(),
-        None => own_cgroup_fd.as_ref().map(|f| f.as_fd()),
+    let entry = match (&sub_dirs, &cg) {
+        (Some(d), _) => Some(d.entry()?),
+        (None, Some(cg)) => Some(cg.entry()?),
+        (None, None) => None,
     };
 
     let mut proxy = None;
@@ -206,6 +206,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         extra_env: Vec::new(),
         seccomp: seccomp.as_ref(),
         linux: config.linux().as_ref(),
+        cgroup: entry.as_ref(),
     };
     let affinity = exec_affinity(&opts.process)?;
     // PID and time namespaces apply to children: enter them for the clone.
@@ -226,6 +227,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         }
         None => None,
     };
+    let cgroup_fd = entry.as_ref().and_then(|e| e.clone_fd());
     let cloned = sys::clone_process(0, cgroup_fd, &mut [parent_chan.fd_mut()], move || exec_child::run(args));
     if let Some(own) = own_affinity {
         attrs::affinity::restore(&own);
@@ -245,7 +247,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         let _ = waitpid(pid, None);
         e
     };
-    if !child.in_cgroup {
+    if entry.as_ref().is_some_and(|e| e.needs_move_after(child.in_cgroup)) {
         match (&sub_dirs, &cg) {
             (Some(d), _) => d.add_process(pid).map_err(|e| fail(e.into()))?,
             (None, Some(cg)) => cg.add_process(pid).map_err(|e| fail(e.into()))?,
@@ -309,16 +311,6 @@ fn exec_affinity(p: &Process) -> Result<ExecAffinity> {
         attrs::affinity::sets(a).map_err(|(field, reason)| Error::Usage(format!("process.{field}: {reason}")))?;
     let text = |s: &Option<String>| s.clone().unwrap_or_default();
     Ok(ExecAffinity { initial: initial.map(|s| (s, text(a.initial()))), last: last.map(|s| (s, text(a.cpu_affinity_final()))) })
-}
-
-/// On a cgroup2-only host, the container's cgroup directory, opened for
-/// `CLONE_INTO_CGROUP`.
-fn unified_cgroup_fd(cg: &dyn cgroups::Manager) -> Option<OwnedFd> {
-    if cgroups::detect().ok()?.mode != CgroupMode::Unified {
-        return None;
-    }
-    let src = cg.mount_sources().into_iter().find(|m| m.version == Version::V2)?;
-    open(&src.host_dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()
 }
 
 #[cfg(test)]

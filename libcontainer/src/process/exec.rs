@@ -3,13 +3,15 @@
 //! init's pidfd, takes the container's root, and becomes the program.
 //!
 //! The runtime has already entered the init's PID (and time) namespace for
-//! its children, and the clone was born in the container's cgroup (or is
-//! moved there before `Proceed`), so no second fork is needed.
+//! its children, and the clone was born in the container's cgroup2
+//! directory and enters its v1 cgroups itself (see `cgroups::Entry`), so no
+//! second fork is needed.
 //!
 //! ```text
 //!  runtime                               exec'd process (this module)
 //!  clone ──────────────────────────────▶ wait
-//!  cgroup; Proceed ────────────────────▶ setns(pidfd, namespaces), chroot to the
+//!  Proceed ────────────────────────────▶ enter the cgroup, setns(pidfd,
+//!                                        namespaces), chroot to the
 //!                                        init's root, setsid, rlimits, console,
 //!                                        user, capabilities, cwd, lookup, execve
 //!  EOF (close-on-exec) ◀────────────────  or Failed{message}
@@ -44,6 +46,9 @@ pub struct ExecArgs<'a> {
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// The container's `linux` (personality, memory policy).
     pub linux: Option<&'a oci_spec::runtime::Linux>,
+    /// The container's cgroup (or the `--cgroup` sub-cgroup), entered first
+    /// thing after `Proceed`.
+    pub cgroup: Option<&'a crate::cgroups::Entry>,
 }
 
 /// Entry point of the exec'd process; returns an exit code on failure.
@@ -65,6 +70,9 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
+    }
+    if let Some(entry) = a.cgroup {
+        entry.enter_self()?;
     }
     super::fault_injection("panic-in-exec", a.process);
     if !a.namespaces.is_empty() {

@@ -5,7 +5,8 @@
 //!  runtime                                   init (this module)
 //!  ───────                                   ──────────────────
 //!  clone3 ──────────────────────────────────▶ wait
-//!  cgroup placement; Proceed ───────────────▶ setsid, join namespaces, new cgroupns,
+//!  Proceed ─────────────────────────────────▶ enter the cgroup, setsid, join
+//!                                            namespaces, new cgroupns,
 //!                                            hostname, rlimits, oom_score_adj,
 //!                                            rootfs::prepare
 //!  prestart, createRuntime hooks ◀────────── RunHooks
@@ -63,6 +64,8 @@ pub struct InitArgs<'a> {
     pub extra_env: Vec<String>,
     /// `linux.seccomp`, compiled by the runtime.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// The container's cgroup, entered first thing after `Proceed`.
+    pub cgroup: Option<&'a crate::cgroups::Entry>,
 }
 
 /// The init's entry point; returns the exit code when it could not become
@@ -137,6 +140,11 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
+    }
+    // Before the cgroup namespace (its root is the cgroup we are in) and
+    // before anything is charged to a cgroup.
+    if let Some(entry) = a.cgroup {
+        entry.enter_self()?;
     }
     // Nothing in the container may ptrace us or open our /proc files
     // (our executable is the runtime's) before the program replaces us.

@@ -44,6 +44,8 @@ pub enum Error {
     Attr(#[from] crate::attrs::Error),
     #[error(transparent)]
     Lsm(#[from] crate::lsm::Error),
+    #[error("enter the container's cgroup: {0}")]
+    Cgroup(#[from] crate::cgroups::Error),
     #[error("{op}: {source}")]
     Sys { op: String, source: std::io::Error },
     #[error("{0}")]
