@@ -5,8 +5,9 @@
 
 The upstream file is read from outside the tree (see README.md). This is a small parser of its own
 for the subset of proto3 the CRI uses (messages, nested messages and enums, enums, services, map,
-repeated, optional and oneof fields, field options); anything else stops it with an error, so a new
-construct upstream is noticed rather than left out of the table. It shares no code with the test,
+repeated, optional and oneof fields, field options, file options, which are not tabled); anything
+else stops it with an error, so a new construct upstream is noticed rather than left out of the
+table. It shares no code with the test,
 which reads the descriptors compiled from our file: the two must agree independently.
 
 One line per fact, tab-separated, sorted:
@@ -118,19 +119,23 @@ class Parser:
                     raise ParseError(f"expected ',' or ']' in options, found {tok!r}")
         return opts
 
+    def body(self, full):
+        """The tokens that start each statement of a { ... } body, up to its "}"."""
+        self.expect("{")
+        while (tok := self.next()) != "}":
+            if tok == "option":
+                raise ParseError(f"{full}: options on messages, enums and services are not tabled")
+            if tok != ";":
+                yield tok
+
     def message(self, scope):
         full = f"{scope}.{self.next()}"
-        self.expect("{")
         fields = self.messages.setdefault(full, [])
-        while (tok := self.next()) != "}":
-            if tok == ";":
-                continue
+        for tok in self.body(full):
             if tok == "message":
                 self.message(full)
             elif tok == "enum":
                 self.enum(full)
-            elif tok == "option":
-                self.skip_option()
             elif tok == "oneof":
                 name = self.next()
                 self.expect("{")
@@ -163,12 +168,8 @@ class Parser:
 
     def enum(self, scope):
         full = f"{scope}.{self.next()}"
-        self.expect("{")
         values = self.enums.setdefault(full, [])
-        while (tok := self.next()) != "}":
-            if tok == "option":
-                self.skip_option()
-                continue
+        for tok in self.body(full):
             if tok == "reserved":
                 raise ParseError(f"{full}: unsupported 'reserved'")
             self.expect("=")
@@ -181,12 +182,8 @@ class Parser:
 
     def service(self):
         full = f"{self.package}.{self.next()}"
-        self.expect("{")
         methods = self.services.setdefault(full, [])
-        while (tok := self.next()) != "}":
-            if tok == "option":
-                self.skip_option()
-                continue
+        for tok in self.body(full):
             if tok != "rpc":
                 raise ParseError(f"{full}: unsupported {tok!r}")
             name = self.next()
