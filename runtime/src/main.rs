@@ -19,6 +19,9 @@ use oci_spec::runtime::Process;
 
 use cli::{Cli, Command, ListFormat};
 
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// What `--version` prints, shaped like runc's (clients parse the first line).
 const VERSION_TEXT: &str = concat!("roci version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
 

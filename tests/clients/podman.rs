@@ -597,7 +597,11 @@ fn podman_run_namespace_options() {
     assert_ne!(run(&[BUSYBOX, "readlink", "/proc/self/ns/net"]), ns_id("/proc/self/ns/net"), "--network none: own netns");
     let cgroup = run(&["--cgroupns", "private", BUSYBOX, "cat", "/proc/self/cgroup"]);
     assert!(cgroup.lines().all(|l| l.ends_with(":/")), "a private cgroup namespace shows its cgroup as /: {cgroup}");
-    assert_eq!(run(&["--sysctl", "net.ipv4.ip_forward=1", BUSYBOX, "cat", "/proc/sys/net/ipv4/ip_forward"]), "1");
+    // The opposite of the host's value: a new network namespace may start with the host's.
+    let host_forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("read the host's ip_forward");
+    let want = if host_forward.trim() == "1" { "0" } else { "1" };
+    let sysctl = format!("net.ipv4.ip_forward={want}");
+    assert_eq!(run(&["--sysctl", &sysctl, BUSYBOX, "cat", "/proc/sys/net/ipv4/ip_forward"]), want);
     pm.assert_clean();
 }
 
