@@ -25,25 +25,19 @@ use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::ImageConfiguration;
 use serde_json::Value;
 
-use super::convert::{self, Overrides};
-use super::digest::Digest;
-#[cfg(feature = "pull")]
-use super::images::Layer;
-use super::images::{Image, Images};
-#[cfg(feature = "pull")]
-use super::pull::{self, PullOptions};
-use super::reference::Reference;
-use super::snapshot::Snapshots;
-use super::store::Store;
-#[cfg(feature = "pull")]
-use super::unpack::chain_ids;
-use super::unpack::Layers;
-use super::{create_dir_all, write_atomic, Error, Result};
+use crate::convert::{self, Overrides};
+use crate::digest::Digest;
+use crate::images::Layer;
+use crate::images::{Image, Images};
+use crate::pull::{self, PullOptions};
+use crate::reference::Reference;
+use crate::snapshot::Snapshots;
+use crate::store::Store;
+use crate::unpack::chain_ids;
+use crate::unpack::Layers;
+use crate::{create_dir_all, write_atomic, Error, Result};
 
-/// The image root when none is given.
-pub const DEFAULT_ROOT: &str = "/var/lib/roci";
-/// The annotation that marks a container made from an image: its value is the image root.
-pub const ANNOTATION_ROOT: &str = "dev.roci.image.root";
+pub use libcontainer::image_bundle::{ANNOTATION_ROOT, DEFAULT_ROOT};
 /// The annotation naming the image a container was made from.
 pub const ANNOTATION_IMAGE: &str = "dev.roci.image.name";
 
@@ -105,8 +99,7 @@ impl ImageRoot {
     }
 
     /// Pull `reference` (blobs into the store), unpack its layers, and record it.
-    #[cfg(feature = "pull")]
-    pub fn pull(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
+        pub fn pull(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
         let _lock = self.lock(false)?;
         let pulled = pull::pull(&self.store, reference, opts)?;
         if pulled.diff_ids.len() != pulled.layers.len() {
@@ -315,7 +308,7 @@ impl ImageRoot {
 
     /// Where the bundle of container `id` lives.
     pub fn bundle_path(&self, id: &str) -> PathBuf {
-        self.root.join("bundles").join(id)
+        libcontainer::image_bundle::bundle_dir(&self.root, id)
     }
 
     /// Make the bundle of container `id` from `image`: the snapshot mounted
@@ -330,7 +323,7 @@ impl ImageRoot {
         ov: &Overrides,
         cgroups_path: Option<&str>,
     ) -> Result<PathBuf> {
-        crate::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
+        libcontainer::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
         let _lock = self.lock(false)?;
         let bundle = self.bundle_path(id);
         create_dir_all(&self.root.join("bundles"))?;
@@ -410,31 +403,17 @@ impl ImageRoot {
 }
 
 /// Remove container `id`'s bundle and snapshot under the image root `root`
-/// (unmounting its rootfs). Missing parts are fine; a rootfs that stays
-/// mounted is an error and nothing under it is removed. Needs no more of
-/// the image root than that, so `delete` stays cheap.
+/// (unmounting its rootfs), as `delete` does: see
+/// [`libcontainer::image_bundle::remove`].
 pub fn remove_bundle(root: &Path, id: &str) -> Result<()> {
-    crate::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
-    let bundle = root.join("bundles").join(id);
-    let rootfs = bundle.join("rootfs");
-    Snapshots::open(root)?.remove(id, Some(&rootfs))?;
-    if let (Ok(b), Ok(r)) = (std::fs::metadata(&bundle), std::fs::symlink_metadata(&rootfs)) {
-        if b.dev() != r.dev() {
-            return Err(Error::Invalid(format!("remove bundle {}: rootfs is still mounted", bundle.display())));
-        }
-    }
-    match std::fs::remove_dir_all(&bundle) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove bundle", &bundle, e)),
-    }
+    Ok(libcontainer::image_bundle::remove(root, id)?)
 }
 
 /// Read a small file of the image (passwd, group) by its path inside the
 /// rootfs, resolved as if the rootfs were `/`; None if it is missing or not
 /// a regular file.
 fn read_in_root(root: &File, root_path: &Path, path: &str) -> Result<Option<String>> {
-    use crate::rootfs::path::{proc_fd_path, resolve, Create};
+    use libcontainer::rootfs::path::{proc_fd_path, resolve, Create};
     let Ok(fd) = resolve(root.as_fd(), root_path, Path::new(path), Create::Nothing, true) else {
         return Ok(None);
     };
@@ -454,7 +433,7 @@ fn read_in_root(root: &File, root_path: &Path, path: &str) -> Result<Option<Stri
 /// does): ownership and mode of the directory, and a copy of its contents.
 /// Symlinks are copied as links, never followed.
 fn seed_volume(root: &File, root_path: &Path, dest: &str, dir: &Path) -> Result<()> {
-    use crate::rootfs::path::{proc_fd_path, resolve, Create};
+    use libcontainer::rootfs::path::{proc_fd_path, resolve, Create};
     let Ok(fd) = resolve(root.as_fd(), root_path, Path::new(dest), Create::Nothing, true) else {
         return Ok(());
     };

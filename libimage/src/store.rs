@@ -11,8 +11,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::digest::{Algorithm, Digest, Hasher};
-use super::{create_dir_all, sync_dir, Error, PathLock, Result};
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::{create_dir_all, sync_dir, Error, PathLock, Result};
 
 /// A content-addressed blob store rooted at the image root.
 #[derive(Clone, Debug)]

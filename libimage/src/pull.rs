@@ -29,11 +29,11 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use serde::Deserialize;
 
-use super::digest::{Digest, Hasher};
-use super::reference::Reference;
-use super::registries::{Endpoint, Registries, Scheme};
-use super::store::{Ingest, Store};
-use super::Error;
+use crate::digest::{Digest, Hasher};
+use crate::reference::Reference;
+use crate::registries::{Endpoint, Registries, Scheme};
+use crate::store::{Ingest, Store};
+use crate::Error;
 
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
