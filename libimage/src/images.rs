@@ -66,6 +66,7 @@ impl Image {
 }
 
 /// The records under `<root>/images`.
+#[derive(Clone, Debug)]
 pub struct Images {
     dir: PathBuf,
 }

@@ -109,6 +109,10 @@ pub enum Error {
     /// An image configuration that cannot be made into a container's config.
     #[error(transparent)]
     Convert(#[from] convert::Error),
+    /// Work handed to the blocking thread pool did not finish (it panicked, or
+    /// the async runtime is shutting down).
+    #[error("{op}: the blocking task failed: {reason}")]
+    Blocking { op: String, reason: String },
     /// Pulling part of an image failed: "pull {object} of {reference} from {registry}: {reason}".
     #[error("pull {object} of {reference} from {registry}: {reason}")]
     Pull { reference: String, registry: String, object: String, reason: String },
@@ -185,12 +189,16 @@ impl Drop for PathLock {
 }
 
 /// Write `data` to `path` atomically: a temp file beside it, fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory. The temp file's name is the writer's own
+/// (`<name>.<pid>-<n>.tmp`): two pulls of one image, in one process or two,
+/// write its record at the same time.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
+    name.push(format!(".{}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(name);
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
@@ -203,6 +211,16 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Run blocking work (file I/O, waiting for a `flock`, a helper process) on
+/// tokio's blocking pool, so that no runtime thread waits for it.
+pub(crate) async fn blocking<T, F>(op: String, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Blocking { op, reason: e.to_string() })?
 }
 
 /// fsync a directory, making renames and creations in it durable.

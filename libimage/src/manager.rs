@@ -29,13 +29,13 @@ use crate::convert::{self, Overrides};
 use crate::digest::Digest;
 use crate::images::Layer;
 use crate::images::{Image, Images};
-use crate::pull::{self, PullOptions};
+use crate::pull::{self, PullOptions, Pulled};
 use crate::reference::Reference;
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 use crate::unpack::chain_ids;
 use crate::unpack::Layers;
-use crate::{create_dir_all, write_atomic, Error, Result};
+use crate::{blocking, create_dir_all, write_atomic, Error, Result};
 
 pub use libcontainer::image_bundle::{ANNOTATION_ROOT, DEFAULT_ROOT};
 /// The annotation naming the image a container was made from.
@@ -91,17 +91,24 @@ impl ImageRoot {
     }
 
     fn lock(&self, exclusive: bool) -> Result<Flock<File>> {
-        let path = self.root.join("lock");
-        let file =
-            File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
-        let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
-        Flock::lock(file, arg).map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
+        lock_root(&self.root, exclusive)
     }
 
-    /// Pull `reference` (blobs into the store), unpack its layers, and record it.
-        pub fn pull(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
-        let _lock = self.lock(false)?;
-        let pulled = pull::pull(&self.store, reference, opts)?;
+    /// [`ImageRoot::pull_async`] on a current-thread runtime built for this
+    /// call, for a synchronous caller (see [`pull::pull`]).
+    pub fn pull(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
+        pull::runtime(reference)?.block_on(self.pull_async(reference, opts))
+    }
+
+    /// Pull `reference` (blobs into the store), unpack its layers, and record
+    /// it, on the caller's tokio runtime (current-thread or multi-threaded).
+    /// The root's shared lock is held throughout, so that a prune (in any
+    /// process) waits; it is taken, and the layers unpacked and the image
+    /// recorded, on the blocking pool.
+    pub async fn pull_async(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
+        let root = self.root.clone();
+        let _lock = blocking(format!("lock image root {}", root.display()), move || lock_root(&root, false)).await?;
+        let pulled = pull::pull_async(&self.store, reference, opts).await?;
         if pulled.diff_ids.len() != pulled.layers.len() {
             return Err(Error::Mismatch {
                 what: format!("layers of {reference}: the config's rootfs.diff_ids"),
@@ -109,46 +116,35 @@ impl ImageRoot {
                 actual: pulled.diff_ids.len().to_string(),
             });
         }
-        let chains = chain_ids(&pulled.diff_ids);
-        // Each layer unpacks into a directory of its own (overlayfs stacks them), so they unpack in
-        // parallel, as many at once as there are CPUs.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pulled.layers.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let work = || -> Result<()> {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(l) = pulled.layers.get(i) else { return Ok(()) };
-                    let parent = i.checked_sub(1).map(|p| &chains[p]);
-                    self.layers.unpack(&self.store, &l.digest, &l.media_type, &pulled.diff_ids[i], &chains[i], parent)?;
-                }
+        let (store, layers, images) = (self.store.clone(), self.layers.clone(), self.images.clone());
+        let name = reference.to_string();
+        blocking(format!("unpack and record image {name}"), move || {
+            let chains = chain_ids(&pulled.diff_ids);
+            unpack_layers(&store, &layers, &pulled, &chains)?;
+            let layers = pulled
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Layer {
+                    digest: l.digest.clone(),
+                    media_type: l.media_type.clone(),
+                    size: l.size,
+                    diff_id: pulled.diff_ids[i].clone(),
+                    chain: chains[i].clone(),
+                })
+                .collect();
+            let image = Image {
+                name,
+                manifest: pulled.manifest_digest,
+                index: pulled.index_digest,
+                config: pulled.config_digest,
+                layers,
+                pulled: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
-            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-        });
-        results.into_iter().collect::<Result<()>>()?;
-        let layers = pulled
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| Layer {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                size: l.size,
-                diff_id: pulled.diff_ids[i].clone(),
-                chain: chains[i].clone(),
-            })
-            .collect();
-        let image = Image {
-            name: reference.to_string(),
-            manifest: pulled.manifest_digest,
-            index: pulled.index_digest,
-            config: pulled.config_digest,
-            layers,
-            pulled: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        self.images.put(&image)?;
-        Ok(image)
+            images.put(&image)?;
+            Ok(image)
+        })
+        .await
     }
 
     /// The images a user means by `what`: a reference (normalised as
@@ -247,11 +243,12 @@ impl ImageRoot {
                 pruned.bytes += size;
             }
         }
-        // What writers killed midway left: blobs being ingested and layers being unpacked. Every
-        // writer holds the shared lock, so under the exclusive one none of these is in use.
+        // What writers killed midway left: blobs being ingested, layers being unpacked, image records
+        // being written. Every writer holds the shared lock, so under the exclusive one none is in use.
         for (dir, leftover) in [
             (self.root.join("ingest"), (|_: &str| true) as fn(&str) -> bool),
             (self.root.join("layers"), |n: &str| n.starts_with('.') && n.ends_with(".tmp")),
+            (self.root.join("images"), |n: &str| n.ends_with(".tmp")),
         ] {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
@@ -402,6 +399,36 @@ impl ImageRoot {
     }
 }
 
+/// Take `<root>/lock`, shared or exclusive (see the module's doc), waiting for it.
+fn lock_root(root: &Path, exclusive: bool) -> Result<Flock<File>> {
+    let path = root.join("lock");
+    let file =
+        File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
+    let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
+    Flock::lock(file, arg).map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
+}
+
+/// Unpack the pulled layers (with their `chains`). Each layer unpacks into a
+/// directory of its own (overlayfs stacks them), so they unpack in parallel,
+/// as many at once as there are CPUs.
+fn unpack_layers(store: &Store, layers: &Layers, pulled: &Pulled, chains: &[Digest]) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pulled.layers.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let work = || -> Result<()> {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(l) = pulled.layers.get(i) else { return Ok(()) };
+                let parent = i.checked_sub(1).map(|p| &chains[p]);
+                layers.unpack(store, &l.digest, &l.media_type, &pulled.diff_ids[i], &chains[i], parent)?;
+            }
+        };
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    results.into_iter().collect()
+}
+
 /// Remove container `id`'s bundle and snapshot under the image root `root`
 /// (unmounting its rootfs), as `delete` does: see
 /// [`libcontainer::image_bundle::remove`].
@@ -495,10 +522,11 @@ mod tests {
         std::fs::write(root.join("ingest/sha256-00.tmp"), b"half a blob").unwrap();
         std::fs::create_dir_all(root.join("layers/.abc.tmp/fs/etc")).unwrap();
         std::fs::create_dir_all(root.join("layers/keep")).unwrap();
+        std::fs::write(root.join("images/0123.json.42-0.tmp"), b"{").unwrap();
         let unused = Digest::sha256_of(b"unused");
         images.store.put(&unused, b"unused").unwrap();
         let pruned = images.prune().unwrap();
-        assert_eq!((pruned.blobs, pruned.leftovers), (1, 2), "{pruned:?}");
+        assert_eq!((pruned.blobs, pruned.leftovers), (1, 3), "{pruned:?}");
         assert!(std::fs::read_dir(root.join("ingest")).unwrap().next().is_none());
         assert!(!root.join("layers/.abc.tmp").exists());
         assert!(root.join("layers/keep").exists(), "only leftovers go");
