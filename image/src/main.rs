@@ -5,7 +5,7 @@
 //! runs `roci-image bundle ...`, so that `roci`, which starts every
 //! container, links no HTTP client, TLS stack, async runtime or image
 //! format code: its resident set is mostly its own code, and stays as small
-//! as the runtime alone. The library underneath, `libcontainer::image`, is
+//! as the runtime alone. The library underneath, `libimage`, is
 //! what the CRI server calls in-process.
 
 use std::io::Write;
@@ -14,12 +14,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use libcontainer::image::convert::Overrides;
-use libcontainer::image::images::Image;
-use libcontainer::image::manager::{ImageRoot, DEFAULT_ROOT};
-use libcontainer::image::pull::{Platform, PullOptions};
-use libcontainer::image::reference::Reference;
-use libcontainer::image::registries::Registries;
+use libimage::convert::Overrides;
+use libimage::images::Image;
+use libimage::manager::{ImageRoot, DEFAULT_ROOT};
+use libimage::pull::{Platform, PullOptions};
+use libimage::reference::Reference;
+use libimage::registries::Registries;
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -290,7 +290,7 @@ fn make_bundle(images: &ImageRoot, b: &Bundle) -> Result<PathBuf> {
     };
     // Without --cgroup-parent the container goes under roci's own parent, not the caller's cgroup (see
     // DEFAULT_CGROUP_PARENT); `--cgroup-parent ""` asks for runc's way (no cgroupsPath: the caller's cgroup).
-    let parent = b.cgroup_parent.as_deref().unwrap_or(libcontainer::image::DEFAULT_CGROUP_PARENT);
+    let parent = b.cgroup_parent.as_deref().unwrap_or(libimage::DEFAULT_CGROUP_PARENT);
     let cgroups_path = (!parent.is_empty()).then(|| format!("{}/{}", parent.trim_end_matches('/'), b.id));
     Ok(images.make_bundle(&b.id, &image, libcontainer::template::config(false), &ov, cgroups_path.as_deref())?)
 }

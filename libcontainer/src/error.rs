@@ -7,7 +7,7 @@ pub enum Error {
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::Error),
     #[error(transparent)]
-    Image(#[from] crate::image::Error),
+    ImageBundle(#[from] crate::image_bundle::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -13,8 +13,10 @@
 //! - [`process`]: the container's init, and the channel between it and the runtime.
 //! - [`rootfs`]: mounts, devices, pivot_root, masked and read-only paths.
 //! - [`cgroups`]: a manager per cgroup version.
-//! - [`image`]: the content store, pulls from registries (feature `pull`), layer unpacking,
-//!   overlay snapshots, and image configs turned into config.json.
+//! - [`image_bundle`]: removing the bundle and snapshot of a container made from an image with
+//!   the container. Images themselves (content store, pulls, unpacking, snapshots, image configs
+//!   turned into config.json) are the `libimage` crate's, which builds on this one: the runtime
+//!   links no async runtime, TLS or registry client.
 //! - [`template`]: runc's default config.json.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`attrs`]: scheduler, I/O priority, CPU affinity, personality and memory policy of the container's processes.
@@ -31,7 +33,7 @@ pub mod criu;
 pub mod error;
 pub mod features;
 pub mod hooks;
-pub mod image;
+pub mod image_bundle;
 pub mod intelrdt;
 pub mod lsm;
 pub mod mountinfo;

@@ -27,7 +27,7 @@ pub struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Directory of images, their layers and the bundles of containers run from them
-    #[arg(long = "image-root", global = true, default_value = libcontainer::image::manager::DEFAULT_ROOT)]
+    #[arg(long = "image-root", global = true, default_value = libcontainer::image_bundle::DEFAULT_ROOT)]
     pub image_root: PathBuf,
     /// CRIU binary for checkpoint and restore [default: criu in PATH]
     #[arg(long, global = true)]

@@ -87,7 +87,7 @@ pub fn make_bundle(root: &Path, id: &str, flags: &ImageFlags, command: &[String]
 
 /// Undo [`make_bundle`] after a create that failed before the container existed.
 pub fn remove_bundle(root: &Path, id: &str) {
-    if let Err(e) = libcontainer::image::manager::remove_bundle(root, id) {
+    if let Err(e) = libcontainer::image_bundle::remove(root, id) {
         tracing::warn!(error = %e, id, "remove the bundle of a container that was not created");
     }
 }

@@ -335,7 +335,7 @@ fn image_credentials_reach_the_registry() {
 /// digest twice in the manifest (as old Docker images repeat their empty layer), tagged `latest`;
 /// returns the manifest's digest.
 fn repeated_layer_layout(layout: &Path) -> String {
-    use libcontainer::image::digest::Digest;
+    use libimage::digest::Digest;
     let src = &image::busybox().oci_layout;
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();

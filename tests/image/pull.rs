@@ -1,16 +1,16 @@
-//! `libcontainer::image::pull` against a private docker-registry: OCI and Docker v2s2 manifests,
+//! `libimage::pull` against a private docker-registry: OCI and Docker v2s2 manifests,
 //! gzip and zstd layers, pinned digests, basic auth, a two-platform index, mirrors, tampered
 //! content, and a second pull that downloads nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use libcontainer::image::digest::Digest;
-use libcontainer::image::pull::{self, Platform, PullOptions, Pulled};
-use libcontainer::image::reference::Reference;
-use libcontainer::image::registries::Registries;
-use libcontainer::image::store::Store;
-use libcontainer::image::Error;
+use libimage::digest::Digest;
+use libimage::pull::{self, Platform, PullOptions, Pulled};
+use libimage::reference::Reference;
+use libimage::registries::Registries;
+use libimage::store::Store;
+use libimage::Error;
 use roci_integration::image::busybox;
 use roci_integration::registry::{Push, Registry};
 use serde_json::{json, Value};

@@ -99,13 +99,13 @@ fn remove_half_made(intent: &Intent) -> Result<()> {
 /// snapshot with it. The annotation alone is not trusted: the bundle must be
 /// the one the image root made for this id.
 fn remove_image_bundle(id: &str, bundle: &Path, annotations: &BTreeMap<String, String>) -> Result<()> {
-    use crate::image::manager::{remove_bundle, ANNOTATION_ROOT};
+    use crate::image_bundle::{bundle_dir, remove, ANNOTATION_ROOT};
     let Some(root) = annotations.get(ANNOTATION_ROOT) else {
         return Ok(());
     };
     let root = Path::new(root);
-    if bundle != root.join("bundles").join(id) {
+    if bundle != bundle_dir(root, id) {
         return Ok(());
     }
-    Ok(remove_bundle(root, id)?)
+    Ok(remove(root, id)?)
 }

@@ -85,7 +85,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Image(#[from] crate::image::Error),
+    ImageBundle(#[from] crate::image_bundle::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

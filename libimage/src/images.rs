@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::Digest;
-use super::{create_dir_all, write_atomic, Error, Result};
+use crate::digest::Digest;
+use crate::{create_dir_all, write_atomic, Error, Result};
 
 /// One pulled image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -66,6 +66,7 @@ impl Image {
 }
 
 /// The records under `<root>/images`.
+#[derive(Clone, Debug)]
 pub struct Images {
     dir: PathBuf,
 }
@@ -116,7 +117,7 @@ impl Images {
     pub fn remove(&self, name: &str) -> Result<bool> {
         let path = self.path(name);
         match std::fs::remove_file(&path) {
-            Ok(()) => super::sync_dir(&self.dir).map(|_| true),
+            Ok(()) => crate::sync_dir(&self.dir).map(|_| true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io("remove image record", path, e)),
         }

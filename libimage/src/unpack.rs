@@ -35,9 +35,9 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Digest, Hasher};
-use super::store::Store;
-use super::{create_dir_all, sync_dir, write_atomic, Error, PathLock, Result};
+use crate::digest::{Digest, Hasher};
+use crate::store::Store;
+use crate::{create_dir_all, sync_dir, write_atomic, Error, PathLock, Result};
 
 /// OCI chain IDs: `chain[0] = diff[0]`, `chain[i] = sha256("<chain[i-1]> <diff[i]>")`.
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::reference::{Reference, DOCKER_HUB};
-use super::Error;
+use crate::reference::{Reference, DOCKER_HUB};
+use crate::Error;
 
 /// Where `roci` looks for registries.json when no path is given.
 pub const DEFAULT_CONFIG: &str = "/etc/roci/registries.json";

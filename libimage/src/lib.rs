@@ -1,5 +1,18 @@
-//! Images: the content store, pulling from registries, unpacking layers,
-//! and the copy-on-write snapshots containers run on.
+//! libimage: roci's images. The content store, pulls from registries,
+//! unpacking layers, the copy-on-write snapshots containers run on, and image
+//! configurations turned into a container's `config.json`; used by the
+//! `roci-image` binary (and the CRI server), never by `roci` itself, which
+//! links no async runtime, TLS or registry client. The kernel work (the
+//! overlay mount, path resolution inside a rootfs) goes through
+//! libcontainer, as does removing a container's bundle on `delete`
+//! (`libcontainer::image_bundle`, which owns the `bundles/` and
+//! `snapshots/<id>` layout below).
+//!
+//! Pulls are async ([`pull::pull_async`], [`manager::ImageRoot::pull_async`])
+//! and run on any tokio runtime, current-thread or multi-threaded: no lock is
+//! waited for, and no file written, on a runtime thread (see [`store`]).
+//! Everything else is synchronous; an async caller runs it with
+//! `spawn_blocking`.
 //!
 //! Layout under the image root (default `/var/lib/roci`):
 //! ```text
@@ -13,20 +26,21 @@
 //! images/<name-hex>.json      an image reference → manifest digest, config digest, chain IDs (images.rs)
 //! snapshots/<id>/{upper,work} a container's writable layer and overlay work dir (snapshot.rs)
 //! snapshots/<id>/meta.json    the chain IDs the snapshot stacks, so pruning can see what is in use (snapshot.rs)
+//! bundles/<id>/               the bundle of a container run from an image (manager.rs)
 //! ```
 //! Every file that other commands read is written to a temp file, fsync'd and
 //! renamed, so a crash at any point leaves either the old or the new content.
 //! Lock files are removed by their holder; a waiter that finds the file it
 //! locked unlinked or replaced tries again (see [`PathLock`]).
 
+#![deny(unsafe_code)]
+
 pub mod convert;
 pub mod digest;
 pub mod images;
 pub mod manager;
-#[cfg(feature = "pull")]
 pub mod pull;
 pub mod reference;
-#[cfg(feature = "pull")]
 pub mod registries;
 pub mod snapshot;
 pub mod store;
@@ -89,9 +103,16 @@ pub enum Error {
     /// A credentials file (registries.json `auths`, auth.json, ~/.docker/config.json) is unusable.
     #[error("read registry credentials from {path}: {reason}")]
     AuthFile { path: PathBuf, reason: String },
+    /// Removing a container's bundle (and its snapshot) failed.
+    #[error(transparent)]
+    Bundle(#[from] libcontainer::image_bundle::Error),
     /// An image configuration that cannot be made into a container's config.
     #[error(transparent)]
     Convert(#[from] convert::Error),
+    /// Work handed to the blocking thread pool did not finish (it panicked, or
+    /// the async runtime is shutting down).
+    #[error("{op}: the blocking task failed: {reason}")]
+    Blocking { op: String, reason: String },
     /// Pulling part of an image failed: "pull {object} of {reference} from {registry}: {reason}".
     #[error("pull {object} of {reference} from {registry}: {reason}")]
     Pull { reference: String, registry: String, object: String, reason: String },
@@ -168,12 +189,16 @@ impl Drop for PathLock {
 }
 
 /// Write `data` to `path` atomically: a temp file beside it, fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory. The temp file's name is the writer's own
+/// (`<name>.<pid>-<n>.tmp`): two pulls of one image, in one process or two,
+/// write its record at the same time.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
+    name.push(format!(".{}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(name);
     let result = (|| {
         let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
@@ -186,6 +211,16 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Run blocking work (file I/O, waiting for a `flock`, a helper process) on
+/// tokio's blocking pool, so that no runtime thread waits for it.
+pub(crate) async fn blocking<T, F>(op: String, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Blocking { op, reason: e.to_string() })?
 }
 
 /// fsync a directory, making renames and creations in it durable.

@@ -8,8 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::digest::Digest;
-use super::Error;
+use crate::digest::Digest;
+use crate::Error;
 
 /// Docker Hub's name in references.
 pub const DOCKER_HUB: &str = "docker.io";

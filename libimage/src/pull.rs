@@ -12,14 +12,15 @@
 //! that still fails (a mirror that is down, lacks the image, or serves bad content) is skipped for
 //! the next, and the error of the last endpoint is returned.
 //!
-//! The library has no global async runtime: [`pull_async`] runs on the caller's tokio runtime
-//! (the CRI server's), and [`pull`] builds a current-thread runtime for the duration of one pull.
-//! Store writes are synchronous: they go to the page cache, and a writer of the same blob in
-//! another process waits on the store's lock.
+//! The library has no global async runtime: [`pull_async`] runs on the caller's tokio runtime,
+//! current-thread or multi-threaded (the CRI server's), and [`pull`] builds a current-thread
+//! runtime for the duration of one pull. Nothing blocks a runtime thread: blobs are written, hashed
+//! and committed on the blocking pool, a second writer of a blob waits asynchronously for the
+//! first (see [`crate::store`]), and credential helpers run there too.
 
 use std::fmt;
 use std::future::Future;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
@@ -29,11 +30,11 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use serde::Deserialize;
 
-use super::digest::{Digest, Hasher};
-use super::reference::Reference;
-use super::registries::{Endpoint, Registries, Scheme};
-use super::store::{Ingest, Store};
-use super::Error;
+use crate::digest::{Digest, Hasher};
+use crate::reference::Reference;
+use crate::registries::{Credentials, Endpoint, Registries, Scheme};
+use crate::store::Store;
+use crate::{blocking, Error};
 
 pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -253,13 +254,18 @@ fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Result<&
 /// The runtime's threads (the blocking pool used for DNS lookups) are joined before this
 /// returns, so a single-threaded caller is single-threaded again afterwards.
 pub fn pull(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<Pulled, Error> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Pull {
+    runtime(reference)?.block_on(pull_async(store, reference, opts))
+}
+
+/// A current-thread runtime for one synchronous pull of `reference`. Dropping
+/// it waits for the tasks it started on the blocking pool.
+pub(crate) fn runtime(reference: &Reference) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Pull {
         reference: reference.to_string(),
         registry: reference.registry.clone(),
         object: "image".into(),
         reason: format!("build async runtime: {e}"),
-    })?;
-    rt.block_on(pull_async(store, reference, opts))
+    })
 }
 
 /// Pulls `reference` into `store`: its mirrors first, then its registry.
@@ -292,7 +298,7 @@ enum Failure {
     /// The registry's side: the request, the connection, or the content.
     Remote { transient: bool, reason: String },
     /// Writing to the store.
-    Store(std::io::Error),
+    Store(Error),
 }
 
 /// One endpoint's pull, with errors that name the reference, the endpoint and the object.
@@ -346,7 +352,7 @@ impl Ctx<'_> {
             }
             None => Digest::sha256_of(&body),
         };
-        match self.store.put(&actual, &body) {
+        match self.store.put_async(&actual, body.clone()).await {
             Ok(()) => Ok((body.to_vec(), actual)),
             Err(Error::Mismatch { expected, actual: got, .. }) => {
                 Err(self.err(&object, format!("content does not match: expected {expected}, got {got}")))
@@ -355,27 +361,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// [`Store::ingest`] on a blocking thread. It waits for the blob's per-digest `flock` while
-    /// another writer (another pull of the same blob) holds it; waiting in place would stall
-    /// every download of this single-threaded runtime, and the holder itself if it is one of
-    /// them (the hang of a manifest that lists one layer twice, issue 10).
-    async fn ingest(&self, object: &str, d: &Descriptor) -> Result<Option<Ingest>, Error> {
-        if self.store.has(&d.digest) {
-            return Ok(None);
-        }
-        let (store, digest, size) = (self.store.clone(), d.digest.clone(), d.size);
-        tokio::task::spawn_blocking(move || store.ingest(&digest, Some(size)))
-            .await
-            .map_err(|e| self.err(object, format!("wait for the blob's lock: {e}")))?
-    }
-
     /// Streams blob `d` into the store unless it is there already; retried as a whole.
     async fn blob(&self, what: &str, d: &Descriptor, show: bool) -> Result<(), Error> {
         let object = format!("{what} {}", d.digest);
         let bar = if show { self.progress.bar(&d.digest, d.size) } else { None };
         let mut delay = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let Some(mut ingest) = self.ingest(&object, d).await? else {
+            // A second download of the digest (another pull in this process or another) waits
+            // here for the first, and then finds the blob present.
+            let Some(mut ingest) = self.store.ingest_async(&d.digest, Some(d.size)).await? else {
                 if let Some(b) = &bar {
                     b.finish_with_message("already present");
                 }
@@ -398,13 +392,14 @@ impl Ctx<'_> {
                         transient: !e.get_ref().is_some_and(|i| i.is::<DigestError>()),
                         reason: e.to_string(),
                     })?;
-                    ingest.write_all(&chunk).map_err(|e| match e.kind() {
+                    let len = chunk.len() as u64;
+                    ingest.write(chunk).await.map_err(|e| match e {
                         // More bytes than the descriptor's size: the registry's fault.
-                        std::io::ErrorKind::InvalidData => Failure::Remote { transient: false, reason: e.to_string() },
-                        _ => Failure::Store(e),
+                        Error::Mismatch { .. } => Failure::Remote { transient: false, reason: e.to_string() },
+                        e => Failure::Store(e),
                     })?;
                     if let Some(b) = &bar {
-                        b.inc(chunk.len() as u64);
+                        b.inc(len);
                     }
                 }
                 Ok(())
@@ -412,7 +407,7 @@ impl Ctx<'_> {
             .await;
             let err = match result {
                 Ok(()) => {
-                    return match ingest.commit() {
+                    return match ingest.commit().await {
                         Ok(()) => {
                             if let Some(b) = &bar {
                                 b.finish_with_message("done");
@@ -434,7 +429,7 @@ impl Ctx<'_> {
                 }
                 Err(Failure::Remote { reason, .. }) => self.err(&object, reason),
                 // Not the endpoint's fault: no other endpoint is tried.
-                Err(Failure::Store(e)) => Error::io(format!("write blob {}", d.digest), self.store.root().join("ingest"), e),
+                Err(Failure::Store(e)) => e,
             };
             if let Some(b) = &bar {
                 b.abandon_with_message("failed");
@@ -458,7 +453,7 @@ async fn pull_from(
             let registry = if endpoint.mirror { &endpoint.host } else { &reference.registry };
             match opts.registries.credentials(registry, &endpoint.repository) {
                 Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-                None => match opts.registries.helper_credentials(registry)? {
+                None => match helper_credentials(&opts.registries, registry).await? {
                     Some(c) => RegistryAuth::Basic(c.username, c.password),
                     None => RegistryAuth::Anonymous,
                 },
@@ -490,7 +485,7 @@ async fn pull_from(
     };
 
     ctx.blob("config", &config, false).await?;
-    let config_bytes = store.read(&config.digest)?;
+    let config_bytes = store.read_async(&config.digest).await?;
     let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| ctx.err(format!("config {}", config.digest), format!("malformed: {e}")))?;
     if image_config.rootfs.diff_ids.len() != layers.len() {
@@ -518,6 +513,12 @@ async fn pull_from(
         diff_ids: image_config.rootfs.diff_ids,
         size,
     })
+}
+
+/// [`Registries::helper_credentials`] on the blocking pool: it runs the helper and waits for it.
+async fn helper_credentials(registries: &Registries, registry: &str) -> Result<Option<Credentials>, Error> {
+    let (registries, registry) = (registries.clone(), registry.to_owned());
+    blocking(format!("ask the credential helper for {registry}"), move || registries.helper_credentials(&registry)).await
 }
 
 fn client(endpoint: &Endpoint) -> Result<Client, OciDistributionError> {
@@ -633,6 +634,8 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn digest(n: u8) -> String {
@@ -762,15 +765,15 @@ mod tests {
         }
     }
 
-    /// A registry on a thread that fails each path's first requests: `503` then `429` for
-    /// manifests and the config, a body cut short for the layer.
+    /// A registry on a thread that, when `flaky`, fails each path's first requests: `503` then
+    /// `429` for manifests and the config, a body cut short for the `truncate` path.
     struct FlakyRegistry {
         port: u16,
         hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
     }
 
     impl FlakyRegistry {
-        fn start(routes: std::collections::HashMap<String, (String, Vec<u8>)>, truncate: String) -> FlakyRegistry {
+        fn start(routes: std::collections::HashMap<String, (String, Vec<u8>)>, truncate: String, flaky: bool) -> FlakyRegistry {
             use std::io::{BufRead, BufReader};
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port();
@@ -806,11 +809,11 @@ mod tests {
                     };
                     let out = match routes.get(&path) {
                         _ if path == "/v2/" => reply("200 OK", "application/json", 2, b"{}"),
-                        Some((_, body)) if path == truncate && n == 1 => {
+                        Some((_, body)) if flaky && path == truncate && n == 1 => {
                             reply("200 OK", "application/octet-stream", body.len(), &body[..body.len() / 2])
                         }
-                        Some(_) if path != truncate && n == 1 => reply("503 Service Unavailable", "text/plain", 0, b""),
-                        Some(_) if path != truncate && n == 2 => reply("429 Too Many Requests", "text/plain", 0, b""),
+                        Some(_) if flaky && path != truncate && n == 1 => reply("503 Service Unavailable", "text/plain", 0, b""),
+                        Some(_) if flaky && path != truncate && n == 2 => reply("429 Too Many Requests", "text/plain", 0, b""),
                         Some((ct, body)) => reply("200 OK", ct, body.len(), body),
                         None => reply("404 Not Found", "text/plain", 0, b""),
                     };
@@ -834,9 +837,18 @@ mod tests {
     }
 
     fn test_image(layer: Vec<u8>, layer_media_type: &str, diff_id: u8) -> TestImage {
+        test_image_listing(layer, layer_media_type, vec![digest(diff_id)])
+    }
+
+    /// An image whose manifest lists `layer` once per diff ID.
+    fn test_image_listing(layer: Vec<u8>, layer_media_type: &str, diff_ids: Vec<String>) -> TestImage {
         let layer_digest = Digest::sha256_of(&layer);
+        let listed: Vec<_> = diff_ids
+            .iter()
+            .map(|_| serde_json::json!({"mediaType": layer_media_type, "digest": layer_digest, "size": layer.len()}))
+            .collect();
         let config = serde_json::json!({"architecture": "amd64", "os": "linux",
-                                        "rootfs": {"type": "layers", "diff_ids": [digest(diff_id)]}})
+                                        "rootfs": {"type": "layers", "diff_ids": diff_ids}})
         .to_string()
         .into_bytes();
         let config_digest = Digest::sha256_of(&config);
@@ -844,7 +856,7 @@ mod tests {
             "schemaVersion": 2,
             "mediaType": MEDIA_TYPE_OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-            "layers": [{"mediaType": layer_media_type, "digest": layer_digest, "size": layer.len()}],
+            "layers": listed,
         })
         .to_string()
         .into_bytes();
@@ -864,7 +876,7 @@ mod tests {
         let manifest_path = "/v2/test/img/manifests/v1".to_string();
         let config_path = format!("/v2/test/img/blobs/{config_digest}");
         let layer_path = format!("/v2/test/img/blobs/{layer_digest}");
-        let server = FlakyRegistry::start(routes, layer_path.clone());
+        let server = FlakyRegistry::start(routes, layer_path.clone(), true);
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
 
@@ -970,5 +982,69 @@ mod tests {
         let blobs: Vec<&String> = requests.iter().filter(|r| r.contains("/blobs/") && r.ends_with("Bearer tok-123")).collect();
         assert_eq!(blobs.len(), 2, "{requests:?}");
         assert!(!requests.iter().any(|r| r.starts_with("/v2/") && r.contains("Basic ")), "{requests:?}");
+    }
+
+    /// A manifest that lists one layer twice (as old Docker images repeat their empty layer),
+    /// pulled twice at once into one image root, on `rt`: both pulls succeed, the blob is stored
+    /// once, and both chain IDs are unpacked from it. Two downloads of one blob must wait for
+    /// each other without holding a runtime thread (issue 10 hung a current-thread runtime).
+    fn repeated_layer_pulls(rt: tokio::runtime::Runtime) {
+        use crate::manager::ImageRoot;
+        use crate::unpack::tests::Tar;
+        let tar = Tar::new().file("etc/hello", b"hi").finish();
+        let diff = Digest::sha256_of(&tar).to_string();
+        let TestImage { layer_digest, routes, .. } =
+            test_image_listing(tar, "application/vnd.oci.image.layer.v1.tar", vec![diff.clone(), diff]);
+        let server = FlakyRegistry::start(routes, String::new(), false);
+        let root = tempfile::tempdir().unwrap();
+        let images = std::sync::Arc::new(ImageRoot::open(root.path()).unwrap());
+        let reference = Reference::parse(&format!("127.0.0.1:{}/test/img:v1", server.port)).unwrap();
+        let pulls: Vec<_> = (0..2)
+            .map(|_| {
+                let (images, reference) = (images.clone(), reference.clone());
+                rt.spawn(async move { images.pull_async(&reference, &PullOptions::default()).await })
+            })
+            .collect();
+        let done = rt.block_on(async {
+            let mut out = Vec::new();
+            for p in pulls {
+                out.push(tokio::time::timeout(Duration::from_secs(60), p).await.expect("pull hangs").unwrap());
+            }
+            out
+        });
+        for image in done {
+            let image = image.unwrap();
+            assert_eq!(image.layers.len(), 2);
+            assert!(image.layers.iter().all(|l| l.digest == layer_digest));
+            assert_ne!(image.layers[0].chain, image.layers[1].chain);
+            for l in &image.layers {
+                assert_eq!(std::fs::read(images.layers.fs_path(&l.chain).join("etc/hello")).unwrap(), b"hi");
+            }
+        }
+        assert!(images.store.has(&layer_digest));
+        assert_eq!(server.hits(&format!("/v2/test/img/blobs/{layer_digest}")), 1, "the layer is downloaded once");
+        assert!(std::fs::read_dir(root.path().join("ingest")).unwrap().next().is_none(), "nothing left in ingest/");
+    }
+
+    #[test]
+    fn repeated_layer_current_thread() {
+        repeated_layer_pulls(tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
+    }
+
+    #[test]
+    fn repeated_layer_multi_thread() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        repeated_layer_pulls(rt);
+    }
+
+    /// The CRI server spawns image pulls as tasks of a multi-threaded runtime.
+    #[test]
+    fn image_pull_async_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let root = tempfile::tempdir().unwrap();
+        let images = crate::manager::ImageRoot::open(root.path()).unwrap();
+        let reference = Reference::parse("busybox").unwrap();
+        let opts = PullOptions::default();
+        assert_send(&images.pull_async(&reference, &opts));
     }
 }

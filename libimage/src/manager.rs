@@ -25,25 +25,19 @@ use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::ImageConfiguration;
 use serde_json::Value;
 
-use super::convert::{self, Overrides};
-use super::digest::Digest;
-#[cfg(feature = "pull")]
-use super::images::Layer;
-use super::images::{Image, Images};
-#[cfg(feature = "pull")]
-use super::pull::{self, PullOptions};
-use super::reference::Reference;
-use super::snapshot::Snapshots;
-use super::store::Store;
-#[cfg(feature = "pull")]
-use super::unpack::chain_ids;
-use super::unpack::Layers;
-use super::{create_dir_all, write_atomic, Error, Result};
+use crate::convert::{self, Overrides};
+use crate::digest::Digest;
+use crate::images::Layer;
+use crate::images::{Image, Images};
+use crate::pull::{self, PullOptions, Pulled};
+use crate::reference::Reference;
+use crate::snapshot::Snapshots;
+use crate::store::Store;
+use crate::unpack::chain_ids;
+use crate::unpack::Layers;
+use crate::{blocking, create_dir_all, write_atomic, Error, Result};
 
-/// The image root when none is given.
-pub const DEFAULT_ROOT: &str = "/var/lib/roci";
-/// The annotation that marks a container made from an image: its value is the image root.
-pub const ANNOTATION_ROOT: &str = "dev.roci.image.root";
+pub use libcontainer::image_bundle::{ANNOTATION_ROOT, DEFAULT_ROOT};
 /// The annotation naming the image a container was made from.
 pub const ANNOTATION_IMAGE: &str = "dev.roci.image.name";
 
@@ -97,18 +91,24 @@ impl ImageRoot {
     }
 
     fn lock(&self, exclusive: bool) -> Result<Flock<File>> {
-        let path = self.root.join("lock");
-        let file =
-            File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
-        let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
-        Flock::lock(file, arg).map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
+        lock_root(&self.root, exclusive)
     }
 
-    /// Pull `reference` (blobs into the store), unpack its layers, and record it.
-    #[cfg(feature = "pull")]
+    /// [`ImageRoot::pull_async`] on a current-thread runtime built for this
+    /// call, for a synchronous caller (see [`pull::pull`]).
     pub fn pull(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
-        let _lock = self.lock(false)?;
-        let pulled = pull::pull(&self.store, reference, opts)?;
+        pull::runtime(reference)?.block_on(self.pull_async(reference, opts))
+    }
+
+    /// Pull `reference` (blobs into the store), unpack its layers, and record
+    /// it, on the caller's tokio runtime (current-thread or multi-threaded).
+    /// The root's shared lock is held throughout, so that a prune (in any
+    /// process) waits; it is taken, and the layers unpacked and the image
+    /// recorded, on the blocking pool.
+    pub async fn pull_async(&self, reference: &Reference, opts: &PullOptions) -> Result<Image> {
+        let root = self.root.clone();
+        let _lock = blocking(format!("lock image root {}", root.display()), move || lock_root(&root, false)).await?;
+        let pulled = pull::pull_async(&self.store, reference, opts).await?;
         if pulled.diff_ids.len() != pulled.layers.len() {
             return Err(Error::Mismatch {
                 what: format!("layers of {reference}: the config's rootfs.diff_ids"),
@@ -116,46 +116,35 @@ impl ImageRoot {
                 actual: pulled.diff_ids.len().to_string(),
             });
         }
-        let chains = chain_ids(&pulled.diff_ids);
-        // Each layer unpacks into a directory of its own (overlayfs stacks them), so they unpack in
-        // parallel, as many at once as there are CPUs.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pulled.layers.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let work = || -> Result<()> {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(l) = pulled.layers.get(i) else { return Ok(()) };
-                    let parent = i.checked_sub(1).map(|p| &chains[p]);
-                    self.layers.unpack(&self.store, &l.digest, &l.media_type, &pulled.diff_ids[i], &chains[i], parent)?;
-                }
+        let (store, layers, images) = (self.store.clone(), self.layers.clone(), self.images.clone());
+        let name = reference.to_string();
+        blocking(format!("unpack and record image {name}"), move || {
+            let chains = chain_ids(&pulled.diff_ids);
+            unpack_layers(&store, &layers, &pulled, &chains)?;
+            let layers = pulled
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Layer {
+                    digest: l.digest.clone(),
+                    media_type: l.media_type.clone(),
+                    size: l.size,
+                    diff_id: pulled.diff_ids[i].clone(),
+                    chain: chains[i].clone(),
+                })
+                .collect();
+            let image = Image {
+                name,
+                manifest: pulled.manifest_digest,
+                index: pulled.index_digest,
+                config: pulled.config_digest,
+                layers,
+                pulled: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
-            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-        });
-        results.into_iter().collect::<Result<()>>()?;
-        let layers = pulled
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| Layer {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                size: l.size,
-                diff_id: pulled.diff_ids[i].clone(),
-                chain: chains[i].clone(),
-            })
-            .collect();
-        let image = Image {
-            name: reference.to_string(),
-            manifest: pulled.manifest_digest,
-            index: pulled.index_digest,
-            config: pulled.config_digest,
-            layers,
-            pulled: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        self.images.put(&image)?;
-        Ok(image)
+            images.put(&image)?;
+            Ok(image)
+        })
+        .await
     }
 
     /// The images a user means by `what`: a reference (normalised as
@@ -254,11 +243,12 @@ impl ImageRoot {
                 pruned.bytes += size;
             }
         }
-        // What writers killed midway left: blobs being ingested and layers being unpacked. Every
-        // writer holds the shared lock, so under the exclusive one none of these is in use.
+        // What writers killed midway left: blobs being ingested, layers being unpacked, image records
+        // being written. Every writer holds the shared lock, so under the exclusive one none is in use.
         for (dir, leftover) in [
             (self.root.join("ingest"), (|_: &str| true) as fn(&str) -> bool),
             (self.root.join("layers"), |n: &str| n.starts_with('.') && n.ends_with(".tmp")),
+            (self.root.join("images"), |n: &str| n.ends_with(".tmp")),
         ] {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
@@ -315,7 +305,7 @@ impl ImageRoot {
 
     /// Where the bundle of container `id` lives.
     pub fn bundle_path(&self, id: &str) -> PathBuf {
-        self.root.join("bundles").join(id)
+        libcontainer::image_bundle::bundle_dir(&self.root, id)
     }
 
     /// Make the bundle of container `id` from `image`: the snapshot mounted
@@ -330,7 +320,7 @@ impl ImageRoot {
         ov: &Overrides,
         cgroups_path: Option<&str>,
     ) -> Result<PathBuf> {
-        crate::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
+        libcontainer::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
         let _lock = self.lock(false)?;
         let bundle = self.bundle_path(id);
         create_dir_all(&self.root.join("bundles"))?;
@@ -409,32 +399,48 @@ impl ImageRoot {
     }
 }
 
+/// Take `<root>/lock`, shared or exclusive (see the module's doc), waiting for it.
+fn lock_root(root: &Path, exclusive: bool) -> Result<Flock<File>> {
+    let path = root.join("lock");
+    let file =
+        File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io("open lock", &path, e))?;
+    let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
+    Flock::lock(file, arg).map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
+}
+
+/// Unpack the pulled layers (with their `chains`). Each layer unpacks into a
+/// directory of its own (overlayfs stacks them), so they unpack in parallel,
+/// as many at once as there are CPUs.
+fn unpack_layers(store: &Store, layers: &Layers, pulled: &Pulled, chains: &[Digest]) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pulled.layers.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let work = || -> Result<()> {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(l) = pulled.layers.get(i) else { return Ok(()) };
+                let parent = i.checked_sub(1).map(|p| &chains[p]);
+                layers.unpack(store, &l.digest, &l.media_type, &pulled.diff_ids[i], &chains[i], parent)?;
+            }
+        };
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    results.into_iter().collect()
+}
+
 /// Remove container `id`'s bundle and snapshot under the image root `root`
-/// (unmounting its rootfs). Missing parts are fine; a rootfs that stays
-/// mounted is an error and nothing under it is removed. Needs no more of
-/// the image root than that, so `delete` stays cheap.
+/// (unmounting its rootfs), as `delete` does: see
+/// [`libcontainer::image_bundle::remove`].
 pub fn remove_bundle(root: &Path, id: &str) -> Result<()> {
-    crate::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
-    let bundle = root.join("bundles").join(id);
-    let rootfs = bundle.join("rootfs");
-    Snapshots::open(root)?.remove(id, Some(&rootfs))?;
-    if let (Ok(b), Ok(r)) = (std::fs::metadata(&bundle), std::fs::symlink_metadata(&rootfs)) {
-        if b.dev() != r.dev() {
-            return Err(Error::Invalid(format!("remove bundle {}: rootfs is still mounted", bundle.display())));
-        }
-    }
-    match std::fs::remove_dir_all(&bundle) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove bundle", &bundle, e)),
-    }
+    Ok(libcontainer::image_bundle::remove(root, id)?)
 }
 
 /// Read a small file of the image (passwd, group) by its path inside the
 /// rootfs, resolved as if the rootfs were `/`; None if it is missing or not
 /// a regular file.
 fn read_in_root(root: &File, root_path: &Path, path: &str) -> Result<Option<String>> {
-    use crate::rootfs::path::{proc_fd_path, resolve, Create};
+    use libcontainer::rootfs::path::{proc_fd_path, resolve, Create};
     let Ok(fd) = resolve(root.as_fd(), root_path, Path::new(path), Create::Nothing, true) else {
         return Ok(None);
     };
@@ -454,7 +460,7 @@ fn read_in_root(root: &File, root_path: &Path, path: &str) -> Result<Option<Stri
 /// does): ownership and mode of the directory, and a copy of its contents.
 /// Symlinks are copied as links, never followed.
 fn seed_volume(root: &File, root_path: &Path, dest: &str, dir: &Path) -> Result<()> {
-    use crate::rootfs::path::{proc_fd_path, resolve, Create};
+    use libcontainer::rootfs::path::{proc_fd_path, resolve, Create};
     let Ok(fd) = resolve(root.as_fd(), root_path, Path::new(dest), Create::Nothing, true) else {
         return Ok(());
     };
@@ -516,10 +522,11 @@ mod tests {
         std::fs::write(root.join("ingest/sha256-00.tmp"), b"half a blob").unwrap();
         std::fs::create_dir_all(root.join("layers/.abc.tmp/fs/etc")).unwrap();
         std::fs::create_dir_all(root.join("layers/keep")).unwrap();
+        std::fs::write(root.join("images/0123.json.42-0.tmp"), b"{").unwrap();
         let unused = Digest::sha256_of(b"unused");
         images.store.put(&unused, b"unused").unwrap();
         let pruned = images.prune().unwrap();
-        assert_eq!((pruned.blobs, pruned.leftovers), (1, 2), "{pruned:?}");
+        assert_eq!((pruned.blobs, pruned.leftovers), (1, 3), "{pruned:?}");
         assert!(std::fs::read_dir(root.join("ingest")).unwrap().next().is_none());
         assert!(!root.join("layers/.abc.tmp").exists());
         assert!(root.join("layers/keep").exists(), "only leftovers go");

@@ -1,6 +1,7 @@
 //! Container snapshots: a container's rootfs is an overlayfs of read-only
 //! unpacked layers (unpack.rs) with its own `upper` and `work` directories
-//! under `snapshots/<id>/`.
+//! under `snapshots/<id>/` (a layout `delete` knows too:
+//! `libcontainer::image_bundle`, which unmounts and removes a snapshot).
 //!
 //! The overlay is created with the new mount API: `fsopen("overlay")` and one
 //! `fsconfig("lowerdir+", path)` per layer (Linux 6.8), so an image with
@@ -21,13 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::fcntl::{open, OFlag};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
-use super::digest::Digest;
-use super::{create_dir_all, write_atomic, Error, Result};
-use crate::sys;
+use crate::digest::Digest;
+use crate::{create_dir_all, write_atomic, Error, Result};
+use libcontainer::sys;
 
 /// `snapshots/<id>/meta.json`.
 #[derive(Serialize, Deserialize)]
@@ -44,6 +45,9 @@ const META_VERSION: u32 = 1;
 /// The snapshots under `<root>/snapshots/`.
 #[derive(Clone, Debug)]
 pub struct Snapshots {
+    /// The image root.
+    root: PathBuf,
+    /// `<root>/snapshots`.
     dir: PathBuf,
 }
 
@@ -54,12 +58,12 @@ impl Snapshots {
         create_dir_all(&dir)?;
         // Upper dirs hold what containers wrote, owned by container users: keep host users out.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("chmod 0700", &dir, e))?;
-        Ok(Snapshots { dir })
+        Ok(Snapshots { root: root.to_owned(), dir })
     }
 
     /// `snapshots/<id>`.
     pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(id)
+        libcontainer::image_bundle::snapshot_dir(&self.root, id)
     }
 
     /// Make `snapshots/<id>/{upper,work}`, record `chains` in its
@@ -67,7 +71,7 @@ impl Snapshots {
     /// top-most first) at `target`. On failure nothing is left behind.
     pub fn prepare(&self, id: &str, chains: &[Digest], lowers: &[PathBuf], target: &Path) -> Result<()> {
         check_id(id)?;
-        let dir = self.dir.join(id);
+        let dir = self.path(id);
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -111,9 +115,9 @@ impl Snapshots {
     pub fn remove(&self, id: &str, target: Option<&Path>) -> Result<()> {
         check_id(id)?;
         if let Some(target) = target {
-            unmount_overlay(target)?;
+            libcontainer::image_bundle::unmount_overlay(target)?;
         }
-        let dir = self.dir.join(id);
+        let dir = self.path(id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -297,25 +301,12 @@ pub(crate) fn mount_legacy(lowers: &[PathBuf], upper: &Path, work: &Path, target
     Ok(())
 }
 
-/// Detach the overlay mounted at `target`, if the top mount there is one.
-fn unmount_overlay(target: &Path) -> Result<()> {
-    let Ok(target) = fs::canonicalize(target) else {
-        return Ok(()); // gone: nothing mounted there
-    };
-    let text = fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-    let top = crate::mountinfo::parse(&text).into_iter().rfind(|m| m.mount_point == target);
-    if top.is_some_and(|m| m.fstype == "overlay") {
-        umount2(&target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
-            .map_err(|e| Error::io("unmount snapshot overlay", &target, e.into()))?;
-        tracing::debug!(target = %target.display(), "unmounted overlay");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use nix::mount::{umount2, MntFlags};
+
     use super::*;
-    use crate::image::unpack::tests::{env, Tar};
+    use crate::unpack::tests::{env, Tar};
 
     /// Unmounts on drop, so a failing test leaves no mount behind.
     struct MountGuard(PathBuf);
@@ -329,7 +320,7 @@ mod tests {
     fn is_mounted(target: &Path) -> bool {
         let target = fs::canonicalize(target).unwrap();
         let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        crate::mountinfo::parse(&text).iter().any(|m| m.mount_point == target)
+        libcontainer::mountinfo::parse(&text).iter().any(|m| m.mount_point == target)
     }
 
     #[test]
@@ -449,7 +440,7 @@ mod tests {
         check_many(&target, 128);
         fs::write(target.join("w"), b"").unwrap();
         assert!(upper.join("w").exists());
-        unmount_overlay(&target).unwrap();
+        libcontainer::image_bundle::unmount_overlay(&target).unwrap();
         assert!(!is_mounted(&target));
         // Too many for one page of options: a clear error, not a kernel EINVAL.
         let (_dir2, lowers) = many_layers(300);
