@@ -258,7 +258,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
             Ok(FromInit::RunHooks) => {
                 // The init is in its namespaces now; prestart hooks see the devices moved.
                 crate::netdev::move_all(linux, pid)?;
-                let state = hook_state(opts.id, Status::Creating, pid.as_raw(), &bundle.dir, &annotations);
+                // The runtime environment exists: "created", as crun says and the
+                // runtime-tools suite expects of prestart (runc 1.1 says "creating").
+                let state = hook_state(opts.id, Status::Created, pid.as_raw(), &bundle.dir, &annotations);
                 let h = spec.hooks().as_ref();
                 hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &state)?;
                 hooks::run_all("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &state)?;
