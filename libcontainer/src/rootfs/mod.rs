@@ -136,7 +136,13 @@ pub fn idmapped_sources(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedF
 
 /// Mount everything the config asks for under the rootfs; see module docs.
 pub fn prepare(s: &Setup<'_>) -> Result<()> {
-    let propagation = s.root_propagation();
+    // An unbindable `/` would refuse the rootfs self-bind below (EINVAL):
+    // until the rootfs is entered it is only private (no propagation
+    // either way, as unbindable implies); `finalize` makes it unbindable.
+    let mut propagation = s.root_propagation();
+    if propagation.contains(MsFlags::MS_UNBINDABLE) {
+        propagation = (propagation - MsFlags::MS_UNBINDABLE) | MsFlags::MS_PRIVATE;
+    }
     tracing::debug!(?propagation, "set propagation of /");
     mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(s.mount_err("propagation", Path::new("/")))?;
     make_parent_mount_private(s.rootfs)?;
@@ -581,7 +587,7 @@ pub fn finalize(s: &Setup<'_>) -> Result<()> {
         remount_bind(Path::new("/"), Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())?;
     }
     let propagation = s.root_propagation();
-    if propagation.contains(MsFlags::MS_SHARED) {
+    if propagation.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
         mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(sys("set propagation of", "/"))?;
     }
     Ok(())
