@@ -226,6 +226,21 @@ fn ns_itype_types_not_listed_are_the_runtimes() {
     assert_eq!(std::fs::read_link(format!("/proc/{}/root", holder.pid())).unwrap(), std::path::Path::new("/"));
     c.assert_no_leaks();
 
+    // A create that fails after the rootfs was set up (a failing createRuntime hook) takes its mounts
+    // with it (runc leaves them).
+    let mut c = Container::new("ns_itype_hook_fails");
+    c.spec.remove_namespace("mount").remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+    c.spec.hook("createRuntime", serde_json::json!({"path": "/bin/false"}));
+    c.write_config();
+    let bundle = c.bundle.to_str().unwrap().to_owned();
+    holder.invoke(&c, &["create", "--bundle", &bundle, &c.id]).fails();
+    let left = holder.mounts_below(&c.rootfs);
+    if !c.rt.is_runc() {
+        assert!(left.is_empty(), "a failed create detaches the rootfs mounts: {left:?}");
+    }
+    c.delete_force().ok();
+    c.assert_no_leaks();
+
     // Masked paths would cover files of the shared namespace: refused, nothing mounted.
     let holder = MountNsHolder::new();
     let mut c = Container::new("ns_itype_masked");

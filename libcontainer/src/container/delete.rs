@@ -54,7 +54,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let state = hook_state(id, Status::Stopped, saved.pid, &saved.bundle, &saved.annotations);
     let spec = saved.spec()?;
     if !crate::rootfs::has_mount_ns(&spec) {
-        detach_rootfs_bind(&saved.rootfs)?;
+        crate::rootfs::detach_shared(&saved.rootfs)?;
     }
     let poststop = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref());
     for hook in poststop.into_iter().flatten() {
@@ -65,40 +65,6 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     remove_image_bundle(id, &saved.bundle, &saved.annotations)?;
     dir.remove()?;
     Ok(())
-}
-
-/// A container without a mount namespace of its own had its rootfs bound
-/// on itself, with its mounts under that bind, in the runtime's mount
-/// namespace (rootfs/mod.rs): detach that bind, and with it everything
-/// below. Only a bind of the rootfs on itself is detached (same filesystem
-/// and the same directory of it as the mount underneath), never a rootfs
-/// that is a mount of its own (an overlay, a tmpfs); a repeated delete
-/// finds nothing to do.
-fn detach_rootfs_bind(rootfs: &Path) -> Result<()> {
-    let io = |source| Error::Io { op: "read", path: "/proc/self/mountinfo".into(), source };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io)?;
-    let entries = crate::mountinfo::parse(&info);
-    // The topmost mount at the rootfs, and the mount it covers (the last
-    // one at a proper prefix of the path, or an earlier one at the path).
-    let Some(top) = entries.iter().rposition(|e| e.mount_point == rootfs) else {
-        return Ok(());
-    };
-    let under =
-        entries[..top].iter().filter(|e| rootfs.starts_with(&e.mount_point)).max_by_key(|e| e.mount_point.as_os_str().len());
-    let top = &entries[top];
-    let self_bind = under.is_some_and(|u| {
-        let rel = rootfs.strip_prefix(&u.mount_point).unwrap_or(rootfs);
-        u.dev == top.dev && u.root.join(rel) == top.root
-    });
-    if !self_bind {
-        tracing::debug!(rootfs = %rootfs.display(), "the rootfs mount is not a bind on itself: left alone");
-        return Ok(());
-    }
-    tracing::debug!(rootfs = %rootfs.display(), "detach the rootfs bind made in the runtime's mount namespace");
-    match nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
-        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(e) => Err(Error::Sys { op: format!("detach the rootfs bind {}", rootfs.display()), source: e.into() }),
-    }
 }
 
 /// What a create killed before it saved the state may have made: its

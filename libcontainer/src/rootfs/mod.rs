@@ -30,8 +30,9 @@
 //! `pivot_root` or move onto `/` (either would swap the root of every
 //! process sharing the namespace). Masked and read-only paths and
 //! `rootfsPropagation` are refused for such a config (see `spec.rs`), and
-//! `delete` detaches the rootfs bind with everything mounted under it,
-//! where runc leaves those mounts behind.
+//! `delete` (or a failed `create`) detaches the rootfs bind with everything
+//! mounted under it ([`detach_shared`]), where runc leaves those mounts
+//! behind.
 
 pub mod devices;
 pub mod options;
@@ -563,6 +564,42 @@ fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> std::io::Result<()> {
 pub fn has_mount_ns(spec: &Spec) -> bool {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     namespaces.into_iter().flatten().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+}
+
+/// After a container without a mount namespace of its own (its `delete`, or
+/// a failed `create`): detach the bind of the rootfs on itself made in the
+/// runtime's namespace, and with it every mount below. Only such a bind is
+/// detached (the same filesystem and directory of it as the mount
+/// underneath), never a rootfs that is a mount of its own (an overlay, a
+/// tmpfs); run again, it finds nothing to do.
+pub fn detach_shared(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io {
+        op: "read",
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    let entries = crate::mountinfo::parse(&info);
+    // The topmost mount at the rootfs, and the mount it covers (the last
+    // one at the longest prefix of the path before it).
+    let Some(top) = entries.iter().rposition(|e| e.mount_point == rootfs) else {
+        return Ok(());
+    };
+    let under =
+        entries[..top].iter().filter(|e| rootfs.starts_with(&e.mount_point)).max_by_key(|e| e.mount_point.as_os_str().len());
+    let top = &entries[top];
+    let self_bind = under.is_some_and(|u| {
+        let rel = rootfs.strip_prefix(&u.mount_point).unwrap_or(rootfs);
+        u.dev == top.dev && u.root.join(rel) == top.root
+    });
+    if !self_bind {
+        tracing::debug!(rootfs = %rootfs.display(), "the rootfs mount is not a bind on itself: left alone");
+        return Ok(());
+    }
+    tracing::debug!(rootfs = %rootfs.display(), "detach the rootfs bind made in the runtime's mount namespace");
+    match umount2(rootfs, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(sys("detach the rootfs bind", rootfs)(e)),
+    }
 }
 
 /// Enter the rootfs: it becomes `/` and the host's tree is detached. In the
