@@ -11,7 +11,11 @@
 //! validation, the mount label when the `context=` mount fails).
 //!
 //! `linux.mountLabel` on a host that runs SELinux is refused too: this build
-//! does not add `context=` to the container's mounts.
+//! does not add `context=` to the container's mounts. On a host without
+//! SELinux it is accepted and has no effect, as crun does (runc 1.1.5 fails
+//! when the kernel refuses its `context=` mount option): a file label is
+//! only read by an SELinux policy, so no process is less confined than its
+//! config says (runtime-tools' linux_mount_label sets one on such hosts).
 
 use std::io::Write;
 use std::path::Path;
@@ -46,12 +50,11 @@ pub fn validate(spec: &Spec) -> Result<(), (String, String)> {
         }
     }
     if let Some(l) = spec.linux().as_ref().and_then(|l| set(l.mount_label())) {
-        let reason = if selinux_enabled() {
-            "SELinux mount labels are not supported by this build"
-        } else {
-            "SELinux is not enabled on this host"
-        };
-        return Err(("linux.mountLabel".into(), format!("{l:?}: {reason}")));
+        if selinux_enabled() {
+            let reason = "SELinux mount labels are not supported by this build";
+            return Err(("linux.mountLabel".into(), format!("{l:?}: {reason}")));
+        }
+        tracing::debug!(label = l, "linux.mountLabel has no effect: SELinux is not enabled on this host");
     }
     Ok(())
 }

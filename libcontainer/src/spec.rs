@@ -126,9 +126,20 @@ pub fn validate(path: &Path, bundle: &Path, spec: &Spec) -> Result<PathBuf> {
             }
         }
     }
+    // Without a mount namespace the rootfs is set up in the runtime's (see
+    // rootfs/mod.rs): nothing may change that namespace's own mounts, so
+    // what works on paths outside the rootfs, or on `/` itself, is refused.
     let has_new_or_joined = |t: LinuxNamespaceType| types.contains(&t);
     if !has_new_or_joined(LinuxNamespaceType::Mount) {
-        return Err(invalid("linux.namespaces", "a mount namespace is required: the rootfs is set up in it".into()));
+        for (field, given) in [
+            ("linux.maskedPaths", linux.masked_paths().as_ref().is_some_and(|p| !p.is_empty())),
+            ("linux.readonlyPaths", linux.readonly_paths().as_ref().is_some_and(|p| !p.is_empty())),
+            ("linux.rootfsPropagation", linux.rootfs_propagation().as_ref().is_some_and(|p| !p.is_empty())),
+        ] {
+            if given {
+                return Err(invalid(field, "needs a mount namespace of the container's own (none in linux.namespaces)".into()));
+            }
+        }
     }
     let new_userns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     let joined_userns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());

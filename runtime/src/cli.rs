@@ -304,8 +304,8 @@ pub struct Exec {
     /// Run in this sub-cgroup of the container's (PATH, or CONTROLLER:PATH), repeatable
     #[arg(long)]
     pub cgroup: Vec<String>,
-    /// Exec even if the container is paused (accepted for runc compatibility)
-    #[arg(long = "ignore-paused", hide = true)]
+    /// Exec even if the container is paused (the process runs once it is resumed)
+    #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
     pub id: String,
     /// The program and its arguments

@@ -326,6 +326,7 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
         detach: e.detach,
         preserve_fds: e.preserve_fds,
         cgroup: e.cgroup.clone(),
+        ignore_paused: e.ignore_paused,
     })?)
 }
 

@@ -283,3 +283,41 @@ fn cgroup_update_bad_resources_file_is_an_error_not_a_crash() {
     c.delete_force().ok();
     c.assert_no_leaks();
 }
+
+/// runtime-spec: "The runtime MUST apply entries in the listed order" (runtime-tools'
+/// linux_cgroups_devices reads it back from v1's `devices.list`): after the deny-all, the allow rules
+/// appear in the config's order, then the defaults. A merge into an earlier rule keeps its place.
+#[test]
+fn cgroup_devices_list_in_config_order() {
+    if is_v2() {
+        return; // v2 has no devices.list: the rules become one BPF program
+    }
+    let mut c = Container::new("cgroup_devices_order");
+    c.spec.args(&["sleep", "1000"]).resources(
+        "devices",
+        json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+            {"allow": true, "type": "b", "major": 8, "minor": 20, "access": "rw"},
+            {"allow": true, "type": "b", "major": 10, "minor": 200, "access": "r"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"},
+        ]),
+    );
+    c.create().ok();
+    let list = cgroups::read("devices", &c.cgroup, "devices.list").expect("devices.list");
+    let lines: Vec<&str> = list.lines().collect();
+    if c.rt.is_runc() {
+        // Documented difference: runc 1.1 writes its emulated list sorted by (major, minor, type), so the
+        // wildcard defaults come first (runtime-tools' linux_cgroups_devices fails on runc here).
+        assert_eq!(lines[..2], ["b *:* m", "c *:* m"], "{list}");
+    } else {
+        assert_eq!(lines[..3], ["c 10:229 rwm", "b 8:20 rw", "b 10:200 r"], "{list}");
+        // Then runc's defaults, in their order.
+        assert_eq!(lines[3..5], ["c *:* m", "b *:* m"], "{list}");
+    }
+    for rule in ["c 10:229 rwm", "b 8:20 rw", "b 10:200 r", "c 1:3 rwm", "c 136:* rwm"] {
+        assert!(lines.contains(&rule), "{rule} in {list}");
+    }
+    c.delete_force().ok();
+    c.assert_no_leaks();
+}

@@ -240,6 +240,28 @@ fn exec_paused_container_fails() {
     done(&c);
 }
 
+/// `exec --ignore-paused` into a paused container: accepted; the process joins the frozen cgroup, so it
+/// runs only once the container is resumed, and a foreground exec waits until then (as runc).
+#[test]
+fn exec_ignore_paused_runs_once_resumed() {
+    let c = Container::running("exec_ign_paused", |_| {});
+    c.invoke(&["pause", &c.id]).ok();
+    let marker = c.rootfs.join("ran");
+    std::thread::scope(|s| {
+        let exec = s.spawn(|| c.invoke(&["exec", "--ignore-paused", &c.id, "sh", "-c", "echo ran > /ran; echo done"]));
+        std::thread::sleep(Duration::from_millis(1500));
+        let early = (marker.exists(), exec.is_finished());
+        c.invoke(&["resume", &c.id]).ok();
+        let out = exec.join().unwrap();
+        assert_eq!(early, (false, false), "nothing runs in a frozen container, the exec waits: {out}");
+        out.ok();
+        assert!(out.stdout.contains("done"), "{out}");
+    });
+    assert!(marker.exists(), "the process ran after resume");
+    assert_eq!(c.status(), "running");
+    done(&c);
+}
+
 /// `exec --process FILE` with a wrong type inside fails with an error that names the field (roci) and
 /// leaves the container running.
 #[test]

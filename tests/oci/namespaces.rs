@@ -1,5 +1,8 @@
 //! Namespaces: new ones, joined ones, and the ones not asked for.
 
+use std::process::Command;
+use std::time::Duration;
+
 use roci_integration::{ns_id, runtime, Container};
 
 use crate::run_sh;
@@ -113,19 +116,81 @@ fn ns_time_namespace() {
     c.assert_no_leaks();
 }
 
+/// A process in a mount namespace of the test's own (a private copy of the host's), through which the
+/// runtime is run: a container without a mount namespace of its own is set up in the runtime's, and this
+/// keeps whatever a runtime does there (runc leaves its mounts behind) off the host. Killed on drop.
+struct MountNsHolder(std::process::Child);
+
+impl MountNsHolder {
+    fn new() -> MountNsHolder {
+        let child =
+            Command::new("unshare").args(["--mount", "--propagation", "private", "sleep", "600"]).spawn().expect("spawn unshare");
+        let h = MountNsHolder(child);
+        roci_integration::wait_until("the holder's mount namespace", Duration::from_secs(10), || {
+            std::fs::read_link(format!("/proc/{}/ns/mnt", h.pid()))
+                .is_ok_and(|l| l != std::fs::read_link("/proc/self/ns/mnt").unwrap())
+                && std::fs::read_to_string(format!("/proc/{}/comm", h.pid())).is_ok_and(|c| c.trim() == "sleep")
+        });
+        h
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn ns(&self) -> String {
+        ns_id(&format!("/proc/{}/ns/mnt", self.pid()))
+    }
+
+    /// Mount points in the holder's namespace at or below `dir`.
+    fn mounts_below(&self, dir: &std::path::Path) -> Vec<String> {
+        let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap();
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(roci_integration::unescape_mountinfo)
+            .filter(|m| std::path::Path::new(m).starts_with(dir))
+            .collect()
+    }
+
+    /// `nsenter --mount=HOLDER RUNTIME --root .. ARGS`.
+    fn invoke(&self, c: &Container, args: &[&str]) -> roci_integration::Output {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.pid())).arg("--").arg(&c.rt.path);
+        cmd.arg("--root").arg(&c.state_root).arg("--log").arg(&c.log).arg("--log-format").arg("json");
+        cmd.args(args);
+        c.exec(cmd, roci_integration::exec::default_timeout())
+    }
+}
+
+impl Drop for MountNsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// runtime-tools' ns_itype: every namespace type not in `linux.namespaces` is the runtime's own, seen from
-/// outside through `/proc/PID/ns/*` of the container's init (the `*_for_children` links too). Only the mount
-/// namespace is kept: roci requires one (runc 1.1 sets the rootfs up in the runtime's mount namespace and
-/// leaves its mounts on the host after delete).
+/// outside through `/proc/PID/ns/*` of the container's init (the `*_for_children` links too), the mount
+/// namespace included. runc and roci then set the rootfs up in the runtime's mount namespace and enter it
+/// with a chroot: the namespace's `/` stays where it was. Masked and read-only paths would cover paths in
+/// that shared namespace: both refuse them. Documented difference: runc 1.1 leaves the rootfs mounts in the
+/// runtime's namespace after delete; roci's delete detaches them.
 #[test]
 fn ns_itype_types_not_listed_are_the_runtimes() {
+    let holder = MountNsHolder::new();
     let mut c = Container::new("ns_itype");
-    for n in ["pid", "network", "ipc", "uts", "cgroup", "user", "time"] {
+    for n in ["pid", "network", "ipc", "uts", "cgroup", "user", "time", "mount"] {
         c.spec.remove_namespace(n);
     }
-    c.spec.remove("/hostname").args(&["sleep", "1000"]);
-    c.create().ok();
-    let pid = c.pid();
+    c.spec.remove("/hostname").remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+    c.spec.args(&["sh", "-c", "ls / > /only-here/ls.txt"]);
+    std::fs::create_dir(c.rootfs.join("only-here")).unwrap();
+    c.write_config();
+    let bundle = c.bundle.to_str().unwrap().to_owned();
+    holder.invoke(&c, &["create", "--bundle", &bundle, &c.id]).ok();
+    let pid = c.state()["pid"].as_i64().expect("pid") as i32;
+    c.record_pid(pid);
+
     let mut types: Vec<String> =
         std::fs::read_dir("/proc/self/ns").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     types.sort();
@@ -133,11 +198,60 @@ fn ns_itype_types_not_listed_are_the_runtimes() {
     for n in &types {
         let inside = ns_id(&format!("/proc/{pid}/ns/{n}"));
         if n == "mnt" {
-            assert_ne!(inside, ns_id("/proc/self/ns/mnt"), "the mount namespace is the container's own");
+            assert_eq!(inside, holder.ns(), "not listed, so the runtime's mount namespace");
         } else {
             assert_eq!(inside, ns_id(&format!("/proc/self/ns/{n}")), "{n}: not listed, so the runtime's");
         }
     }
+    // The rootfs mounts are in the runtime's namespace (and not in the test's), and its `/` is still the
+    // host's root: no pivot_root, no move onto `/`.
+    let mounted = holder.mounts_below(&c.rootfs);
+    let proc_dir = c.rootfs.join("proc");
+    assert!(mounted.iter().any(|m| std::path::Path::new(m) == proc_dir), "{mounted:?}");
+    assert!(c.mounts_below().is_empty(), "nothing in the test's own namespace: {:?}", c.mounts_below());
+    assert_eq!(std::fs::read_link(format!("/proc/{}/root", holder.pid())).unwrap(), std::path::Path::new("/"));
+    assert!(holder.mounts_below(std::path::Path::new("/")).iter().any(|m| m == "/"));
+
+    holder.invoke(&c, &["start", &c.id]).ok();
+    c.wait_status("stopped", Duration::from_secs(10));
+    let ls = std::fs::read_to_string(c.rootfs.join("only-here/ls.txt")).expect("the program ran chrooted in the rootfs");
+    assert!(ls.lines().any(|l| l == "only-here"), "{ls}");
+    holder.invoke(&c, &["delete", &c.id]).ok();
+    let left = holder.mounts_below(&c.rootfs);
+    if c.rt.is_runc() {
+        assert!(!left.is_empty(), "runc 1.1 leaves the rootfs mounts behind");
+    } else {
+        assert!(left.is_empty(), "delete detaches the rootfs mounts: {left:?}");
+    }
+    assert_eq!(std::fs::read_link(format!("/proc/{}/root", holder.pid())).unwrap(), std::path::Path::new("/"));
+    c.assert_no_leaks();
+
+    // A create that fails after the rootfs was set up (a failing createRuntime hook) takes its mounts
+    // with it (runc leaves them).
+    let mut c = Container::new("ns_itype_hook_fails");
+    c.spec.remove_namespace("mount").remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+    c.spec.hook("createRuntime", serde_json::json!({"path": "/bin/false"}));
+    c.write_config();
+    let bundle = c.bundle.to_str().unwrap().to_owned();
+    holder.invoke(&c, &["create", "--bundle", &bundle, &c.id]).fails();
+    let left = holder.mounts_below(&c.rootfs);
+    if !c.rt.is_runc() {
+        assert!(left.is_empty(), "a failed create detaches the rootfs mounts: {left:?}");
+    }
     c.delete_force().ok();
+    c.assert_no_leaks();
+
+    // Masked paths would cover files of the shared namespace: refused, nothing mounted.
+    let holder = MountNsHolder::new();
+    let mut c = Container::new("ns_itype_masked");
+    c.spec.remove_namespace("mount").masked_paths(&["/proc/kcore"]);
+    c.write_config();
+    let bundle = c.bundle.to_str().unwrap().to_owned();
+    let out = holder.invoke(&c, &["create", "--bundle", &bundle, &c.id]);
+    out.fails();
+    if !c.rt.is_runc() {
+        out.says("linux.maskedPaths");
+    }
+    assert!(holder.mounts_below(&c.rootfs).is_empty(), "{:?}", holder.mounts_below(&c.rootfs));
     c.assert_no_leaks();
 }

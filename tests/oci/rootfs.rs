@@ -194,6 +194,25 @@ fn rootfs_propagation_private() {
     assert!(!seen, "private: host mounts do not propagate into the container");
 }
 
+/// runtime-tools' linux_rootfs_propagation (unbindable): an unbindable `/` must not stop the rootfs from
+/// being bound on itself (it is made unbindable once entered), and no host mount propagates in.
+/// Documented difference: runc 1.1 makes `/` unbindable first, and its bind of the rootfs then fails
+/// (EINVAL; crun and roci pass).
+#[test]
+fn rootfs_propagation_unbindable() {
+    if runtime().is_runc() {
+        let mut c = Container::new("prop_unbindable");
+        c.spec.rootfs_propagation("runbindable").args(&["true"]);
+        c.create().fails().says("invalid argument");
+        c.assert_no_leaks();
+        return;
+    }
+    let (root, seen, _) = propagation_case("prop_unbindable", Some("runbindable"));
+    assert!(root.contains(" unbindable "), "the container's / is unbindable: {root}");
+    assert!(!root.contains("master:") && !root.contains("shared:"), "{root}");
+    assert!(!seen, "unbindable: host mounts do not propagate into the container");
+}
+
 #[test]
 fn masked_paths_read_empty() {
     // Files are masked with /dev/null (reads are empty, writes vanish), directories with an empty

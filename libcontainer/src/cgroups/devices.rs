@@ -244,11 +244,28 @@ pub(crate) struct Meta {
 ///   wildcard exception covering it shares any of that access (v1 would
 ///   keep the wildcard and silently ignore the rule);
 /// - a rule against the default adds its access to that exception.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// It also keeps the exceptions in the order the kernel lists them: a new
+/// exception goes to the end, one merged into an existing exception keeps
+/// its place, an emptied one leaves the list. So a new cgroup's
+/// `devices.list` shows the rules in the order the config gives them, as
+/// runtime-spec asks ("the runtime MUST apply entries in the listed
+/// order"). Two states are equal when they allow the same, in any order.
+#[derive(Debug, Clone, Default)]
 pub struct Emulator {
     default_allow: bool,
     exceptions: BTreeMap<Meta, Access>,
+    /// The keys of `exceptions`, in list order.
+    order: Vec<Meta>,
 }
+
+impl PartialEq for Emulator {
+    fn eq(&self, other: &Emulator) -> bool {
+        self.default_allow == other.default_allow && self.exceptions == other.exceptions
+    }
+}
+
+impl Eq for Emulator {}
 
 impl Emulator {
     /// The state of a fresh allow-list: deny everything.
@@ -270,25 +287,34 @@ impl Emulator {
         self.default_allow
     }
 
-    /// The exceptions to the default, ordered by (major, minor, type), each
-    /// as a rule with the opposite verdict.
+    /// The exceptions to the default, in list order, each as a rule with
+    /// the opposite verdict.
     pub fn exceptions(&self) -> Vec<DeviceRule> {
-        self.exceptions
+        self.order
             .iter()
-            .map(|(m, &access)| DeviceRule { allow: !self.default_allow, kind: m.kind, major: m.major, minor: m.minor, access })
+            .map(|m| DeviceRule {
+                allow: !self.default_allow,
+                kind: m.kind,
+                major: m.major,
+                minor: m.minor,
+                access: self.exceptions[m],
+            })
             .collect()
     }
 
     pub fn apply(&mut self, rule: &DeviceRule) -> Result<()> {
         if rule.kind == DeviceKind::All {
-            *self = Emulator { default_allow: rule.allow, exceptions: BTreeMap::new() };
+            *self = Emulator { default_allow: rule.allow, ..Emulator::default() };
             return Ok(());
         }
         let meta = Meta { major: rule.major, minor: rule.minor, kind: rule.kind };
         if rule.allow == self.default_allow {
             self.remove(meta, rule)
         } else {
-            let e = self.exceptions.entry(meta).or_default();
+            let e = self.exceptions.entry(meta).or_insert_with(|| {
+                self.order.push(meta);
+                Access::NONE
+            });
             *e = e.union(rule.access);
             Ok(())
         }
@@ -324,6 +350,7 @@ impl Emulator {
             *old = old.difference(rule.access);
             if old.is_empty() {
                 self.exceptions.remove(&meta);
+                self.order.retain(|m| *m != meta);
             }
         }
         Ok(())
@@ -343,7 +370,8 @@ impl Emulator {
 
     /// The fewest writes that take a v1 cgroup from `self` to `target`: a
     /// reset (`a`) only when the mode changes or `self` is a deny list, then
-    /// the access `target` drops, then the access it gains.
+    /// the access `target` drops, then the access it gains, in `target`'s
+    /// list order (after a reset the kernel's list then has that order).
     pub fn transition(&self, target: &Emulator) -> Vec<DeviceRule> {
         let mut out = Vec::new();
         let empty = BTreeMap::new();
@@ -366,7 +394,8 @@ impl Emulator {
                 out.push(rule(m, dropped, target.default_allow));
             }
         }
-        for (m, &wants) in &target.exceptions {
+        for m in &target.order {
+            let wants = target.exceptions[m];
             let gained = wants.difference(old.get(m).copied().unwrap_or_default());
             if !gained.is_empty() {
                 out.push(rule(m, gained, !target.default_allow));
@@ -555,9 +584,32 @@ pub(crate) mod tests {
         let ours =
             Emulator::from_rules(&device_rules(&cgroup_rules(r#"[{"allow":false,"access":"rwm"}]"#), &[]).unwrap()).unwrap();
         assert_eq!(ours, Emulator::from_list(runc).unwrap());
-        // And the order of exceptions is (major, minor, type), wildcards first.
+        // Equal in what they allow, not in order: runc's list is sorted by
+        // (major, minor, type), ours keeps the order of the rules.
         let first: Vec<String> = ours.exceptions().iter().take(3).map(ToString::to_string).collect();
-        assert_eq!(first, ["b *:* m", "c *:* m", "c 1:3 rwm"]);
+        assert_eq!(first, ["c *:* m", "b *:* m", "c 1:3 rwm"]);
+        let first: Vec<String> =
+            Emulator::from_list(runc).unwrap().exceptions().iter().take(2).map(ToString::to_string).collect();
+        assert_eq!(first, ["b *:* m", "c *:* m"]);
+    }
+
+    #[test]
+    fn exceptions_keep_the_kernels_list_order() {
+        // New ones at the end, a merge keeps its place, an emptied one leaves.
+        let e = Emulator::from_rules(&rules(&[
+            "deny a *:* rwm",
+            "allow c 10:229 rwm",
+            "allow b 8:20 rw",
+            "allow c 1:3 r",
+            "allow b 8:20 m",
+            "deny c 10:229 rwm",
+            "allow c 10:229 r",
+        ]))
+        .unwrap();
+        assert_eq!(shown(&e.exceptions()), ["allow b 8:20 rwm", "allow c 1:3 r", "allow c 10:229 r"]);
+        // A reset forgets the order with the exceptions.
+        let e = Emulator::from_rules(&rules(&["deny a *:* rwm", "allow c 5:0 r", "deny a *:* rwm", "allow c 1:3 r"])).unwrap();
+        assert_eq!(shown(&e.exceptions()), ["allow c 1:3 r"]);
     }
 
     #[test]
@@ -581,7 +633,12 @@ pub(crate) mod tests {
         // A new v1 cgroup (allow all): deny all first, then the allows.
         assert_eq!(
             transition("a *:* rwm", &["deny a *:* rwm", "allow c 1:3 rwm", "allow c *:* m"]),
-            ["deny a *:* rwm", "allow c *:* m", "allow c 1:3 rwm"]
+            ["deny a *:* rwm", "allow c 1:3 rwm", "allow c *:* m"]
+        );
+        // The gains in the rules' order, so the list shows that order.
+        assert_eq!(
+            transition("a *:* rwm", &["deny a *:* rwm", "allow c 10:229 rwm", "allow b 8:20 rw", "allow b 10:200 r"]),
+            ["deny a *:* rwm", "allow c 10:229 rwm", "allow b 8:20 rw", "allow b 10:200 r"]
         );
         // Already an allow-list: only the difference, nothing disruptive.
         assert_eq!(

@@ -488,7 +488,8 @@ fn devices_roundtrip(layout: &Layout, name: &str) {
     let rules = super::devices::tests::rules(&["deny a *:* rwm", "allow c 1:3 rw", "allow c 1:5 r", "allow c *:* m"]);
     m.set_devices(&rules).unwrap();
     if let Some(d) = &v1_dir {
-        assert_eq!(files::read(d, "devices.list").unwrap(), "c *:* m\nc 1:3 rw\nc 1:5 r");
+        // In the rules' order (runtime-spec: "apply entries in the listed order").
+        assert_eq!(files::read(d, "devices.list").unwrap(), "c 1:3 rw\nc 1:5 r\nc *:* m");
     } else {
         assert_eq!(v2::devices::attached(v2_dir.as_ref().unwrap()).unwrap().len(), 1);
     }

@@ -54,6 +54,8 @@ struct Undo {
     dir: Option<Dir>,
     cgroup: Option<Box<dyn Manager>>,
     child: Option<(Pid, Option<OwnedFd>)>,
+    /// The rootfs, when it is set up in the runtime's mount namespace.
+    shared_rootfs: Option<PathBuf>,
 }
 
 impl Undo {
@@ -61,6 +63,7 @@ impl Undo {
         self.dir = None;
         self.cgroup = None;
         self.child = None;
+        self.shared_rootfs = None;
     }
 }
 
@@ -76,6 +79,11 @@ impl Drop for Undo {
                 }
             }
             let _ = waitpid(pid, None);
+        }
+        if let Some(rootfs) = self.shared_rootfs.take() {
+            if let Err(e) = crate::rootfs::detach_shared(&rootfs) {
+                tracing::warn!(error = %e, "detach the rootfs mounts of failed container");
+            }
         }
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.destroy() {
@@ -120,7 +128,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     let seccomp = linux.seccomp().as_ref().map(|s| crate::seccomp::compile_cached(s, opts.root)).transpose()?;
 
     let dir = Dir::create(opts.root, opts.id)?;
-    let mut undo = Undo { dir: None, cgroup: None, child: None };
+    let mut undo = Undo { dir: None, cgroup: None, child: None, shared_rootfs: None };
     let dir = undo.dir.insert(dir);
 
     let cgroup_path = cgroups::resolve_path(linux.cgroups_path().as_deref().and_then(Path::to_str), opts.id)?;
@@ -243,6 +251,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     let pid = child.pid;
     tracing::debug!(%pid, in_cgroup = child.in_cgroup, "container init cloned");
     undo.child = Some((pid, child.pidfd));
+    if !crate::rootfs::has_mount_ns(spec) {
+        undo.shared_rootfs = Some(bundle.rootfs.clone());
+    }
 
     if let (Some(cg), Some(entry)) = (cg, &entry) {
         if entry.needs_move_after(child.in_cgroup) {
@@ -262,7 +273,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
             Ok(FromInit::RunHooks) => {
                 // The init is in its namespaces now; prestart hooks see the devices moved.
                 crate::netdev::move_all(linux, pid)?;
-                let state = hook_state(opts.id, Status::Creating, pid.as_raw(), &bundle.dir, &annotations);
+                // The runtime environment exists: "created", as crun says and the
+                // runtime-tools suite expects of prestart (runc 1.1 says "creating").
+                let state = hook_state(opts.id, Status::Created, pid.as_raw(), &bundle.dir, &annotations);
                 let h = spec.hooks().as_ref();
                 hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &state)?;
                 hooks::run_all("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &state)?;

@@ -61,6 +61,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     let state = hook_state(id, Status::Stopped, saved.pid, &saved.bundle, &saved.annotations);
     let spec = saved.spec()?;
+    if !crate::rootfs::has_mount_ns(&spec) {
+        crate::rootfs::detach_shared(&saved.rootfs)?;
+    }
     let poststop = spec.hooks().as_ref().and_then(|h| h.poststop().as_ref());
     for hook in poststop.into_iter().flatten() {
         if let Err(e) = hooks::run("poststop", hook, &state) {

@@ -104,6 +104,10 @@ pub struct Options<'a> {
     /// `--cgroup`: a sub-cgroup of the container's to run in (`PATH`, or
     /// `CONTROLLER[,CONTROLLER]:PATH` for one v1 hierarchy), repeatable.
     pub cgroup: Vec<String>,
+    /// `--ignore-paused`: exec into a paused container too. The process
+    /// joins the frozen cgroup, so it only runs once the container is
+    /// resumed, and a foreground exec waits until then (as runc).
+    pub ignore_paused: bool,
 }
 
 /// Returns the exit code of the process (0 when detached).
@@ -116,8 +120,11 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
     let saved = state::load(&dir)?.ok_or_else(|| Error::Status(format!("container {:?} is still being created", opts.id)))?;
     match status(&dir, Some(&saved)) {
         Status::Running | Status::Created => {}
+        Status::Paused if opts.ignore_paused => {}
         Status::Stopped => return Err(Error::Status("cannot exec in a stopped container".into())),
-        Status::Paused => return Err(Error::Status("cannot exec in a paused container".into())),
+        Status::Paused => {
+            return Err(Error::Status("cannot exec in a paused container (use --ignore-paused to override)".into()))
+        }
         Status::Creating => return Err(Error::Status("cannot exec in a container that is being created".into())),
     }
     let terminal = opts.process.terminal().unwrap_or(false);

@@ -188,7 +188,7 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     let spec_hooks = spec.hooks().as_ref();
     hooks::run_all("createContainer", spec_hooks.and_then(|h| h.create_container().as_ref()), state.as_bytes())?;
 
-    rootfs::enter(&a.bundle.rootfs, a.no_pivot)?;
+    rootfs::enter(&a.rootfs, a.no_pivot)?;
     if let Some(console) = &a.console {
         let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
         tty::setup_console(console.as_fd(), size, true)?;

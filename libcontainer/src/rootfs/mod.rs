@@ -18,6 +18,21 @@
 //!
 //! Every destination is resolved inside the rootfs by [`path::resolve`], so
 //! neither `..` nor a symlink in the image can place a mount on the host.
+//!
+//! # Without a mount namespace
+//!
+//! A config that lists no `mount` namespace inherits the runtime's (as
+//! runtime-spec says of every type left out, and as runc accepts). Then the
+//! steps above run in the runtime's mount namespace, and only what stays
+//! inside the rootfs is done: the rootfs bound on itself and the config's
+//! mounts under it, then a `chroot` into it. Nothing changes the namespace's
+//! own mounts: no propagation change of `/` or of the rootfs's parent, no
+//! `pivot_root` or move onto `/` (either would swap the root of every
+//! process sharing the namespace). Masked and read-only paths and
+//! `rootfsPropagation` are refused for such a config (see `spec.rs`), and
+//! `delete` (or a failed `create`) detaches the rootfs bind with everything
+//! mounted under it ([`detach_shared`]), where runc leaves those mounts
+//! behind.
 
 pub mod devices;
 pub mod options;
@@ -95,6 +110,12 @@ impl Setup<'_> {
             .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC)
     }
 
+    /// Whether the container has a mount namespace of its own (new or
+    /// joined); without one the rootfs is set up in the runtime's.
+    fn own_mount_ns(&self) -> bool {
+        has_mount_ns(self.spec)
+    }
+
     /// /dev is set up by us unless the config binds something over it.
     fn makes_dev(&self) -> bool {
         !self
@@ -136,10 +157,18 @@ pub fn idmapped_sources(spec: &Spec, bundle: &Path) -> Result<Vec<(usize, OwnedF
 
 /// Mount everything the config asks for under the rootfs; see module docs.
 pub fn prepare(s: &Setup<'_>) -> Result<()> {
-    let propagation = s.root_propagation();
-    tracing::debug!(?propagation, "set propagation of /");
-    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(s.mount_err("propagation", Path::new("/")))?;
-    make_parent_mount_private(s.rootfs)?;
+    // An unbindable `/` would refuse the rootfs self-bind below (EINVAL):
+    // until the rootfs is entered it is only private (no propagation
+    // either way, as unbindable implies); `finalize` makes it unbindable.
+    let mut propagation = s.root_propagation();
+    if propagation.contains(MsFlags::MS_UNBINDABLE) {
+        propagation = (propagation - MsFlags::MS_UNBINDABLE) | MsFlags::MS_PRIVATE;
+    }
+    if s.own_mount_ns() {
+        tracing::debug!(?propagation, "set propagation of /");
+        mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(s.mount_err("propagation", Path::new("/")))?;
+        make_parent_mount_private(s.rootfs)?;
+    }
     tracing::debug!(rootfs = %s.rootfs.display(), "bind rootfs onto itself");
     mount(Some(s.rootfs), s.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(s.mount_err("rootfs bind", s.rootfs))?;
@@ -531,8 +560,59 @@ fn copy_dir(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Enter the rootfs: it becomes `/` and the host's tree is detached.
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// Whether `spec` lists a mount namespace (new or joined).
+pub fn has_mount_ns(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces.into_iter().flatten().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+}
+
+/// After a container without a mount namespace of its own (its `delete`, or
+/// a failed `create`): detach the bind of the rootfs on itself made in the
+/// runtime's namespace, and with it every mount below. Only such a bind is
+/// detached (the same filesystem and directory of it as the mount
+/// underneath), never a rootfs that is a mount of its own (an overlay, a
+/// tmpfs); run again, it finds nothing to do.
+pub fn detach_shared(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| Error::Io {
+        op: "read",
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    let entries = crate::mountinfo::parse(&info);
+    // The topmost mount at the rootfs, and the mount it covers (the last
+    // one at the longest prefix of the path before it).
+    let Some(top) = entries.iter().rposition(|e| e.mount_point == rootfs) else {
+        return Ok(());
+    };
+    let under =
+        entries[..top].iter().filter(|e| rootfs.starts_with(&e.mount_point)).max_by_key(|e| e.mount_point.as_os_str().len());
+    let top = &entries[top];
+    let self_bind = under.is_some_and(|u| {
+        let rel = rootfs.strip_prefix(&u.mount_point).unwrap_or(rootfs);
+        u.dev == top.dev && u.root.join(rel) == top.root
+    });
+    if !self_bind {
+        tracing::debug!(rootfs = %rootfs.display(), "the rootfs mount is not a bind on itself: left alone");
+        return Ok(());
+    }
+    tracing::debug!(rootfs = %rootfs.display(), "detach the rootfs bind made in the runtime's mount namespace");
+    match umount2(rootfs, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(sys("detach the rootfs bind", rootfs)(e)),
+    }
+}
+
+/// Enter the rootfs: it becomes `/` and the host's tree is detached. In the
+/// runtime's own mount namespace only a `chroot` (see the module docs).
+pub fn enter(s: &Setup<'_>, no_pivot: bool) -> Result<()> {
+    let rootfs = s.rootfs;
+    if !s.own_mount_ns() {
+        tracing::debug!(rootfs = %rootfs.display(), "chroot (no mount namespace of its own)");
+        chdir(rootfs).map_err(sys("chdir", rootfs))?;
+        chroot(".").map_err(sys("chroot", rootfs))?;
+        chdir("/").map_err(sys("chdir", "/"))?;
+        return Ok(());
+    }
     if no_pivot {
         chdir(rootfs).map_err(sys("chdir", rootfs))?;
         mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(sys("move mount to /", rootfs))?;
@@ -581,7 +661,7 @@ pub fn finalize(s: &Setup<'_>) -> Result<()> {
         remount_bind(Path::new("/"), Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())?;
     }
     let propagation = s.root_propagation();
-    if propagation.contains(MsFlags::MS_SHARED) {
+    if s.own_mount_ns() && propagation.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
         mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>).map_err(sys("set propagation of", "/"))?;
     }
     Ok(())

@@ -316,17 +316,19 @@ mod tests {
         let p = program(&rules(&["deny a *:* rwm", "allow c 1:3 rwm", "allow c *:* m"])).unwrap();
         let mut want = prologue();
         want.extend([
-            // c *:* m (wildcards sort first)
-            jne(R2, DEV_CHAR, 5),
-            mov32_reg(R1, R3),
-            alu32(BPF_AND, R1, ACC_MKNOD),
-            insn(BPF_JMP | BPF_JNE | BPF_X, R1, R3, 2, 0),
-            mov_imm(R0, 1),
-            exit(),
+            // In the rules' order (each block falls through unless it allows
+            // all that is asked, so the order does not change the verdict).
             // c 1:3 rwm: no access check
             jne(R2, DEV_CHAR, 4),
             jne(R4, 1, 3),
             jne(R5, 3, 2),
+            mov_imm(R0, 1),
+            exit(),
+            // c *:* m
+            jne(R2, DEV_CHAR, 5),
+            mov32_reg(R1, R3),
+            alu32(BPF_AND, R1, ACC_MKNOD),
+            insn(BPF_JMP | BPF_JNE | BPF_X, R1, R3, 2, 0),
             mov_imm(R0, 1),
             exit(),
             // default: deny
