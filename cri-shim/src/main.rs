@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use roci_cri::config::{CgroupDriver, Config, LogLevel, Overrides, DEFAULT_CONFIG_FILE};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The Kubernetes CRI (runtime.v1) server of roci. Every flag overrides the configuration file's
 /// key of the same name (see cri.toml.example).
@@ -61,10 +64,13 @@ fn main() -> anyhow::Result<()> {
         stream_server_address: args.stream_server_address,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::from(config.log_level))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
+    // The level applies to roci-cri's own events; the libraries' (tonic, h2, hyper) debug output
+    // is per HTTP/2 frame, so they log warnings and errors only.
+    let level = tracing::Level::from(config.log_level);
+    let filter = Targets::new().with_target("roci_cri", level).with_default(level.min(tracing::Level::WARN));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .with(filter)
         .init();
     tracing::debug!(config_file = %args.config.as_deref().unwrap_or(DEFAULT_CONFIG_FILE.as_ref()).display(), ?config, "configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;

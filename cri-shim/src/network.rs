@@ -15,7 +15,7 @@ const EXTENSIONS: [&str; 3] = ["conf", "conflist", "json"];
 pub enum NetworkConfigError {
     #[error("read the CNI configuration directory {dir}: {source}")]
     ReadDir { dir: PathBuf, source: std::io::Error },
-    #[error("no network configuration found in {dir}")]
+    #[error("no network config found in {dir}")]
     NoConfig { dir: PathBuf },
     #[error("read the CNI configuration {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
