@@ -72,7 +72,9 @@ fn main() -> anyhow::Result<()> {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
         .with(filter)
         .init();
-    tracing::debug!(config_file = %args.config.as_deref().unwrap_or(DEFAULT_CONFIG_FILE.as_ref()).display(), ?config, "configuration");
+    let file = args.config.or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|f| f.exists()));
+    let file = file.map_or_else(|| "none (the defaults)".to_string(), |f| f.display().to_string());
+    tracing::debug!(config_file = file, ?config, "configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the tokio runtime")?;
     runtime.block_on(roci_cri::serve(config))?;
     Ok(())

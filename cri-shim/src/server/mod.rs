@@ -36,11 +36,12 @@ impl Cri {
 
 /// Both services, for one tonic router.
 pub fn services(cri: Arc<Cri>) -> (RuntimeServiceServer<Runtime>, ImageServiceServer<Images>) {
-    (RuntimeServiceServer::new(Runtime(cri.clone())), ImageServiceServer::new(Images(cri)))
+    (RuntimeServiceServer::new(Runtime(cri)), ImageServiceServer::new(Images))
 }
 
 pub struct Runtime(Arc<Cri>);
-pub struct Images(#[allow(dead_code)] Arc<Cri>);
+/// No image is served in this build: every ImageService RPC answers Unimplemented.
+pub struct Images;
 
 fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented in this build of roci-cri"))
