@@ -1,16 +1,17 @@
 # roci — build, demo, test, bench.
 #
-#   make build   static release builds of roci and roci-image (target/<host triple>/release/)
+#   make build   static release builds of roci, roci-image and roci-cri (target/<host triple>/release/)
 #   make demo    build, then run hack/demo (a busybox container with a memory limit)
 #   make test    install missing Debian packages, unit tests, then the OCI integration suite against
-#                roci and against runc (the reference), then the cgroup tests in the cgroup v2 guest
+#                roci and against runc (the reference), the CRI suite against roci-cri and against
+#                containerd's CRI (the reference), then the cgroup tests in the cgroup v2 guest
 #                when hack/v2guest/run exists. Every leg runs; make fails at the end if any failed.
 #   make bench   hack/bench: roci vs runc vs crun start-to-exit time and peak RSS (hyperfine)
 #   make bench-image  hack/bench-image: pull + unpack of a ~100 MB image from a local registry, roci vs
 #                containerd vs skopeo+umoci, and the snapshot cost of running containers from it
 #   make clean   cargo clean and hack/out
 #
-# Single legs: test-unit, test-roci, test-runc, test-v2guest. Variables:
+# Single legs: test-unit, test-roci, test-runc, test-cri, test-v2guest. Variables:
 #   IT_THREADS   parallel integration tests (default 4; they mostly wait on processes)
 #   IT_FILTER    test-name filter for the integration suite (e.g. IT_FILTER=cgroup_)
 #   CARGO_TARGET_DIR is honoured (default ./target).
@@ -32,6 +33,7 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 TARGET := $(patsubst %-gnu,%-musl,$(HOST))
 ROCI := $(TARGET_DIR)/$(TARGET)/release/roci
 export ROCI
+ROCI_CRI := $(TARGET_DIR)/$(TARGET)/release/roci-cri
 IT_THREADS ?= 4
 IT_FILTER ?=
 # Debian packages the tests, demo and bench use: the reference runtimes, the container rootfs
@@ -45,19 +47,21 @@ DEB_PACKAGES := musl-tools runc crun busybox-static procps hyperfine time jq uti
 IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
 # The image suite (pull, `roci image`, `run --image`) is roci's own: it runs in the roci leg only.
 IT_ROCI := $(IT) --test image
+# The CRI suite runs against roci-cri and against containerd's CRI plugin (tests/cri/server.rs).
+IT_CRI := $(CARGO) test --no-fail-fast -p roci-integration --test cri
 
-.PHONY: build toolchain demo test deps test-unit test-roci test-runc test-v2guest bench bench-image clean
+.PHONY: build toolchain demo test deps test-unit test-roci test-runc test-cri test-v2guest bench bench-image clean
 
-# One cargo run builds both: roci depends on libcontainer only, and the image code with its registry
-# client, TLS and async runtime is libimage's, which only roci-image links (`cargo tree -p roci -e normal`
-# lists no tokio, rustls, reqwest or oci-client). Features of the crates both binaries use still unify
-# within the run: oci-client turns on tracing's `log` (every event also goes to the `log` facade when no
-# subscriber is set), chrono's and oci-spec's defaults. roci never installs a `log` logger and uses none
-# of the rest, so LTO leaves almost none of it in roci: no `log` code, 0.8 KB more text (0.02%) than roci
-# built alone, less than moving the image code out of libcontainer saved; the same peak RSS (hack/bench).
+# One cargo run builds the three: roci depends on libcontainer only; the image code with its registry
+# client, TLS and async runtime is libimage's, which roci-image links, and roci-cri brings its own gRPC
+# stack (`cargo tree -p roci -e normal` lists no tokio, rustls, reqwest, tonic or oci-client). Features of
+# the crates the binaries share still unify within the run: oci-client turns on tracing's `log` (every
+# event also goes to the `log` facade when no subscriber is set), chrono's and oci-spec's defaults. roci
+# never installs a `log` logger and uses none of the rest, so LTO leaves almost none of it in roci: no
+# `log` code, under 1 KB more text than roci built alone; the same peak RSS (hack/bench).
 BUILD_ENV := CC_$(subst -,_,$(TARGET))=musl-gcc RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C relocation-model=static"
 build: toolchain
-	$(BUILD_ENV) $(CARGO) build --release --target $(TARGET) -p roci -p roci-image
+	$(BUILD_ENV) $(CARGO) build --release --target $(TARGET) -p roci -p roci-image -p roci-cri
 
 # What `build` needs beyond cargo: musl-gcc (for the C in zstd-sys and ring) and the musl target's std.
 toolchain:
@@ -83,7 +87,7 @@ deps:
 
 # Run every leg even when one fails (-k), fail at the end if any did.
 test: deps
-	$(MAKE) --no-print-directory -k test-unit test-roci test-runc test-v2guest
+	$(MAKE) --no-print-directory -k test-unit test-roci test-runc test-cri test-v2guest
 
 # Unit tests of every crate (some libcontainer tests need root: we are root). The integration
 # suite is excluded here: it runs below against each runtime.
@@ -96,6 +100,16 @@ test-roci: build
 
 test-runc: deps
 	ROCI_TEST_RUNTIME=$$(command -v runc) $(IT) -- --test-threads=$(IT_THREADS) $(IT_FILTER)
+
+# The CRI suite against the roci-cri just built, then against Debian containerd's CRI plugin; both
+# runs happen, the leg fails if either did.
+test-cri: build deps
+	rc=0; \
+	for target in roci containerd; do \
+		echo "== CRI suite against $$target"; \
+		ROCI_CRI=$(ROCI_CRI) ROCI_CRI_TEST_TARGET=$$target $(IT_CRI) -- --test-threads=$(IT_THREADS) $(IT_FILTER) || rc=1; \
+	done; \
+	exit $$rc
 
 # The cgroup_ tests in a pure cgroup v2 guest (hack/v2guest/run), against roci (when it built: the
 # test-roci leg reports a failed build) and runc; then libimage's unit tests on the guest's older

@@ -1,0 +1,93 @@
+//! roci-cri: the Kubernetes Container Runtime Interface (runtime.v1) served over a Unix socket.
+//!
+//! - [`config`]: the TOML file and the flags over it.
+//! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
+//! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
+//!   types appear.
+//! - [`network`]: the CNI network configuration in force.
+//! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
+//!
+//! The daemon never forks: containers will each have a monitor process of their own (started by a
+//! later increment), so that no container is ever a child of this async process.
+
+pub mod config;
+pub mod network;
+pub mod server;
+pub mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tonic::codegen::tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error("create the {what} directory {path}: {source}")]
+    CreateDir { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    #[error("install the {signal} handler: {source}")]
+    Signal { signal: &'static str, source: std::io::Error },
+    #[error("serve gRPC on {path}: {source}")]
+    Serve { path: std::path::PathBuf, source: tonic::transport::Error },
+    #[error("serve gRPC on {path}: the server task failed: {reason}")]
+    Panicked { path: std::path::PathBuf, reason: String },
+}
+
+/// How long in-flight calls and open connections get to finish after SIGTERM/SIGINT. kubelet
+/// keeps its connection open for good, so without a bound a stop would wait for kubelet.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serve the CRI on the configured socket until SIGTERM or SIGINT. In-flight calls get
+/// [`SHUTDOWN_GRACE`] to finish; the socket is removed before returning. Must run inside a tokio
+/// runtime.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    for (what, path) in [("root", &config.root), ("state", &config.state)] {
+        std::fs::create_dir_all(path).map_err(|source| ServeError::CreateDir { what, path: path.clone(), source })?;
+    }
+    let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Signal { signal: "SIGTERM", source })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| ServeError::Signal { signal: "SIGINT", source })?;
+    let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
+    let config = Arc::new(config);
+    let (runtime, images) = server::services(server::Cri::new(config.clone()));
+    tracing::info!(socket = %path.display(), root = %config.root.display(), state = %config.state.display(), "serving the CRI");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut serving =
+        tokio::spawn(tonic::transport::Server::builder().add_service(runtime).add_service(images).serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener),
+            async {
+                stopped.await.ok();
+            },
+        ));
+    let served = tokio::select! {
+        _ = term.recv() => Err("SIGTERM"),
+        _ = int.recv() => Err("SIGINT"),
+        ended = &mut serving => Ok(ended),
+    };
+    let served = match served {
+        Ok(ended) => ended,
+        Err(signal) => {
+            tracing::info!(signal, "shutting down");
+            stop.send(()).ok();
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut serving).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period: closing them");
+                    serving.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(socket = %path.display(), error = %e, "remove the socket");
+    }
+    drop(lock);
+    match served {
+        Ok(result) => result.map_err(|source| ServeError::Serve { path, source }),
+        Err(join) => Err(ServeError::Panicked { path, reason: join.to_string() }),
+    }
+}

@@ -1,0 +1,144 @@
+//! The CRI services: the only place where protobuf types meet roci-cri's own.
+//!
+//! One file per implemented RPC; the trait impls below only dispatch. The RPCs that later work
+//! fills in (pods, containers, stats, events, images, streaming) answer `Unimplemented` with the
+//! RPC's name, the one temporary answer allowed: kubelet and crictl report it as such.
+
+mod runtime_config;
+mod status;
+mod update_runtime_config;
+mod version;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use roci_cri_proto::runtime_v1 as v1;
+use roci_cri_proto::runtime_v1::image_service_server::{ImageService, ImageServiceServer};
+use roci_cri_proto::runtime_v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
+use tonic::codegen::tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::config::Config;
+
+/// The state the handlers share.
+pub struct Cri {
+    config: Arc<Config>,
+    /// The pod CIDR(s) kubelet gave with UpdateRuntimeConfig (comma-separated, as sent); empty until then.
+    pod_cidr: RwLock<String>,
+}
+
+impl Cri {
+    pub fn new(config: Arc<Config>) -> Arc<Cri> {
+        Arc::new(Cri { config, pod_cidr: RwLock::new(String::new()) })
+    }
+}
+
+/// Both services, for one tonic router.
+pub fn services(cri: Arc<Cri>) -> (RuntimeServiceServer<Runtime>, ImageServiceServer<Images>) {
+    (RuntimeServiceServer::new(Runtime(cri)), ImageServiceServer::new(Images))
+}
+
+pub struct Runtime(Arc<Cri>);
+/// No image is served in this build: every ImageService RPC answers Unimplemented.
+pub struct Images;
+
+fn unimplemented(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented in this build of roci-cri"))
+}
+
+type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'a>>;
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Trait methods (in the shape `#[async_trait]` gives them) that answer Unimplemented.
+macro_rules! unimplemented_rpcs {
+    ($($method:ident($req:ident) -> $resp:ty = $rpc:literal;)*) => {$(
+        fn $method<'life0, 'async_trait>(&'life0 self, _: Request<v1::$req>) -> Reply<'async_trait, $resp>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(std::future::ready(Err(unimplemented($rpc))))
+        }
+    )*};
+}
+
+#[tonic::async_trait]
+impl RuntimeService for Runtime {
+    async fn version(&self, request: Request<v1::VersionRequest>) -> Result<Response<v1::VersionResponse>, Status> {
+        Ok(Response::new(version::version(request.get_ref())))
+    }
+
+    async fn status(&self, request: Request<v1::StatusRequest>) -> Result<Response<v1::StatusResponse>, Status> {
+        Ok(Response::new(status::status(&self.0, request.get_ref())?))
+    }
+
+    async fn runtime_config(
+        &self,
+        request: Request<v1::RuntimeConfigRequest>,
+    ) -> Result<Response<v1::RuntimeConfigResponse>, Status> {
+        Ok(Response::new(runtime_config::runtime_config(&self.0, request.get_ref())))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<v1::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        Ok(Response::new(update_runtime_config::update_runtime_config(&self.0, request.get_ref())?))
+    }
+
+    type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
+    type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
+    type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
+    type StreamContainerStatsStream = Streamed<v1::StreamContainerStatsResponse>;
+    type StreamPodSandboxStatsStream = Streamed<v1::StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxMetricsStream = Streamed<v1::StreamPodSandboxMetricsResponse>;
+
+    unimplemented_rpcs! {
+        run_pod_sandbox(RunPodSandboxRequest) -> v1::RunPodSandboxResponse = "RunPodSandbox";
+        stop_pod_sandbox(StopPodSandboxRequest) -> v1::StopPodSandboxResponse = "StopPodSandbox";
+        remove_pod_sandbox(RemovePodSandboxRequest) -> v1::RemovePodSandboxResponse = "RemovePodSandbox";
+        pod_sandbox_status(PodSandboxStatusRequest) -> v1::PodSandboxStatusResponse = "PodSandboxStatus";
+        list_pod_sandbox(ListPodSandboxRequest) -> v1::ListPodSandboxResponse = "ListPodSandbox";
+        stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
+        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
+        create_container(CreateContainerRequest) -> v1::CreateContainerResponse = "CreateContainer";
+        start_container(StartContainerRequest) -> v1::StartContainerResponse = "StartContainer";
+        stop_container(StopContainerRequest) -> v1::StopContainerResponse = "StopContainer";
+        remove_container(RemoveContainerRequest) -> v1::RemoveContainerResponse = "RemoveContainer";
+        list_containers(ListContainersRequest) -> v1::ListContainersResponse = "ListContainers";
+        stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
+        container_status(ContainerStatusRequest) -> v1::ContainerStatusResponse = "ContainerStatus";
+        update_container_resources(UpdateContainerResourcesRequest) -> v1::UpdateContainerResourcesResponse = "UpdateContainerResources";
+        reopen_container_log(ReopenContainerLogRequest) -> v1::ReopenContainerLogResponse = "ReopenContainerLog";
+        checkpoint_container(CheckpointContainerRequest) -> v1::CheckpointContainerResponse = "CheckpointContainer";
+        get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
+        exec_sync(ExecSyncRequest) -> v1::ExecSyncResponse = "ExecSync";
+        exec(ExecRequest) -> v1::ExecResponse = "Exec";
+        attach(AttachRequest) -> v1::AttachResponse = "Attach";
+        port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";
+        container_stats(ContainerStatsRequest) -> v1::ContainerStatsResponse = "ContainerStats";
+        list_container_stats(ListContainerStatsRequest) -> v1::ListContainerStatsResponse = "ListContainerStats";
+        stream_container_stats(StreamContainerStatsRequest) -> Self::StreamContainerStatsStream = "StreamContainerStats";
+        pod_sandbox_stats(PodSandboxStatsRequest) -> v1::PodSandboxStatsResponse = "PodSandboxStats";
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> v1::ListPodSandboxStatsResponse = "ListPodSandboxStats";
+        stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse = "ListMetricDescriptors";
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> v1::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+        stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";
+    }
+}
+
+#[tonic::async_trait]
+impl ImageService for Images {
+    type StreamImagesStream = Streamed<v1::StreamImagesResponse>;
+
+    unimplemented_rpcs! {
+        list_images(ListImagesRequest) -> v1::ListImagesResponse = "ListImages";
+        stream_images(StreamImagesRequest) -> Self::StreamImagesStream = "StreamImages";
+        image_status(ImageStatusRequest) -> v1::ImageStatusResponse = "ImageStatus";
+        pull_image(PullImageRequest) -> v1::PullImageResponse = "PullImage";
+        remove_image(RemoveImageRequest) -> v1::RemoveImageResponse = "RemoveImage";
+        image_fs_info(ImageFsInfoRequest) -> v1::ImageFsInfoResponse = "ImageFsInfo";
+    }
+}
