@@ -369,9 +369,11 @@ fn docker_memory_limit_and_oom() {
     assert_eq!(out.stdout.trim(), "67108864", "memory limit seen inside: {out}");
     drop(c);
 
-    // Over the limit: the kernel's OOM killer ends the container; Docker says so. (The shim watches
-    // for OOM events only once the container has started: the `sleep 1` keeps an OOM at the very
-    // first instant from being missed, whatever the runtime.)
+    // Over the limit: the kernel's OOM killer ends the container's biggest process; Docker says so.
+    // (The shim watches for OOM events only once the container has started: the first `sleep 1`
+    // keeps an OOM at the very first instant from being missed. It drops an event whose cgroup is
+    // already gone when it gets to it: the subshell is what the OOM killer ends, and the container
+    // lives on for a second with its exit code, so a fast `delete` cannot race the event.)
     let name = d.name("oom");
     let out = d.docker(&[
         "run",
@@ -388,7 +390,7 @@ fn docker_memory_limit_and_oom() {
         "busybox",
         "sh",
         "-c",
-        "sleep 1; x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived",
+        "sleep 1; (x=$(head -c 100m /dev/zero | tr '\\0' a); echo survived); st=$?; sleep 1; exit $st",
     ]);
     let c = Ctr { d: &d, name };
     expect_code(&d, &out, 137);
