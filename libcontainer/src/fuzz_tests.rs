@@ -12,7 +12,7 @@
 //! target; `PROPTEST_CASES` raises it for a longer run). A case that fails
 //! is shrunk by proptest and becomes a named regression test below.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
@@ -294,15 +294,18 @@ fn config(cases: u32) -> Config {
     }
 }
 
-/// The bundle every config case validates against: a directory with `rootfs/`.
-fn bundle() -> &'static Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir(d.path().join("rootfs")).unwrap();
-        d
-    })
-    .path()
+/// The bundle every config case validates against: a directory with
+/// `rootfs/`, one per test thread, removed when the test's thread ends (a
+/// `static` would never be dropped and would leave it in the temp dir).
+fn bundle() -> PathBuf {
+    thread_local! {
+        static DIR: tempfile::TempDir = {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir(d.path().join("rootfs")).unwrap();
+            d
+        };
+    }
+    DIR.with(|d| d.path().to_path_buf())
 }
 
 /// Everything roci does with a config before the kernel: parse, validate,
@@ -320,7 +323,7 @@ fn check_config(data: &[u8], touched: &[Vec<Step>]) -> Result<(), String> {
         }
         Err(e) => return Err(format!("parse: not a field error: {e}")),
     };
-    match spec::validate(&path, bundle(), &spec) {
+    match spec::validate(&path, &bundle(), &spec) {
         Ok(_) => {}
         Err(spec::Error::Invalid { field, reason, .. }) => {
             if field.is_empty() {
@@ -442,7 +445,7 @@ fn fuzz_bases_are_valid() {
     check_config(&serde_json::to_vec(&rich_config()).unwrap(), &[]).unwrap();
     let path = bundle().join("config.json");
     let spec = spec::parse(&path, &serde_json::to_vec(&rich_config()).unwrap()).unwrap();
-    spec::validate(&path, bundle(), &spec).unwrap();
+    spec::validate(&path, &bundle(), &spec).unwrap();
     let r = parse_resources(Path::new("r.json"), Some(&serde_json::to_vec(&resources_doc()).unwrap()), &[]).unwrap();
     crate::cgroups::validate_resources(&r).unwrap();
 }
