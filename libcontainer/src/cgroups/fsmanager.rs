@@ -1,15 +1,12 @@
 //! The [`Manager`] for every host layout: the container's directory in each
 //! hierarchy, and for each controller the one directory that serves it.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode as FileMode;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
@@ -29,8 +26,6 @@ pub(crate) struct FsManager {
     mode: Mode,
     path: CgroupPath,
     members: Vec<Member>,
-    /// The cgroup2 directory, opened by `create` on a cgroup2-only host.
-    cgroup_fd: Option<OwnedFd>,
     /// `/sys/dev/block`, where `blockIO` devices are looked up (tests
     /// point it elsewhere).
     sys_dev_block: PathBuf,
@@ -55,13 +50,7 @@ impl FsManager {
             .iter()
             .map(|h| Member { dir: h.mountpoint.join(path.in_hierarchy(h).trim_start_matches('/')), h: h.clone() })
             .collect();
-        Ok(FsManager {
-            mode: layout.mode,
-            path: path.clone(),
-            members,
-            cgroup_fd: None,
-            sys_dev_block: PathBuf::from(blockio::SYS_DEV_BLOCK),
-        })
+        Ok(FsManager { mode: layout.mode, path: path.clone(), members, sys_dev_block: PathBuf::from(blockio::SYS_DEV_BLOCK) })
     }
 
     fn v2(&self) -> Option<&Member> {
@@ -283,16 +272,7 @@ impl Manager for FsManager {
 
     fn create(&mut self) -> Result<()> {
         let mut created = Vec::new();
-        let mut result = self.create_dirs(&mut created);
-        if result.is_ok() && self.mode == Mode::Unified {
-            if let Some(m) = self.v2() {
-                let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-                match nix::fcntl::open(&m.dir, flags, FileMode::empty()) {
-                    Ok(fd) => self.cgroup_fd = Some(fd),
-                    Err(e) => result = Err(Error::Open { path: m.dir.clone(), source: e.into() }),
-                }
-            }
-        }
+        let result = self.create_dirs(&mut created);
         if result.is_err() {
             files::remove_created(&created);
         }
@@ -478,10 +458,6 @@ impl Manager for FsManager {
         Ok(())
     }
 
-    fn clone_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.cgroup_fd.as_ref().map(AsFd::as_fd)
-    }
-
     fn entry(&self) -> Result<Entry> {
         for m in &self.members {
             if m.h.version == Version::V1 && m.h.has("cpuset") {
@@ -518,17 +494,7 @@ impl Manager for FsManager {
             }
             dirs.push((m.h.version, dir, m.h.version == Version::V1 && m.h.has("cpuset")));
         }
-        let mut fd = None;
-        if self.mode == Mode::Unified {
-            if let Some((_, dir, _)) = dirs.iter().find(|(v, _, _)| *v == Version::V2) {
-                let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-                fd = Some(
-                    nix::fcntl::open(dir, flags, FileMode::empty())
-                        .map_err(|e| Error::Open { path: dir.clone(), source: e.into() })?,
-                );
-            }
-        }
-        Ok(SubCgroupDirs { dirs, fd })
+        Ok(SubCgroupDirs { dirs })
     }
 
     fn pids(&self) -> Result<Vec<Pid>> {
@@ -798,7 +764,6 @@ mod tests {
         write(&dir(1).join("only-mem"), &[("cgroup.procs", "")]);
 
         let sub = m.sub_cgroup(&SubCgroup::parse(&["/s"]).unwrap()).unwrap();
-        assert!(sub.clone_fd().is_none(), "hybrid: no CLONE_INTO_CGROUP");
         let want: Vec<PathBuf> = (0..5).map(|i| dir(i).join("s")).collect();
         assert_eq!(sub.dirs().map(Path::to_owned).collect::<Vec<_>>(), want);
         // The v1 cpuset sub-cgroup has no CPUs: refused, not filled in.
@@ -808,6 +773,19 @@ mod tests {
         sub.add_process(Pid::from_raw(4242)).unwrap();
         for i in 0..5 {
             assert_eq!(read(&dir(i).join("s"), "cgroup.procs"), "4242");
+        }
+        // A new process clones into the hybrid host's cgroup2 directory and
+        // enters the v1 ones through their `tasks` files.
+        let v2 = l.hierarchies.iter().position(|h| h.version == Version::V2).unwrap();
+        for i in (0..5).filter(|i| *i != v2) {
+            write(&dir(i).join("s"), &[("tasks", "")]);
+        }
+        let entry = sub.entry().unwrap();
+        let st = nix::sys::stat::fstat(entry.clone_fd().expect("hybrid: CLONE_INTO_CGROUP for the cgroup2 tree")).unwrap();
+        assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&fs::metadata(dir(v2).join("s")).unwrap()));
+        entry.enter_self().unwrap();
+        for i in (0..5).filter(|i| *i != v2) {
+            assert_eq!(read(&dir(i).join("s"), "tasks"), "0");
         }
 
         // memory:only-mem moves memory only; the rest stay in the container's cgroup.
@@ -830,7 +808,8 @@ mod tests {
         let d = f.layout.hierarchies[0].mountpoint.join("c/s");
         write(&d, &[("cgroup.procs", "")]);
         let sub = m.sub_cgroup(&SubCgroup::parse(&["s"]).unwrap()).unwrap();
-        let st = nix::sys::stat::fstat(sub.clone_fd().unwrap()).unwrap();
+        let entry = sub.entry().unwrap();
+        let st = nix::sys::stat::fstat(entry.clone_fd().unwrap()).unwrap();
         assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&fs::metadata(&d).unwrap()));
         let e = m.sub_cgroup(&SubCgroup::parse(&["memory:s"]).unwrap()).unwrap_err().to_string();
         assert!(e.contains("cgroup v2 has one hierarchy"), "{e}");
@@ -913,7 +892,6 @@ mod tests {
         assert!(e.to_string().contains("cpuset.cpus"), "{e}");
         assert!(!l.hierarchies[0].mountpoint.join("a").exists());
         assert!(!l.hierarchies[1].mountpoint.join("a").exists());
-        assert!(m.clone_fd().is_none());
         // With the directory and its (empty) files there, it is not "created", so not seeded...
         write(&l.hierarchies[0].mountpoint.join("a/b"), &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
         write(&l.hierarchies[0].mountpoint.join("a"), &[("cpuset.cpus", "0-1"), ("cpuset.mems", "0")]);

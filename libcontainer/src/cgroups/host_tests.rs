@@ -155,7 +155,8 @@ fn host_create_apply_join_destroy() {
             assert!(!files::read(&dir(i), "cpuset.mems").unwrap().is_empty());
         }
     }
-    assert_eq!(m.clone_fd().is_some(), layout.mode == Mode::Unified);
+    let has_v2 = layout.hierarchies.iter().any(|h| h.version == Version::V2);
+    assert_eq!(m.entry().unwrap().clone_fd().is_some(), has_v2, "CLONE_INTO_CGROUP wherever there is a cgroup2 tree");
 
     // Limits, each where this host serves it.
     let mut json = String::from(r#"{"pids":{"limit":32}"#);
@@ -352,7 +353,8 @@ fn host_v2_tree_alone_as_a_unified_layout() {
     want.sort();
     assert_eq!(got, want);
     // The fd for CLONE_INTO_CGROUP is the container's directory.
-    let fd = m.clone_fd().expect("clone fd on a unified layout");
+    let entry = m.entry().unwrap();
+    let fd = entry.clone_fd().expect("clone fd on a unified layout");
     let st = nix::sys::stat::fstat(fd).unwrap();
     assert_eq!(st.st_ino, std::os::unix::fs::MetadataExt::ino(&fs::metadata(&dir).unwrap()));
     assert_eq!(m.mount_sources()[0].name, "");
@@ -399,7 +401,7 @@ fn host_v1_hierarchies_alone_kill_through_the_freezer() {
     let path = CgroupPath::new(&format!("{top}/c")).unwrap();
     let mut m = layout.manager(&path).unwrap();
     m.create().unwrap();
-    assert!(m.clone_fd().is_none());
+    assert!(m.entry().unwrap().clone_fd().is_none());
     let sh =
         guard.spawn(Command::new("sh").args(["-c", "read x; sleep 1000 & sleep 1000 & sleep 1000 & wait"]).stdin(Stdio::piped()));
     m.add_process(sh).unwrap();
@@ -1169,7 +1171,8 @@ fn host_exec_joins_a_sub_cgroup() {
         let e = m.sub_cgroup(&SubCgroup::parse(&["memory:s"]).unwrap()).unwrap_err();
         assert!(e.to_string().contains("cgroup v2 has one hierarchy"), "{e}");
         // clone3(CLONE_INTO_CGROUP) with the sub-cgroup's fd.
-        let fd = dirs.clone_fd().expect("an fd on a cgroup2-only host");
+        let entry = dirs.entry().unwrap();
+        let fd = entry.clone_fd().expect("an fd on a cgroup2-only host");
         let child = crate::sys::clone_process(0, Some(fd), &mut [], || {
             nix::unistd::pause();
             0

@@ -47,7 +47,7 @@
 //! `container::delete`:
 //!
 //! ```text
-//!   manager() ──create()──▶ exists ──apply(), set_devices()──▶ limited ──add_process()/clone_fd()──▶ populated
+//!   manager() ──create()──▶ exists ──apply(), set_devices()──▶ limited ──add_process()/entry()───▶ populated
 //!                                                                                                  │
 //!            freeze()/thaw() (pause, resume), apply()/set_devices() (update), stats(), oom_notifier()
 //!                                                                                                  │
@@ -79,7 +79,6 @@ mod validate;
 #[cfg(test)]
 mod host_tests;
 
-use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -175,9 +174,8 @@ pub trait Manager {
     fn path(&self) -> &CgroupPath;
     /// Create the cgroup directories (and their missing parents), enable the
     /// controllers in the v2 parents (cgroup2-only hosts), seed
-    /// `cpuset.cpus`/`cpuset.mems` in new v1 cpuset directories, and open the
-    /// directory for [`Manager::clone_fd`]. On error, removes the directories
-    /// it created.
+    /// `cpuset.cpus`/`cpuset.mems` in new v1 cpuset directories. On error,
+    /// removes the directories it created.
     fn create(&mut self) -> Result<()>;
     /// Write `linux.resources` to the controller files. Zero or absent values
     /// are left alone, so this also serves `update`. Values are checked
@@ -210,9 +208,6 @@ pub trait Manager {
     /// Move a process into the cgroup in every hierarchy (harmless when it is
     /// already there).
     fn add_process(&self, pid: Pid) -> Result<()>;
-    /// On a cgroup2-only host, the open cgroup directory for
-    /// `clone3(CLONE_INTO_CGROUP)`, available after [`Manager::create`].
-    fn clone_fd(&self) -> Option<BorrowedFd<'_>>;
     /// What a new container process enters the cgroup through, in every
     /// hierarchy, without the runtime moving it by pid (see [`Entry`]):
     /// the directories must exist ([`Manager::create`]); a new v1 cpuset
@@ -221,7 +216,7 @@ pub trait Manager {
     /// `exec --cgroup`: the existing sub-cgroup `sub` names below the
     /// container's cgroup, in every hierarchy, for an exec'd process to
     /// join ([`SubCgroupDirs::add_process`], or
-    /// [`SubCgroupDirs::clone_fd`] on a cgroup2-only host). Errors name
+    /// [`SubCgroupDirs::entry`]). Errors name
     /// `--cgroup`: a directory that does not exist, a controller no v1
     /// hierarchy has, a controller form on a cgroup2-only host.
     fn sub_cgroup(&self, sub: &SubCgroup) -> Result<SubCgroupDirs>;

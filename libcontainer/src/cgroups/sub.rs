@@ -20,7 +20,6 @@
 //! error, not filled in).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::unistd::Pid;
@@ -122,26 +121,18 @@ fn components(path: &str) -> std::result::Result<Vec<String>, String> {
 
 /// The container's sub-cgroup in every hierarchy, checked to exist, from
 /// [`Manager::sub_cgroup`](super::Manager::sub_cgroup): put an exec'd
-/// process there with [`SubCgroupDirs::add_process`], or clone it straight
-/// in with [`SubCgroupDirs::clone_fd`] on a cgroup2-only host.
+/// process there with [`SubCgroupDirs::add_process`], or let a new one enter
+/// it itself through [`SubCgroupDirs::entry`].
 #[derive(Debug)]
 pub struct SubCgroupDirs {
     /// (version, directory, whether it is a v1 cpuset).
     pub(crate) dirs: Vec<(Version, PathBuf, bool)>,
-    /// The cgroup2 directory, open, on a cgroup2-only host.
-    pub(crate) fd: Option<OwnedFd>,
 }
 
 impl SubCgroupDirs {
     /// Every directory the process joins, one per hierarchy.
     pub fn dirs(&self) -> impl Iterator<Item = &std::path::Path> {
         self.dirs.iter().map(|(_, d, _)| d.as_path())
-    }
-
-    /// On a cgroup2-only host, the sub-cgroup's directory for
-    /// `clone3(CLONE_INTO_CGROUP)`.
-    pub fn clone_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(AsFd::as_fd)
     }
 
     /// Move a process into the sub-cgroup in every hierarchy.
