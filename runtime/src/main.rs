@@ -30,9 +30,8 @@ fn main() -> ExitCode {
     // parsed, which would otherwise be done twice (clap builds every
     // subcommand's arguments: a millisecond of a `run`). An error here is
     // met again below, where it is reported.
-    if cli::makes_container_processes(std::env::args_os().skip(1)) {
-        let _ = libcontainer::selfexe::ensure_protected();
-    }
+    let protected_early =
+        cli::makes_container_processes(std::env::args_os().skip(1)) && libcontainer::selfexe::ensure_protected().is_ok();
     let cli = Cli::parse();
     let log_to_stderr = cli.log.is_none();
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
@@ -41,8 +40,8 @@ fn main() -> ExitCode {
     }
     // Commands that make container processes run from a view of the binary
     // that cannot be written (libcontainer::selfexe; create and exec refuse
-    // to run otherwise). Normally done above already: then this only checks.
-    if matches!(cli.command, Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))) {
+    // to run otherwise). Normally done above already.
+    if !protected_early && matches!(cli.command, Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))) {
         if let Err(e) = libcontainer::selfexe::ensure_protected() {
             return fail(&e.to_string(), log_to_stderr);
         }
