@@ -5,6 +5,7 @@
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
 //! - [`network`]: the CNI network configuration in force.
+//! - [`store`]: pods and containers on disk, their names and lifecycles.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
 //! The daemon never forks: containers will each have a monitor process of their own (started by a
@@ -14,6 +15,7 @@ pub mod config;
 pub mod network;
 pub mod server;
 pub mod socket;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
