@@ -1,6 +1,6 @@
 # roci — build, demo, test, bench.
 #
-#   make build   static release builds of roci, roci-image and roci-cri (target/<host triple>/release/)
+#   make build   static release builds of roci, roci-image, roci-cri and roci-pause (target/<host triple>/release/)
 #   make demo    build, then run hack/demo (a busybox container with a memory limit)
 #   make test    install missing Debian packages, unit tests, then the OCI integration suite against
 #                roci and against runc (the reference), the CRI suite against roci-cri and against
@@ -61,7 +61,7 @@ IT_CRI := $(CARGO) test --no-fail-fast -p roci-integration --test cri
 # `log` code, under 1 KB more text than roci built alone; the same peak RSS (hack/bench).
 BUILD_ENV := CC_$(subst -,_,$(TARGET))=musl-gcc RUSTFLAGS="$(RUSTFLAGS) -C target-feature=+crt-static -C relocation-model=static"
 build: toolchain
-	$(BUILD_ENV) $(CARGO) build --release --target $(TARGET) -p roci -p roci-image -p roci-cri
+	$(BUILD_ENV) $(CARGO) build --release --target $(TARGET) -p roci -p roci-image -p roci-cri -p roci-pause
 
 # What `build` needs beyond cargo: musl-gcc (for the C in zstd-sys and ring) and the musl target's std.
 toolchain:
