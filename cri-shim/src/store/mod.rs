@@ -192,25 +192,7 @@ impl Store {
     /// Change pod `id`'s record with `f` and save it. A state change must be allowed by
     /// [`PodState::can_become`]; the id and metadata cannot change.
     pub fn update_pod(&self, id: &str, f: impl FnOnce(&mut PodRecord)) -> Result<PodRecord> {
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.pod(id)?;
-        let mut new = old.clone();
-        f(&mut new);
-        if new.id != old.id || new.metadata != old.metadata {
-            return Err(StoreError::Corrupt {
-                path: self.pods_dir.join(format!("{}.json", old.id)),
-                reason: "an update may not change the id or the metadata".into(),
-            });
-        }
-        if new.state != old.state && !old.state.can_become(new.state) {
-            return Err(transition(Kind::Pod, &old.id, format!("{:?}", old.state), new.state));
-        }
-        if new == old {
-            return Ok(new);
-        }
-        write_record(&self.pods_dir, &new.id, &new)?;
-        write_guard(&self.index).pods.insert(new.id.clone(), new.clone());
-        Ok(new)
+        self.update(&self.pods_dir, id, f)
     }
 
     /// Remove pod `id`'s record and release its name. Its containers must be removed first.
@@ -284,25 +266,7 @@ impl Store {
     /// Change container `id`'s record with `f` and save it; a state change must be allowed by
     /// [`ContainerState::can_become`]; the id, pod and metadata cannot change.
     pub fn update_container(&self, id: &str, f: impl FnOnce(&mut ContainerRecord)) -> Result<ContainerRecord> {
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.container(id)?;
-        let mut new = old.clone();
-        f(&mut new);
-        if new.id != old.id || new.pod_id != old.pod_id || new.metadata != old.metadata {
-            return Err(StoreError::Corrupt {
-                path: self.containers_dir.join(format!("{}.json", old.id)),
-                reason: "an update may not change the id, the pod or the metadata".into(),
-            });
-        }
-        if new.state != old.state && !old.state.can_become(new.state) {
-            return Err(transition(Kind::Container, &old.id, format!("{:?}", old.state), new.state));
-        }
-        if new == old {
-            return Ok(new);
-        }
-        write_record(&self.containers_dir, &new.id, &new)?;
-        write_guard(&self.index).containers.insert(new.id.clone(), new.clone());
-        Ok(new)
+        self.update(&self.containers_dir, id, f)
     }
 
     /// Remove container `id`'s record and release its name.
@@ -323,6 +287,86 @@ impl Store {
         drop(index);
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).remove(&container.id);
         Ok(())
+    }
+}
+
+impl Store {
+    /// Change the record `id` with `f` and save it, checked against its lifecycle.
+    fn update<R: Record>(&self, dir: &Path, id: &str, f: impl FnOnce(&mut R)) -> Result<R> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let old = {
+            let index = read_guard(&self.index);
+            find(R::records(&index), R::KIND, id)?.clone()
+        };
+        let mut new = old.clone();
+        f(&mut new);
+        if !old.same_identity(&new) {
+            return Err(StoreError::Corrupt {
+                path: record_path(dir, old.id()),
+                reason: "an update may not change the id, the pod or the metadata".into(),
+            });
+        }
+        if let Some((from, to)) = old.refused_change(&new) {
+            return Err(transition(R::KIND, old.id(), from, to));
+        }
+        if new == old {
+            return Ok(new);
+        }
+        write_record(dir, new.id(), &new)?;
+        R::records_mut(&mut write_guard(&self.index)).insert(new.id().to_owned(), new.clone());
+        Ok(new)
+    }
+}
+
+/// What [`Store::update`] needs of a record.
+trait Record: Clone + PartialEq + serde::Serialize {
+    const KIND: Kind;
+    fn id(&self) -> &str;
+    fn records(index: &Index) -> &BTreeMap<String, Self>;
+    fn records_mut(index: &mut Index) -> &mut BTreeMap<String, Self>;
+    /// Whether `new` is still the same object (id, pod, metadata).
+    fn same_identity(&self, new: &Self) -> bool;
+    /// `Some((from, to))` when going from `self`'s state to `new`'s is not in the lifecycle.
+    fn refused_change(&self, new: &Self) -> Option<(String, String)>;
+}
+
+impl Record for PodRecord {
+    const KIND: Kind = Kind::Pod;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn records(index: &Index) -> &BTreeMap<String, Self> {
+        &index.pods
+    }
+    fn records_mut(index: &mut Index) -> &mut BTreeMap<String, Self> {
+        &mut index.pods
+    }
+    fn same_identity(&self, new: &Self) -> bool {
+        self.id == new.id && self.metadata == new.metadata
+    }
+    fn refused_change(&self, new: &Self) -> Option<(String, String)> {
+        (self.state != new.state && !self.state.can_become(new.state))
+            .then(|| (format!("{:?}", self.state), format!("{:?}", new.state)))
+    }
+}
+
+impl Record for ContainerRecord {
+    const KIND: Kind = Kind::Container;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn records(index: &Index) -> &BTreeMap<String, Self> {
+        &index.containers
+    }
+    fn records_mut(index: &mut Index) -> &mut BTreeMap<String, Self> {
+        &mut index.containers
+    }
+    fn same_identity(&self, new: &Self) -> bool {
+        self.id == new.id && self.pod_id == new.pod_id && self.metadata == new.metadata
+    }
+    fn refused_change(&self, new: &Self) -> Option<(String, String)> {
+        (self.state != new.state && !self.state.can_become(new.state))
+            .then(|| (format!("{:?}", self.state), format!("{:?}", new.state)))
     }
 }
 
