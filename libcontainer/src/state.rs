@@ -131,6 +131,10 @@ pub struct Intent {
     /// `--pid-file`, absolute: a killed create may leave its temp file.
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+    /// The container has no mount namespace of its own: its rootfs is bound in the runtime's, and
+    /// a killed create leaves that bind behind for `delete` to detach.
+    #[serde(default)]
+    pub shared_rootfs: bool,
 }
 
 /// A container's directory, locked for the lifetime of this value.
@@ -321,6 +325,7 @@ mod tests {
             annotations: BTreeMap::new(),
             cgroup_path: Some(crate::cgroups::CgroupPath::new("/x/c1").unwrap()),
             pid_file: None,
+            shared_rootfs: false,
         };
         d.save_intent(&intent).unwrap();
         assert_eq!(d.load_intent().unwrap().unwrap().cgroup_path, intent.cgroup_path);

@@ -169,6 +169,43 @@ impl Drop for MountNsHolder {
     }
 }
 
+/// A create of a container without a mount namespace binds its rootfs in the runtime's mount
+/// namespace; SIGKILLed after that (here while a createRuntime hook runs), it leaves the bind, and
+/// `delete --force` must detach it as it removes the rest of the half-made container.
+#[test]
+fn killed_create_without_mount_namespace_leaves_no_rootfs_bind() {
+    let holder = MountNsHolder::new();
+    let mut c = Container::new("killed_shared_rootfs");
+    c.spec.remove_namespace("mount").remove("/linux/maskedPaths").remove("/linux/readonlyPaths");
+    let pid_file = c.host_path("hook.pid");
+    c.spec.hook(
+        "createRuntime",
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 100", pid_file.display())]}),
+    );
+    c.write_config();
+    let mut create = Command::new("nsenter");
+    create.arg(format!("--mount=/proc/{}/ns/mnt", holder.pid())).arg("--").arg(&c.rt.path);
+    create.arg("--root").arg(&c.state_root).args(["create", "--bundle"]).arg(&c.bundle).arg(&c.id);
+    create.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut runtime = create.spawn().expect("spawn the runtime");
+    let mut hook = None;
+    roci_integration::wait_until("the createRuntime hook", Duration::from_secs(20), || {
+        hook = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        hook.is_some()
+    });
+    assert!(!holder.mounts_below(&c.rootfs).is_empty(), "the rootfs is bound in the runtime's namespace during create");
+    // nsenter executed the runtime: the child's pid is the runtime's.
+    runtime.kill().expect("SIGKILL the runtime");
+    runtime.wait().ok();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(hook.unwrap()), nix::sys::signal::Signal::SIGKILL).ok();
+    holder.invoke(&c, &["delete", "--force", &c.id]).ok();
+    let left = holder.mounts_below(&c.rootfs);
+    if !c.rt.is_runc() {
+        assert!(left.is_empty(), "delete --force after a killed create detaches the rootfs bind: {left:?}");
+    }
+    c.assert_no_leaks();
+}
+
 /// runtime-tools' ns_itype: every namespace type not in `linux.namespaces` is the runtime's own, seen from
 /// outside through `/proc/PID/ns/*` of the container's init (the `*_for_children` links too), the mount
 /// namespace included. runc and roci then set the rootfs up in the runtime's mount namespace and enter it

@@ -148,6 +148,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         annotations: annotations.clone(),
         cgroup_path: Some(cgroup_path.clone()),
         pid_file: pid_file.clone(),
+        shared_rootfs: !crate::rootfs::has_mount_ns(spec),
     })?;
     let mut cg = cgroups::manager(&cgroup_path)?;
     let have_cgroup = match cg.create() {

@@ -78,12 +78,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 /// What a create killed before it saved the state may have made: its
 /// cgroup in any hierarchy (with whatever process is still inside: the
 /// cgroup's destroy kills it), the temp file of its pid file, its image
-/// bundle. Mounts need nothing: they were made in the init's mount
-/// namespace, which died with it.
+/// bundle, and the rootfs bind of a container without a mount namespace
+/// (made in the runtime's). Other mounts need nothing: they were made in
+/// the init's mount namespace, which died with it.
 fn remove_half_made(intent: &Intent) -> Result<()> {
     tracing::debug!(id = %intent.id, cgroup = ?intent.cgroup_path, "remove what a killed create made");
     if let Some(path) = &intent.cgroup_path {
         crate::cgroups::manager(path)?.destroy()?;
+    }
+    if intent.shared_rootfs {
+        crate::rootfs::detach_shared(&intent.rootfs)?;
     }
     if let Some(pid_file) = &intent.pid_file {
         if let (Some(dir), Some(name)) = (pid_file.parent(), pid_file.file_name().and_then(|n| n.to_str())) {
