@@ -98,21 +98,21 @@ pub enum CniError {
     #[error("CNI attachment: {field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
     #[error("{call}: not found in {dirs}")]
-    PluginNotFound { call: Call, dirs: String },
+    PluginNotFound { call: Box<Call>, dirs: String },
     #[error("{call}: run {path}: {source}")]
-    Spawn { call: Call, path: PathBuf, source: std::io::Error },
+    Spawn { call: Box<Call>, path: PathBuf, source: std::io::Error },
     #[error("{call}: talk to the plugin: {source}")]
-    Io { call: Call, source: std::io::Error },
+    Io { call: Box<Call>, source: std::io::Error },
     /// The plugin failed and said why, with the spec's error object (code 1-99 are the spec's,
     /// 11 is "try again later"; 100 and up are the plugin's own).
     #[error("{call}: error {code}: {msg}{}", details.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Plugin { call: Call, code: u32, msg: String, details: Option<String> },
+    Plugin { call: Box<Call>, code: u32, msg: String, details: Option<String> },
     #[error("{call}: failed ({status}) without a CNI error on stdout: {output}")]
-    PluginFailed { call: Call, status: ExitStatus, output: String },
+    PluginFailed { call: Box<Call>, status: ExitStatus, output: String },
     #[error("{call}: did not finish within {timeout:?}: killed")]
-    Timeout { call: Call, timeout: Duration },
+    Timeout { call: Box<Call>, timeout: Duration },
     #[error("{call}: invalid result: {reason}")]
-    InvalidResult { call: Call, reason: String },
+    InvalidResult { call: Box<Call>, reason: String },
     #[error("CNI ADD of {container_id}: {if_name} is already attached (result cached in {path}): DEL first")]
     AlreadyAttached { container_id: String, if_name: String, path: PathBuf },
     #[error("CNI CHECK of {container_id}: {if_name} is not attached (no cached result in {path})")]
@@ -334,29 +334,29 @@ impl Cni {
             let stdin = plugin_stdin(network, plugin, &att.runtime, prev.as_ref());
             let out = self.exec(&call, att, &netns, &stdin).await?;
             let value: Value = serde_json::from_slice(&out)
-                .map_err(|e| CniError::InvalidResult { call: call.clone(), reason: format!("not JSON: {e}") })?;
+                .map_err(|e| CniError::InvalidResult { call: Box::new(call.clone()), reason: format!("not JSON: {e}") })?;
             if !value.is_object() {
-                return Err(CniError::InvalidResult { call, reason: "not a JSON object".into() });
+                return Err(CniError::InvalidResult { call: Box::new(call), reason: "not a JSON object".into() });
             }
             prev = Some(value);
         }
         let last = network.plugins.last().map(|p| p.kind.as_str()).unwrap_or_default();
         let raw = prev.ok_or_else(|| CniError::InvalidResult {
-            call: Call {
+            call: Box::new(Call {
                 command: Command::Add,
                 container_id: att.container_id.clone(),
                 network: network.name.clone(),
                 plugin: last.into(),
-            },
+            }),
             reason: "the network has no plugins".into(),
         })?;
         let result = serde_json::from_value(raw.clone()).map_err(|e| CniError::InvalidResult {
-            call: Call {
+            call: Box::new(Call {
                 command: Command::Add,
                 container_id: att.container_id.clone(),
                 network: network.name.clone(),
                 plugin: last.into(),
-            },
+            }),
             reason: e.to_string(),
         })?;
         Ok((raw, result))
@@ -437,9 +437,9 @@ impl Cni {
     /// Run one plugin and return its stdout when it succeeds.
     async fn exec(&self, call: &Call, att: &Attachment, netns: &OsString, stdin: &Value) -> Result<Vec<u8>, CniError> {
         let path = self.bin_dirs.iter().map(|dir| dir.join(&call.plugin)).find(|path| path.is_file()).ok_or_else(|| {
-            CniError::PluginNotFound { call: call.clone(), dirs: self.cni_path().to_string_lossy().into_owned() }
+            CniError::PluginNotFound { call: Box::new(call.clone()), dirs: self.cni_path().to_string_lossy().into_owned() }
         })?;
-        let stdin = serde_json::to_vec(stdin).map_err(|e| CniError::Io { call: call.clone(), source: e.into() })?;
+        let stdin = serde_json::to_vec(stdin).map_err(|e| CniError::Io { call: Box::new(call.clone()), source: e.into() })?;
         tracing::debug!(plugin = %path.display(), command = %call.command, container_id = %call.container_id, "run a CNI plugin");
         let mut child = tokio::process::Command::new(&path)
             .env("CNI_COMMAND", call.command.as_str())
@@ -455,7 +455,7 @@ impl Cni {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| CniError::Spawn { call: call.clone(), path: path.clone(), source })?;
+            .map_err(|source| CniError::Spawn { call: Box::new(call.clone()), path: path.clone(), source })?;
         let pid = child.id();
         let (input, output, errors) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let run = async {
@@ -474,7 +474,7 @@ impl Cni {
             Ok::<_, std::io::Error>((status, out, err))
         };
         let (status, out, err) = match tokio::time::timeout(self.timeout, run).await {
-            Ok(done) => done.map_err(|source| CniError::Io { call: call.clone(), source })?,
+            Ok(done) => done.map_err(|source| CniError::Io { call: Box::new(call.clone()), source })?,
             Err(_) => {
                 // Not reaped yet (wait() never returned), so the group id is still the plugin's.
                 if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -483,7 +483,7 @@ impl Cni {
                 if let Err(e) = child.wait().await {
                     tracing::warn!(plugin = %path.display(), error = %e, "reap a killed CNI plugin");
                 }
-                return Err(CniError::Timeout { call: call.clone(), timeout: self.timeout });
+                return Err(CniError::Timeout { call: Box::new(call.clone()), timeout: self.timeout });
             }
         };
         if !err.is_empty() {
@@ -501,7 +501,7 @@ impl Cni {
         }
         match serde_json::from_slice::<PluginError>(&out) {
             Ok(e) => Err(CniError::Plugin {
-                call: call.clone(),
+                call: Box::new(call.clone()),
                 code: e.code,
                 msg: e.msg,
                 details: e.details.filter(|d| !d.is_empty()),
@@ -514,7 +514,7 @@ impl Cni {
                     output.truncate(end);
                     output.push_str("...");
                 }
-                Err(CniError::PluginFailed { call: call.clone(), status, output })
+                Err(CniError::PluginFailed { call: Box::new(call.clone()), status, output })
             }
         }
     }
@@ -684,7 +684,12 @@ mod tests {
     #[test]
     fn plugin_errors_name_the_plugin_and_code() {
         let e = CniError::Plugin {
-            call: Call { command: Command::Add, container_id: "p1".into(), network: "pods".into(), plugin: "bridge".into() },
+            call: Box::new(Call {
+                command: Command::Add,
+                container_id: "p1".into(),
+                network: "pods".into(),
+                plugin: "bridge".into(),
+            }),
             code: 11,
             msg: "busy".into(),
             details: Some("try later".into()),

@@ -10,13 +10,15 @@
 //!
 //! A pod's network goes:
 //! ```text
-//!   setup:    load the configuration -> pin a new netns -> CNI ADD (cached) -> the pod's IPs
-//!             (a failure undoes what was done: DEL, netns removed)
-//!   teardown: CNI DEL (with what ADD cached) -> netns removed; again after that: nothing to do
+//!   setup:    load the configuration -> pin a new netns -> ADD loopback (lo) -> ADD the network
+//!             (eth0), each cached -> the pod's IPs
+//!             (a failure undoes what was done: DEL of what was added, netns removed)
+//!   teardown: DEL the network, DEL loopback (with what ADD cached) -> netns removed;
+//!             again after that: nothing left to do, success
 //! ```
-//! The loopback interface is not brought up here: like containerd ("loopback is always up"),
-//! the configuration in force is expected to bring it up through the `loopback` plugin or
-//! otherwise; roci-cri runs what the list says and nothing more.
+//! Like containerd ("loopback is always up"), every pod is first attached to a built-in network
+//! of the `loopback` plugin alone, whatever the configuration in force says: a pod's `lo` is up
+//! even when the configured list does not bring it up.
 
 pub mod cni;
 pub mod conf;
@@ -26,12 +28,30 @@ pub mod result;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeSet;
+
 pub use cni::{Attachment, Bandwidth, Cached, Cni, CniError, PodIdentity, PortMapping, Protocol, RuntimeArgs, DEFAULT_IFNAME};
-pub use conf::{load, NetworkConfig, NetworkConfigError};
+pub use conf::{load, NetworkConfig, NetworkConfigError, PluginConfig};
 pub use netns::NetnsError;
 pub use result::CniResult;
 
 use crate::config::Config;
+
+/// The interface name of the loopback attachment (containerd's).
+pub const LOOPBACK_IFNAME: &str = "lo";
+
+/// The built-in network every pod is attached to first: the `loopback` plugin alone.
+pub fn loopback_network() -> NetworkConfig {
+    let mut config = serde_json::Map::new();
+    config.insert("type".into(), "loopback".into());
+    NetworkConfig {
+        path: "(built-in)".into(),
+        name: "cni-loopback".into(),
+        cni_version: "1.0.0".into(),
+        disable_check: false,
+        plugins: vec![PluginConfig { kind: "loopback".into(), capabilities: BTreeSet::new(), config }],
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -102,8 +122,7 @@ impl PodNetworks {
     pub async fn setup(&self, request: &PodRequest) -> Result<PodNetwork, NetworkError> {
         let network = conf::load(&self.conf_dir)?;
         let netns = self.create_netns(&request.id).await?;
-        let att = self.attachment(request, netns.clone());
-        match self.cni.add(&network, &att).await {
+        match self.attach(&network, request, &netns).await {
             Ok(result) => {
                 let ips = result.pod_ips(DEFAULT_IFNAME);
                 Ok(PodNetwork { netns, network: network.name, ips, result })
@@ -117,6 +136,23 @@ impl PodNetworks {
         }
     }
 
+    /// ADD loopback then the network; a failure of the second undoes the first (the failed ADD
+    /// has undone itself).
+    async fn attach(&self, network: &NetworkConfig, request: &PodRequest, netns: &Path) -> Result<CniResult, CniError> {
+        let loopback = loopback_network();
+        let lo = self.loopback_attachment(request, netns.into());
+        self.cni.add(&loopback, &lo).await?;
+        match self.cni.add(network, &self.attachment(request, netns.into())).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                if let Err(undo) = self.cni.del(Some(&loopback), &lo).await {
+                    tracing::warn!(pod_id = %request.id, error = %undo, "undo the loopback attachment of a pod whose network failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Detach the pod and remove its namespace. Idempotent; when DEL fails the namespace is kept,
     /// so that a retry finds everything in place.
     pub async fn teardown(&self, request: &PodRequest) -> Result<(), NetworkError> {
@@ -125,13 +161,16 @@ impl PodNetworks {
         // the pod was never attached by this network.
         let network = conf::load(&self.conf_dir).ok();
         self.cni.del(network.as_ref(), &self.attachment(request, netns.clone())).await?;
+        self.cni.del(Some(&loopback_network()), &self.loopback_attachment(request, netns.clone())).await?;
         netns::remove(&netns)?;
         Ok(())
     }
 
-    /// CHECK the pod's attachment.
+    /// CHECK the pod's attachments (loopback, then the network).
     pub async fn check(&self, request: &PodRequest) -> Result<(), NetworkError> {
-        Ok(self.cni.check(&self.attachment(request, self.netns_path(&request.id))).await?)
+        let netns = self.netns_path(&request.id);
+        self.cni.check(&self.loopback_attachment(request, netns.clone())).await?;
+        Ok(self.cni.check(&self.attachment(request, netns)).await?)
     }
 
     /// The pod's network as ADD left it, if it has one (for `PodSandboxStatus`, and after a
@@ -153,6 +192,16 @@ impl PodNetworks {
             if_name: DEFAULT_IFNAME.into(),
             pod: request.pod.clone(),
             runtime: request.runtime.clone(),
+        }
+    }
+
+    fn loopback_attachment(&self, request: &PodRequest, netns: PathBuf) -> Attachment {
+        Attachment {
+            container_id: request.id.clone(),
+            netns,
+            if_name: LOOPBACK_IFNAME.into(),
+            pod: request.pod.clone(),
+            runtime: RuntimeArgs::default(),
         }
     }
 
