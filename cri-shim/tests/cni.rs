@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,8 +188,13 @@ fn two_pods_on_one_bridge_reach_each_other_and_their_loopback() {
         env.write_bridge_network("roci-two", "cni-two", "10.91.0.0/24", &[]);
         let networks = env.networks();
         let (a, b) = (pod("pod-a", RuntimeArgs::default()), pod("pod-b", RuntimeArgs::default()));
-        let net_a = networks.setup(&a).await.expect("setup a");
-        let net_b = networks.setup(&b).await.expect("setup b");
+        let own_netns = std::fs::metadata("/proc/thread-self/ns/net").expect("stat").ino();
+        // Both at once: the plugins share the bridge and host-local's data under their locks.
+        let (net_a, net_b) = tokio::join!(networks.setup(&a), networks.setup(&b));
+        let (net_a, net_b) = (net_a.expect("setup a"), net_b.expect("setup b"));
+        let own_after = std::fs::metadata("/proc/thread-self/ns/net").expect("stat").ino();
+        assert_eq!(own_netns, own_after, "making the pods' namespaces left the caller's thread where it was");
+        assert_ne!(std::fs::metadata(&net_a.netns).expect("stat").ino(), own_netns, "a new namespace");
         assert_eq!(net_a.netns, env.path("netns").join("pod-a"));
         assert!(netns::is_pinned(&net_a.netns) && netns::is_pinned(&net_b.netns));
         assert_eq!(net_a.network, "roci-two");
@@ -295,6 +300,10 @@ exit 1"#,
         assert!(e.to_string().contains("plugin fail: error 100: fake failure"), "{e}");
         assert_eq!(veths(), "", "the bridge plugin's veth is gone");
         assert!(env.allocations("roci-fail").is_empty(), "host-local's address released");
+        env.assert_clean();
+        // The pod's teardown after a failed setup (kubelet stops what failed to run) succeeds:
+        // no cache, no namespace, DEL of the configured list finds nothing.
+        networks.teardown(&doomed).await.expect("teardown after a failed setup");
         env.assert_clean();
 
         // A plugin that fails without the error object is reported with its exit and stderr.
@@ -460,5 +469,29 @@ exit 0"#,
         let calls = recorded(&env);
         assert_eq!(calls.len(), 8);
         assert!(calls[6].2.get("prevResult").is_none());
+    });
+}
+
+#[test]
+fn a_pinned_namespace_outlives_its_thread_and_is_removed_twice() {
+    in_test_netns(|| async {
+        let env = Env::new();
+        let path = netns::create(&env.path("netns"), "pinned").expect("create");
+        assert!(netns::is_pinned(&path));
+        // A new, empty namespace: only lo, down.
+        let links = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", path.display()))
+            .args(["ip", "-o", "link"])
+            .output()
+            .expect("nsenter");
+        let links = String::from_utf8_lossy(&links.stdout).into_owned();
+        assert_eq!(links.lines().count(), 1, "{links}");
+        assert!(links.contains(": lo:") && links.contains("state DOWN"), "{links}");
+        assert!(matches!(netns::create(&env.path("netns"), "pinned"), Err(netns::NetnsError::CreateFile { .. })), "made once");
+        assert!(netns::is_pinned(&path), "a refused second create leaves the first alone");
+        netns::remove(&path).expect("remove");
+        assert!(!path.exists());
+        netns::remove(&path).expect("remove again");
+        env.assert_clean();
     });
 }
