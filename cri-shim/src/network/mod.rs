@@ -6,6 +6,7 @@
 //! - [`cni`]: running the CNI plugins (ADD, DEL, CHECK) and caching ADD's result
 //!   (`<state>/cni/<pod id>-eth0.json`).
 //! - [`result`]: the typed ADD result (the pod's IPs, routes, DNS).
+//! - [`bandwidth`]: a pod's traffic shaping from its `kubernetes.io/*-bandwidth` annotations.
 //! - [`PodNetworks`]: the two together, as the pod lifecycle calls them.
 //!
 //! A pod's network goes:
@@ -20,6 +21,7 @@
 //! of the `loopback` plugin alone, whatever the configuration in force says: a pod's `lo` is up
 //! even when the configured list does not bring it up.
 
+pub mod bandwidth;
 pub mod cni;
 pub mod conf;
 pub mod netns;
