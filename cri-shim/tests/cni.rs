@@ -258,9 +258,11 @@ fn a_host_port_reaches_a_server_in_the_pod() {
         drop(server);
         assert!(ip(&["-o", "addr"]).contains("cni-ports"));
 
-        // A restarted daemon (a new runner on the same state) and a namespace already gone:
-        // DEL still runs what ADD ran (portmap's DEL needs the cached port mappings).
-        netns::remove(&net.netns).expect("remove the namespace first");
+        // A restarted daemon (a new runner on the same state) and a namespace already gone, its
+        // file left unpinned (as a crash in teardown leaves it): DEL still runs what ADD ran
+        // (portmap's DEL needs the cached port mappings), with an empty CNI_NETNS.
+        nix::mount::umount2(&net.netns, nix::mount::MntFlags::MNT_DETACH).expect("unpin the namespace first");
+        assert!(net.netns.exists() && !netns::is_pinned(&net.netns));
         let restarted = env.networks();
         restarted.teardown(&web).await.expect("teardown after a restart, the namespace gone");
         let nat = std::process::Command::new("iptables-save").args(["-t", "nat"]).output().expect("iptables-save");

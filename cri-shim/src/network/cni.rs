@@ -10,7 +10,8 @@
 //! - DEL runs the plugins in reverse order with the cached result as `prevResult`, then drops
 //!   the cache. Without a cache (DEL after DEL, after a failed ADD, after a crash in ADD) it runs
 //!   the list given, without `prevResult`; plugins treat missing resources as done. A network
-//!   namespace that is gone is passed as an empty `CNI_NETNS` (the spec lets DEL run without it).
+//!   namespace that is gone (not a pinned namespace any more) is passed as an empty `CNI_NETNS`
+//!   (the spec lets DEL run without it).
 //! - CHECK runs the plugins in order with the cached result, unless the list sets
 //!   `disableCheck` or its version predates CHECK (0.4.0).
 //!
@@ -569,10 +570,11 @@ fn call(command: Command, network: &NetworkConfig, att: &Attachment, plugin: &Pl
     Call { command, container_id: att.container_id.clone(), network: network.name.clone(), plugin: plugin.kind.clone() }
 }
 
-/// DEL may run after the namespace is gone: then `CNI_NETNS` is empty, which plugins take as
-/// "nothing left inside" rather than an error about the path.
+/// DEL may run after the namespace is gone (or when a crash left its file unpinned): then
+/// `CNI_NETNS` is empty, which plugins take as "nothing left inside" rather than an error about
+/// the path.
 fn netns_for_del(netns: &Path) -> OsString {
-    if netns.exists() {
+    if super::netns::is_pinned(netns) {
         netns.as_os_str().to_owned()
     } else {
         OsString::new()
