@@ -4,10 +4,10 @@
 //! - [`conf`]: which network configuration is in force (also what `Status` reports).
 //! - [`netns`]: pinned network namespaces (`<state>/netns/<pod id>`), made without forking.
 //! - [`cni`]: running the CNI plugins (ADD, DEL, CHECK) and caching ADD's result
-//!   (`<state>/cni/<pod id>-eth0.json`).
+//!   (`<state>/cni/<pod id>-<ifname>.json`, one for `lo` and one for `eth0`).
 //! - [`result`]: the typed ADD result (the pod's IPs, routes, DNS).
 //! - [`bandwidth`]: a pod's traffic shaping from its `kubernetes.io/*-bandwidth` annotations.
-//! - [`PodNetworks`]: the two together, as the pod lifecycle calls them.
+//! - [`PodNetworks`]: namespaces and CNI together, as the pod lifecycle calls them.
 //!
 //! A pod's network goes:
 //! ```text
@@ -19,7 +19,8 @@
 //! ```
 //! Like containerd ("loopback is always up"), every pod is first attached to a built-in network
 //! of the `loopback` plugin alone, whatever the configuration in force says: a pod's `lo` is up
-//! even when the configured list does not bring it up.
+//! even when the configured list does not bring it up. The `loopback` plugin must therefore be
+//! in the CNI bin directory (Debian's containernetworking-plugins has it).
 
 pub mod bandwidth;
 pub mod cni;
@@ -27,10 +28,9 @@ pub mod conf;
 pub mod netns;
 pub mod result;
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-use std::collections::BTreeSet;
 
 pub use cni::{Attachment, Bandwidth, Cached, Cni, CniError, PodIdentity, PortMapping, Protocol, RuntimeArgs, DEFAULT_IFNAME};
 pub use conf::{load, NetworkConfig, NetworkConfigError, PluginConfig};
