@@ -497,3 +497,36 @@ fn a_pinned_namespace_outlives_its_thread_and_is_removed_twice() {
         env.assert_clean();
     });
 }
+
+#[test]
+fn the_bandwidth_plugin_shapes_the_pod_from_its_annotations() {
+    in_test_netns(|| async {
+        let env = Env::new();
+        env.write_bridge_network(
+            "roci-shaped",
+            "cni-shaped",
+            "10.95.0.0/24",
+            &[serde_json::json!({"type": "bandwidth", "capabilities": {"bandwidth": true}})],
+        );
+        let networks = env.networks();
+        let annotations = [
+            ("kubernetes.io/ingress-bandwidth".to_string(), "1M".to_string()),
+            ("kubernetes.io/egress-bandwidth".to_string(), "2M".to_string()),
+        ]
+        .into();
+        let bandwidth = Bandwidth::from_pod_annotations(&annotations).expect("annotations").expect("shaping");
+        let shaped = pod("shaped", RuntimeArgs { port_mappings: Vec::new(), bandwidth: Some(bandwidth) });
+        networks.setup(&shaped).await.expect("setup");
+        // Ingress (to the pod) is shaped by a token bucket on the host's veth; egress by one on an
+        // ifb device the plugin makes, fed from the veth.
+        let qdiscs = std::process::Command::new("tc").args(["qdisc", "show"]).output().expect("tc");
+        let qdiscs = String::from_utf8_lossy(&qdiscs.stdout).into_owned();
+        assert_eq!(qdiscs.matches("qdisc tbf").count(), 2, "{qdiscs}");
+        assert!(qdiscs.contains("rate 1Mbit") && qdiscs.contains("rate 2Mbit"), "{qdiscs}");
+        assert_eq!(ip(&["-o", "link", "show", "type", "ifb"]).lines().count(), 1);
+        networks.teardown(&shaped).await.expect("teardown");
+        assert_eq!(ip(&["-o", "link", "show", "type", "ifb"]), "", "the plugin's ifb device is gone");
+        assert_eq!(veths(), "");
+        env.assert_clean();
+    });
+}
