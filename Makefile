@@ -42,7 +42,7 @@ IT_FILTER ?=
 # skopeo to build the client suites' busybox image, and the clients: containerd (with ctr and its
 # runc v2 shim), Docker (docker.io, with tini for --init) and Podman (with conmon, and catatonit for its
 # pause image); iproute2 for the veth pairs of the netDevices and Docker bridge tests.
-DEB_PACKAGES := musl-tools runc crun busybox-static procps hyperfine time jq util-linux iproute2 criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit docker-registry apache2-utils
+DEB_PACKAGES := musl-tools runc crun busybox-static procps hyperfine time jq util-linux iproute2 criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit docker-registry apache2-utils containernetworking-plugins
 
 IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
 # The image suite (pull, `roci image`, `run --image`) is roci's own: it runs in the roci leg only.

@@ -4,7 +4,8 @@
 //! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
-//! - [`network`]: the CNI network configuration in force.
+//! - [`network`]: pod networking: the CNI configuration in force, pinned network namespaces,
+//!   CNI plugin execution (ADD, DEL, CHECK) with cached results.
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!

@@ -40,7 +40,7 @@ pub(super) fn status(cri: &Cri, request: &StatusRequest) -> Result<StatusRespons
         };
         info.insert("lastCNILoadStatus".to_string(), cni_status);
         if let Ok(conf) = &cni {
-            let network = serde_json::json!({ "path": conf.path, "name": conf.name, "plugins": conf.plugins });
+            let network = serde_json::json!({ "path": conf.path, "name": conf.name, "plugins": conf.plugin_types() });
             info.insert("cniconfig".to_string(), network.to_string());
         }
         let pod_cidr = cri.pod_cidr.read().unwrap_or_else(|e| e.into_inner()).clone();
