@@ -5,6 +5,7 @@
 //! RPC's name, the one temporary answer allowed: kubelet and crictl report it as such.
 
 mod runtime_config;
+pub mod spec;
 mod status;
 mod update_runtime_config;
 mod version;
