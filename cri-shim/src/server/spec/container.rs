@@ -223,7 +223,7 @@ pub fn resources(s: &mut Value, r: &v1::LinuxContainerResources, host: &HostFact
     if !(-1000..=1000).contains(&r.oom_score_adj) {
         return Err(SpecError::invalid(format!("{field}.oom_score_adj"), format!("{} is not in -1000..=1000", r.oom_score_adj)));
     }
-    s["process"]["oomScoreAdj"] = json!(r.oom_score_adj);
+    s["process"]["oomScoreAdj"] = json!(host.oom_score_adj(r.oom_score_adj as i32));
     Ok(())
 }
 

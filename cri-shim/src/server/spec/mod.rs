@@ -111,6 +111,17 @@ pub struct HostFacts {
     /// The capabilities privileged containers and `add_capabilities: ["ALL"]` get: the daemon's
     /// own bounding set, as containerd takes its current capabilities.
     pub all_caps: Vec<String>,
+    /// containerd's `restrict_oom_score_adj` (off by default): when set to the daemon's own
+    /// oom_score_adj, no container gets a lower one (for daemons that may not lower it, e.g.
+    /// in a user namespace or without CAP_SYS_RESOURCE).
+    pub oom_score_adj_floor: Option<i32>,
+}
+
+impl HostFacts {
+    /// An oom_score_adj raised to [`HostFacts::oom_score_adj_floor`] when one is set.
+    pub fn oom_score_adj(&self, adj: i32) -> i32 {
+        self.oom_score_adj_floor.map_or(adj, |floor| adj.max(floor))
+    }
 }
 
 impl HostFacts {
@@ -162,6 +173,7 @@ impl HostFacts {
             hugetlb_controller,
             cgroup_v2,
             all_caps: defaults::caps_from_mask(cap_bnd),
+            oom_score_adj_floor: None,
         }
     }
 }

@@ -12,7 +12,8 @@
 //! - the pod's sysctls: only namespaced ones, and only those whose namespace the pod owns (host
 //!   network refuses `net.*`, host IPC refuses the IPC ones), refused here naming the key
 //!   (containerd passes them on and runc refuses them);
-//! - cgroup `<cgroup_parent>/<id>` with 2 CPU shares; oom_score_adj -998;
+//! - cgroup `<cgroup_parent>/<id>` with 2 CPU shares; oom_score_adj -998 (or the floor of
+//!   [`HostFacts::oom_score_adj_floor`]);
 //! - `linux.resources` only as the `io.kubernetes.cri.sandbox-*` annotations, as containerd
 //!   (kubelet sizes the pod's cgroup itself); `linux.overhead` is kubelet's accounting of the
 //!   pod's cgroup and containerd 1.6 does not read it either;
@@ -206,7 +207,7 @@ pub fn pod_spec(
         s["linux"]["sysctl"] = serde_json::Value::Object(sysctls);
     }
     s["linux"]["resources"]["cpu"] = json!({ "shares": defaults::SANDBOX_CPU_SHARES });
-    s["process"]["oomScoreAdj"] = json!(defaults::SANDBOX_OOM_SCORE_ADJ);
+    s["process"]["oomScoreAdj"] = json!(host.oom_score_adj(defaults::SANDBOX_OOM_SCORE_ADJ));
 
     let mut ann = serde_json::Map::new();
     if let Some(r) = &linux.resources {

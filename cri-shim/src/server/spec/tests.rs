@@ -112,6 +112,7 @@ fn host() -> HostFacts {
         hugetlb_controller: true,
         cgroup_v2: false,
         all_caps: defaults::caps_from_mask(u64::MAX),
+        oom_score_adj_floor: None,
     }
 }
 
@@ -763,6 +764,10 @@ fn resources_and_oom() {
     assert_eq!(res["hugepageLimits"], json!([{"pageSize": "2MB", "limit": 0}]));
     assert_eq!(res["unified"], json!({"memory.high": "max"}));
     assert_eq!(s["process"]["oomScoreAdj"], json!(900));
+    let floor = HostFacts { oom_score_adj_floor: Some(950), ..host() };
+    let mut s4 = defaults::base(Path::new("/r"));
+    container::resources(&mut s4, &r, &floor, "f").unwrap();
+    assert_eq!(s4["process"]["oomScoreAdj"], json!(950));
     let mut s2 = defaults::base(Path::new("/r"));
     let no_swap = HostFacts { swap_controller: false, hugetlb_controller: false, ..host() };
     container::resources(
