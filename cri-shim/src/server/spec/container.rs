@@ -379,8 +379,7 @@ pub fn container_spec(
 
     let meta = sandbox.metadata.clone().unwrap_or_default();
     let name = config.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-    let mut ann = serde_json::Map::new();
-    for (k, v) in [
+    let ann = defaults::annotations(&[
         ("io.kubernetes.cri.container-type", "container"),
         ("io.kubernetes.cri.sandbox-id", inputs.sandbox_id),
         ("io.kubernetes.cri.sandbox-namespace", &meta.namespace),
@@ -388,9 +387,7 @@ pub fn container_spec(
         ("io.kubernetes.cri.sandbox-name", &meta.name),
         ("io.kubernetes.cri.container-name", name),
         ("io.kubernetes.cri.image-name", inputs.image_name),
-    ] {
-        ann.insert(k.into(), json!(v));
-    }
+    ]);
     s["annotations"] = Value::Object(ann);
 
     // The user, its groups (containerSpecOpts).
@@ -420,16 +417,14 @@ pub fn container_spec(
     let additional = user::merge(&user::merge(&[gid], &members), &supplemental);
     s["process"]["user"] = json!({ "uid": uid, "gid": gid, "additionalGids": additional });
 
-    let apparmor = security::profile(sc.apparmor.as_ref(), legacy_apparmor(&sc), &scf, "apparmor", "apparmor_profile")?;
-    if let Some(p) = security::apparmor(apparmor, sc.privileged, host, &format!("{scf}.apparmor"))? {
-        s["process"]["apparmorProfile"] = json!(p);
-    }
-    let seccomp = security::profile(sc.seccomp.as_ref(), legacy_seccomp(&sc), &scf, "seccomp", "seccomp_profile_path")?;
-    if let Some(filter) =
-        security::seccomp(seccomp, sc.privileged, host, &caps, inputs.seccomp_profile_dir, &format!("{scf}.seccomp"))?
-    {
-        s["linux"]["seccomp"] = filter;
-    }
+    let asked = security::Asked {
+        seccomp: sc.seccomp.as_ref(),
+        seccomp_profile_path: legacy_seccomp(&sc),
+        apparmor: sc.apparmor.as_ref(),
+        apparmor_profile: legacy_apparmor(&sc),
+        privileged: sc.privileged,
+    };
+    security::apply(&mut s, &asked, &scf, host, &caps, inputs.seccomp_profile_dir)?;
     let spec = finish(s, inputs.rootfs)?;
     Ok(ContainerSpec { spec, image_volumes, host_dirs })
 }

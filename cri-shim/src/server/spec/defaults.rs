@@ -8,26 +8,9 @@ use serde_json::{json, Value};
 
 use super::SpecError;
 
-/// The PATH of a container whose image sets none (containerd's `WithDefaultPathEnv`).
-pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// containerd's (and Docker's) default capabilities.
-pub const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// The PATH of a container whose image sets none (containerd's `WithDefaultPathEnv`), and
+/// containerd's (and Docker's) default capabilities: the same as `roci image`'s.
+pub use libimage::convert::{DEFAULT_CAPS, DEFAULT_PATH as DEFAULT_PATH_ENV};
 
 /// The default masked paths: the pause container keeps them; a container gets the list kubelet
 /// sends instead (see `container.rs`).
@@ -62,59 +45,17 @@ pub const ETC_HOSTS: &str = "/etc/hosts";
 pub const ETC_HOSTNAME: &str = "/etc/hostname";
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// Capability names by number, as the kernel numbers them (`linux/capability.h`).
-const CAP_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// The names of the capabilities in a `/proc/<pid>/status` mask (those roci knows).
+/// The names of the capabilities in a `/proc/<pid>/status` mask (those roci knows), in the
+/// kernel's order.
 pub fn caps_from_mask(mask: u64) -> Vec<String> {
-    CAP_NAMES.iter().enumerate().filter(|(i, _)| mask & (1u64 << i) != 0).map(|(_, n)| (*n).to_owned()).collect()
+    let mut caps: Vec<caps::Capability> = caps::all().into_iter().filter(|c| mask & c.bitmask() != 0).collect();
+    caps.sort_by_key(|c| c.index());
+    caps.iter().map(|c| c.to_string()).collect()
 }
 
 /// Whether `name` (`CAP_...`) is a capability roci knows.
 pub fn known_cap(name: &str) -> bool {
-    CAP_NAMES.contains(&name)
+    name.parse::<caps::Capability>().is_ok()
 }
 
 /// The base spec for a container whose root filesystem is `rootfs`.
@@ -249,4 +190,9 @@ pub fn append(slot: &mut Value, item: Value) {
     if let Value::Array(list) = slot {
         list.push(item);
     }
+}
+
+/// An annotations object from key/value pairs.
+pub fn annotations(pairs: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect()
 }

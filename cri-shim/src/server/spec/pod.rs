@@ -33,7 +33,7 @@ use serde_json::json;
 use v1::NamespaceMode;
 
 use super::defaults::{self, merge_env};
-use super::security::{self, Profile};
+use super::security;
 use super::user::{self, Files};
 use super::{finish, HostFacts, SpecError};
 
@@ -78,40 +78,27 @@ pub(crate) fn check_userns(ns: &v1::NamespaceOption, field: &str) -> Result<(), 
     Ok(())
 }
 
-/// A sysctl the pod may set: namespaced, with its namespace the pod's own.
+/// A sysctl the pod may set: namespaced, with its namespace the pod's own (roci's rule, checked
+/// here to name the request's field and mode).
 fn check_sysctl(key: &str, private_net: bool, private_ipc: bool) -> Result<(), String> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
-        return Err("malformed key".into());
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    let mut own: std::collections::HashSet<T> = [T::Mount, T::Pid].into();
+    if private_net {
+        own.extend([T::Network, T::Uts]);
     }
-    let k = key.replace('/', ".");
-    if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
-        return if private_ipc {
-            Ok(())
-        } else {
-            Err("an IPC sysctl cannot be set with the host's IPC namespace (namespace_options.ipc is NODE)".into())
+    if private_ipc {
+        own.insert(T::Ipc);
+    }
+    libcontainer::spec::check_sysctl(key, &own).map_err(|reason| {
+        let node = match (private_net, private_ipc) {
+            _ if !reason.starts_with("needs") => "",
+            (false, false) => " (namespace_options.network and ipc are NODE)",
+            (false, true) => " (namespace_options.network is NODE)",
+            (true, false) => " (namespace_options.ipc is NODE)",
+            (true, true) => "",
         };
-    }
-    if k.starts_with("net.") {
-        return if private_net {
-            Ok(())
-        } else {
-            Err("a network sysctl cannot be set with the host's network namespace (namespace_options.network is NODE)".into())
-        };
-    }
-    if k == "kernel.hostname" || k == "kernel.domainname" {
-        return if private_net { Ok(()) } else { Err("the host's uts namespace is shared with host network".into()) };
-    }
-    Err("not a namespaced sysctl: it would change the host".into())
+        format!("{reason}{node}")
+    })
 }
 
 /// The pause container's spec (see the module docs).
@@ -209,23 +196,20 @@ pub fn pod_spec(
     s["linux"]["resources"]["cpu"] = json!({ "shares": defaults::SANDBOX_CPU_SHARES });
     s["process"]["oomScoreAdj"] = json!(host.oom_score_adj(defaults::SANDBOX_OOM_SCORE_ADJ));
 
-    let mut ann = serde_json::Map::new();
-    if let Some(r) = &linux.resources {
-        ann.insert("io.kubernetes.cri.sandbox-cpu-period".into(), json!(r.cpu_period.to_string()));
-        ann.insert("io.kubernetes.cri.sandbox-cpu-quota".into(), json!(r.cpu_quota.to_string()));
-        ann.insert("io.kubernetes.cri.sandbox-cpu-shares".into(), json!(r.cpu_shares.to_string()));
-        ann.insert("io.kubernetes.cri.sandbox-memory".into(), json!(r.memory_limit_in_bytes.to_string()));
-    }
     let meta = config.metadata.clone().unwrap_or_default();
-    for (k, v) in [
+    let mut ann = defaults::annotations(&[
         ("io.kubernetes.cri.container-type", "sandbox"),
         ("io.kubernetes.cri.sandbox-id", inputs.id),
         ("io.kubernetes.cri.sandbox-namespace", &meta.namespace),
         ("io.kubernetes.cri.sandbox-uid", &meta.uid),
         ("io.kubernetes.cri.sandbox-name", &meta.name),
         ("io.kubernetes.cri.sandbox-log-directory", &config.log_directory),
-    ] {
-        ann.insert(k.into(), json!(v));
+    ]);
+    if let Some(r) = &linux.resources {
+        ann.insert("io.kubernetes.cri.sandbox-cpu-period".into(), json!(r.cpu_period.to_string()));
+        ann.insert("io.kubernetes.cri.sandbox-cpu-quota".into(), json!(r.cpu_quota.to_string()));
+        ann.insert("io.kubernetes.cri.sandbox-cpu-shares".into(), json!(r.cpu_shares.to_string()));
+        ann.insert("io.kubernetes.cri.sandbox-memory".into(), json!(r.memory_limit_in_bytes.to_string()));
     }
     s["annotations"] = serde_json::Value::Object(ann);
 
@@ -248,17 +232,15 @@ pub fn pod_spec(
         s["process"]["user"]["additionalGids"] = json!(additional);
     }
 
-    let seccomp = security::profile(sc.seccomp.as_ref(), sc_legacy_seccomp(&sc), &scf, "seccomp", "seccomp_profile_path")?;
+    let asked = security::Asked {
+        seccomp: sc.seccomp.as_ref(),
+        seccomp_profile_path: sc_legacy_seccomp(&sc),
+        apparmor: sc.apparmor.as_ref(),
+        apparmor_profile: "",
+        privileged: sc.privileged,
+    };
     let bounding: Vec<String> = defaults::DEFAULT_CAPS.iter().map(|c| (*c).to_owned()).collect();
-    if let Some(filter) =
-        security::seccomp(seccomp, sc.privileged, host, &bounding, inputs.seccomp_profile_dir, &format!("{scf}.seccomp"))?
-    {
-        s["linux"]["seccomp"] = filter;
-    }
-    let apparmor: Option<Profile> = security::profile(sc.apparmor.as_ref(), "", &scf, "apparmor", "apparmor")?;
-    if let Some(p) = security::apparmor(apparmor, sc.privileged, host, &format!("{scf}.apparmor"))? {
-        s["process"]["apparmorProfile"] = json!(p);
-    }
+    security::apply(&mut s, &asked, &scf, host, &bounding, inputs.seccomp_profile_dir)?;
     finish(s, inputs.rootfs)
 }
 

@@ -259,6 +259,37 @@ pub fn apparmor(profile: Option<Profile>, privileged: bool, host: &HostFacts, fi
     }
 }
 
+/// What a security context asks for (its `seccomp` and `apparmor` profiles and legacy strings).
+pub struct Asked<'a> {
+    pub seccomp: Option<&'a v1::SecurityProfile>,
+    pub seccomp_profile_path: &'a str,
+    pub apparmor: Option<&'a v1::SecurityProfile>,
+    /// The legacy `apparmor_profile` (containers only; empty for a pod).
+    pub apparmor_profile: &'a str,
+    pub privileged: bool,
+}
+
+/// Set `process.apparmorProfile` and `linux.seccomp` of `spec` for the security context at
+/// `prefix`; `bounding` is the process's final bounding set.
+pub fn apply(
+    spec: &mut Value,
+    asked: &Asked<'_>,
+    prefix: &str,
+    host: &HostFacts,
+    bounding: &[String],
+    allowed_dir: &Path,
+) -> Result<(), SpecError> {
+    let apparmor = profile(asked.apparmor, asked.apparmor_profile, prefix, "apparmor", "apparmor_profile")?;
+    if let Some(p) = self::apparmor(apparmor, asked.privileged, host, &format!("{prefix}.apparmor"))? {
+        spec["process"]["apparmorProfile"] = json!(p);
+    }
+    let wanted = profile(asked.seccomp, asked.seccomp_profile_path, prefix, "seccomp", "seccomp_profile_path")?;
+    if let Some(filter) = seccomp(wanted, asked.privileged, host, bounding, allowed_dir, &format!("{prefix}.seccomp"))? {
+        spec["linux"]["seccomp"] = filter;
+    }
+    Ok(())
+}
+
 /// Check SELinux options (see the module docs); no label is ever set.
 pub fn selinux(opts: Option<&v1::SeLinuxOption>, host: &HostFacts, field: &str) -> Result<(), SpecError> {
     let Some(o) = opts else { return Ok(()) };

@@ -244,7 +244,7 @@ fn pod_sysctls_refused_when_unsafe() {
     hostnet.hostname.clear();
     let e = f.pod(&hostnet, &img).unwrap_err();
     assert_eq!(field_of(&e), "sandbox.config.linux.sysctls[\"net.ipv4.ip_forward\"]");
-    assert!(e.to_string().contains("host's network namespace"), "{e}");
+    assert!(e.to_string().contains("network namespace (namespace_options.network is NODE)"), "{e}");
     let hostipc = pod_with(v1::NamespaceOption { ipc: node, ..Default::default() }, &[("kernel.shmmax", "1")]);
     assert_eq!(field_of(&f.pod(&hostipc, &img).unwrap_err()), "sandbox.config.linux.sysctls[\"kernel.shmmax\"]");
     let hostwide = pod_with(v1::NamespaceOption::default(), &[("kernel.panic", "1")]);
