@@ -26,6 +26,11 @@
 //! - user, seccomp, AppArmor, SELinux: see `user.rs` and `security.rs`;
 //! - annotations `io.kubernetes.cri.container-type=container`, `sandbox-id`,
 //!   `sandbox-namespace`, `sandbox-uid`, `sandbox-name`, `container-name`, `image-name`.
+//!
+//! Not in the spec, the caller's: `log_path`, `stdin`, `stdin_once` (the monitor), `stop_signal`,
+//! `labels`, `annotations` and `image` (the store; containerd passes no request annotation into
+//! the spec unless configured to, and roci-cri has no such setting). `CDI_devices` (containerd 1.7
+//! and later) are refused as unsupported by this build rather than ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -244,6 +249,9 @@ pub fn container_spec(
     let ipc_mode = ns_mode(ns.ipc, &format!("{nsf}.ipc"))?;
     ns_mode(ns.network, &format!("{nsf}.network"))?;
     check_userns(&ns, &nsf)?;
+    if !config.cdi_devices.is_empty() {
+        return Err(SpecError::unsupported(format!("{P}.CDI_devices"), "CDI devices are not supported by this build"));
+    }
     let cfg = image.config().clone().unwrap_or_default();
     let pod_sc = sandbox.linux.as_ref().and_then(|l| l.security_context.clone()).unwrap_or_default();
 

@@ -23,6 +23,10 @@
 //! - seccomp and AppArmor (see `security.rs`; containerd 1.6 ignores the pod's AppArmor field,
 //!   roci-cri applies it as it does a container's rather than drop it); a privileged pod only
 //!   skips seccomp, as containerd's pause container does.
+//!
+//! Not in the spec, the caller's: `dns_config` (the resolv.conf it writes), `port_mappings` (CNI),
+//! `labels` and `annotations` (the store), `linux.security_context.readonly_rootfs` (the pause's
+//! root is always read-only).
 
 use std::path::Path;
 

@@ -357,6 +357,8 @@ fn container_defaults_env_and_annotations() {
     let s = serde_json::to_value(f.container_with(&c, &p, &img, &v2, None).unwrap().spec).unwrap();
     assert!(strings(&s["process"]["env"]).contains(&"HOSTNAME=node1".to_owned()));
     assert!(namespace(&s, "cgroup").is_some());
+    let cdi = v1::ContainerConfig { cdi_devices: vec![v1::CdiDevice { name: "vendor.com/gpu=0".into() }], ..c.clone() };
+    assert_eq!(field_of(&f.container(&cdi).unwrap_err()), "container.config.CDI_devices");
     let mut bad = c.clone();
     bad.working_dir = "rel".into();
     assert_eq!(field_of(&f.container(&bad).unwrap_err()), "container.config.working_dir");
