@@ -865,3 +865,68 @@ fn seccomp_default_data_is_complete() {
         assert!(!names.contains(&n.to_owned()), "{n}");
     }
 }
+
+#[test]
+fn apparmor_and_selinux_on_hosts_with_the_modules() {
+    let aa = HostFacts { apparmor: true, apparmor_default_profile: Some("roci-default".into()), ..host() };
+    let rd = Some(security::Profile::RuntimeDefault);
+    assert_eq!(security::apparmor(rd.clone(), false, &aa, "f").unwrap().as_deref(), Some("roci-default"));
+    assert_eq!(
+        security::apparmor(None, false, &aa, "f").unwrap().as_deref(),
+        Some("roci-default"),
+        "nothing asked is RuntimeDefault"
+    );
+    assert_eq!(security::apparmor(rd.clone(), true, &aa, "f").unwrap(), None, "privileged: no profile");
+    assert_eq!(security::apparmor(Some(security::Profile::Unconfined), false, &aa, "f").unwrap(), None);
+    let unset = HostFacts { apparmor_default_profile: None, ..aa };
+    assert!(matches!(security::apparmor(rd, false, &unset, "f"), Err(SpecError::Unsupported { .. })));
+    let se = HostFacts { selinux: true, ..host() };
+    let opts = v1::SeLinuxOption { level: "s0".into(), ..Default::default() };
+    assert!(matches!(security::selinux(Some(&opts), &se, "f"), Err(SpecError::Unsupported { .. })));
+    assert!(security::selinux(Some(&v1::SeLinuxOption::default()), &se, "f").is_ok());
+    assert!(security::selinux(Some(&opts), &host(), "f").is_ok());
+}
+
+#[test]
+fn privileged_pod_skips_seccomp() {
+    let f = Fixture::new();
+    let mut p = pod_config();
+    let rd = v1::SecurityProfile { profile_type: ProfileType::RuntimeDefault as i32, localhost_ref: String::new() };
+    p.linux.as_mut().unwrap().security_context =
+        Some(v1::LinuxSandboxSecurityContext { seccomp: Some(rd.clone()), ..Default::default() });
+    let img = image(json!({"Cmd": ["/pause"]}));
+    let s = serde_json::to_value(f.pod(&p, &img).unwrap()).unwrap();
+    assert!(s["linux"]["seccomp"]["syscalls"].is_array());
+    p.linux.as_mut().unwrap().security_context =
+        Some(v1::LinuxSandboxSecurityContext { seccomp: Some(rd), privileged: true, ..Default::default() });
+    let s = serde_json::to_value(f.pod(&p, &img).unwrap()).unwrap();
+    assert!(s["linux"]["seccomp"].is_null());
+}
+
+#[test]
+fn a_directory_of_devices() {
+    let f = Fixture::new();
+    let dir = f.dir.path().join("devs");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mknod = |p: &Path, major, minor| {
+        let dev = nix::sys::stat::makedev(major, minor);
+        nix::sys::stat::mknod(p, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o640), dev)
+    };
+    if mknod(&dir.join("a"), 1, 3).is_err() {
+        eprintln!("skipped: mknod is not permitted here");
+        return;
+    }
+    mknod(&dir.join("sub/b"), 1, 5).unwrap();
+    std::fs::write(dir.join("not-a-device"), "").unwrap();
+    let mut c = with_sc(Default::default());
+    c.devices =
+        vec![v1::Device { container_path: "/dev/mine".into(), host_path: dir.to_str().unwrap().into(), permissions: "r".into() }];
+    let s = f.cjson(&c);
+    let devs = s["linux"]["devices"].as_array().unwrap();
+    let paths: Vec<&str> = devs.iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/dev/mine/a", "/dev/mine/sub/b"]);
+    assert_eq!(devs[0]["fileMode"], json!(0o640));
+    let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+    assert_eq!(rules.len(), 3, "the default deny and one rule per device: {rules:?}");
+    assert_eq!(rules[2], json!({"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}));
+}
