@@ -25,14 +25,6 @@ use super::SpecError;
 /// The largest passwd or group file read (1 MiB): a bigger one is refused, not read into memory.
 const MAX_FILE: u64 = 1 << 20;
 
-/// The resolved `process.user`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Identity {
-    pub uid: u32,
-    pub gid: u32,
-    pub additional_gids: Vec<u32>,
-}
-
 /// The image's passwd and group files, as read from its rootfs (`None`: missing).
 #[derive(Debug, Default)]
 pub struct Files {
