@@ -285,8 +285,8 @@ fn check_mappings(maps: &[oci_spec::runtime::LinuxIdMapping]) -> std::result::Re
 }
 
 /// Only namespaced sysctls may be set, and only when the container has the
-/// namespace that scopes them (as runc enforces).
-fn check_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> std::result::Result<(), String> {
+/// namespace (of `ns`, new or joined) that scopes them (as runc enforces).
+pub fn check_sysctl(key: &str, ns: &HashSet<LinuxNamespaceType>) -> std::result::Result<(), String> {
     const IPC: &[&str] = &[
         "kernel.msgmax",
         "kernel.msgmnb",

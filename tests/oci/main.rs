@@ -12,6 +12,7 @@ mod bad_input;
 mod cgroup;
 mod checkpoint;
 mod cli;
+mod cri_spec;
 mod devices;
 mod events;
 mod exe_overwrite;

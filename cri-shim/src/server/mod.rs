@@ -3,8 +3,12 @@
 //! One file per implemented RPC; the trait impls below only dispatch. The RPCs that later work
 //! fills in (pods, containers, stats, events, images, streaming) answer `Unimplemented` with the
 //! RPC's name, the one temporary answer allowed: kubelet and crictl report it as such.
+//!
+//! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
+//! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
 
 mod runtime_config;
+pub mod spec;
 mod status;
 mod update_runtime_config;
 mod version;
