@@ -49,7 +49,9 @@ fn cri_spec_pod_and_container_run() {
     };
     let pause_image = serde_json::from_value(json!({
         "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
-        "config": {"Cmd": ["sleep", "1000"]}
+        // No PATH is added to a pod's env (containerd's sandbox spec takes the image's alone), and runc
+        // resolves the program with the env's PATH only: an absolute path, as pause images have.
+        "config": {"Cmd": ["/bin/sleep", "1000"]}
     }))
     .unwrap();
     let seccomp_dir = pause.host_path("seccomp");
@@ -161,7 +163,7 @@ fn cri_spec_pod_and_container_run() {
     }
     assert_eq!(section(stdout, "data"), "hello\nreadonly");
     assert_eq!(section(stdout, "hosts"), "hosts of the pod");
-    assert_eq!(section(stdout, "pid1"), "sleep 1000", "the container is in the pause's PID namespace");
+    assert_eq!(section(stdout, "pid1"), "/bin/sleep 1000", "the container is in the pause's PID namespace");
     assert_eq!(section(stdout, "cwd"), "/tmp");
     c.delete();
     c.assert_no_leaks();
