@@ -120,6 +120,70 @@ pub fn oci_arch(arch: &str) -> &str {
     }
 }
 
+/// Credentials given for one pull, over the configured ones: roci-image's `--creds`, or the
+/// `AuthConfig` of a CRI PullImage.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullAuth {
+    pub secret: Secret,
+    /// The endpoints that get them; the others use the configured credentials.
+    pub hosts: AuthHosts,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// HTTP basic auth (or the basic auth a registry's token server takes for a bearer token).
+    Basic { username: String, password: String },
+    /// A bearer token, sent to the registry as it is (a CRI `AuthConfig.registry_token`).
+    RegistryToken(String),
+}
+
+/// Which endpoints of a pull get the [`PullAuth`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthHosts {
+    /// The reference's registry, not its mirrors (whose credentials come from the configuration).
+    Registry,
+    /// Every endpoint tried, mirrors included: containerd's CRI hands kubelet's credentials to
+    /// whichever host asks for them, and kubelet's pull secrets are often meant for a mirror.
+    All,
+    /// Only the endpoint at this `host[:port]` (a mirror, or the registry: `docker.io` also names
+    /// Docker Hub's API host), as a CRI `AuthConfig.server_address` restricts them.
+    Host(String),
+}
+
+impl PullAuth {
+    /// `username:password` for the reference's registry (roci-image's `--creds`).
+    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> PullAuth {
+        PullAuth { secret: Secret::Basic { username: username.into(), password: password.into() }, hosts: AuthHosts::Registry }
+    }
+
+    fn applies_to(&self, reference: &Reference, endpoint: &Endpoint) -> bool {
+        match &self.hosts {
+            AuthHosts::Registry => !endpoint.mirror,
+            AuthHosts::All => true,
+            AuthHosts::Host(host) => {
+                *host == endpoint.host || (!endpoint.mirror && crate::registries::normalise_registry(host) == reference.registry)
+            }
+        }
+    }
+
+    fn registry_auth(&self) -> RegistryAuth {
+        match &self.secret {
+            Secret::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Secret::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
+        }
+    }
+}
+
+impl fmt::Debug for PullAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = match &self.secret {
+            Secret::Basic { username, .. } => format!("Basic({username}, <redacted>)"),
+            Secret::RegistryToken(_) => "RegistryToken(<redacted>)".to_string(),
+        };
+        f.debug_struct("PullAuth").field("secret", &secret).field("hosts", &self.hosts).finish()
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct PullOptions {
     /// Allow plain HTTP and unverified HTTPS for the reference's registry.
@@ -129,8 +193,8 @@ pub struct PullOptions {
     /// Show per-layer progress on stderr (only when it is a terminal).
     pub progress: bool,
     pub registries: Registries,
-    /// Username and password for the reference's registry, overriding configured credentials.
-    pub credentials: Option<(String, String)>,
+    /// Credentials for this pull, overriding configured ones where they apply.
+    pub credentials: Option<PullAuth>,
 }
 
 impl fmt::Debug for PullOptions {
@@ -140,7 +204,7 @@ impl fmt::Debug for PullOptions {
             .field("platform", &self.platform)
             .field("progress", &self.progress)
             .field("registries", &self.registries)
-            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "<redacted>")))
+            .field("credentials", &self.credentials)
             .finish()
     }
 }
@@ -447,9 +511,9 @@ async fn pull_from(
     opts: &PullOptions,
     progress: &Progress,
 ) -> Result<Pulled, Error> {
-    let auth = match (&opts.credentials, endpoint.mirror) {
-        (Some((u, p)), false) => RegistryAuth::Basic(u.clone(), p.clone()),
-        _ => {
+    let auth = match opts.credentials.as_ref().filter(|a| a.applies_to(reference, endpoint)) {
+        Some(given) => given.registry_auth(),
+        None => {
             let registry = if endpoint.mirror { &endpoint.host } else { &reference.registry };
             match opts.registries.credentials(registry, &endpoint.repository) {
                 Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
@@ -742,10 +806,34 @@ mod tests {
     }
 
     #[test]
+    fn given_credentials_reach_the_endpoints_they_name() {
+        let registries = Registries::from_json(
+            r#"{"mirrors": {"docker.io": ["http://127.0.0.1:5000"]}}"#,
+            std::path::Path::new("registries.json"),
+        )
+        .unwrap();
+        let busybox = Reference::parse("busybox").unwrap();
+        let endpoints = registries.endpoints(&busybox, false);
+        let (mirror, hub) = (&endpoints[0], &endpoints[1]);
+        assert!(mirror.mirror && !hub.mirror);
+        let with = |hosts| PullAuth { hosts, ..PullAuth::basic("u", "p") };
+        let reach = |auth: PullAuth| [mirror, hub].map(|ep| auth.applies_to(&busybox, ep));
+        assert_eq!(reach(with(AuthHosts::Registry)), [false, true]);
+        assert_eq!(reach(with(AuthHosts::All)), [true, true]);
+        assert_eq!(reach(with(AuthHosts::Host("127.0.0.1:5000".into()))), [true, false]);
+        assert_eq!(reach(with(AuthHosts::Host("index.docker.io".into()))), [false, true]);
+        assert_eq!(reach(with(AuthHosts::Host("registry-1.docker.io".into()))), [false, true]);
+        assert_eq!(reach(with(AuthHosts::Host("quay.io".into()))), [false, false]);
+    }
+
+    #[test]
     fn debug_hides_passwords() {
-        let opts = PullOptions { credentials: Some(("user".into(), "hunter2".into())), ..Default::default() };
+        let opts = PullOptions { credentials: Some(PullAuth::basic("user", "hunter2")), ..Default::default() };
         let text = format!("{opts:?}");
         assert!(text.contains("user") && !text.contains("hunter2"), "{text}");
+        let token = PullAuth { secret: Secret::RegistryToken("s3cret-token".into()), hosts: AuthHosts::All };
+        let text = format!("{:?}", PullOptions { credentials: Some(token), ..Default::default() });
+        assert!(!text.contains("s3cret-token"), "{text}");
     }
 
     #[test]
@@ -973,7 +1061,7 @@ mod tests {
         assert!(e.contains("test/img:v1"), "{e}");
         assert!(store.list().unwrap().is_empty());
 
-        let opts = PullOptions { credentials: Some(("user".into(), "pass".into())), ..PullOptions::default() };
+        let opts = PullOptions { credentials: Some(PullAuth::basic("user", "pass")), ..PullOptions::default() };
         let p = pull(&store, &reference, &opts).unwrap();
         assert!(store.has(&p.manifest_digest) && store.has(&config_digest) && store.has(&layer_digest));
         let requests: Vec<String> = seen.try_iter().collect();
@@ -982,6 +1070,16 @@ mod tests {
         let blobs: Vec<&String> = requests.iter().filter(|r| r.contains("/blobs/") && r.ends_with("Bearer tok-123")).collect();
         assert_eq!(blobs.len(), 2, "{requests:?}");
         assert!(!requests.iter().any(|r| r.starts_with("/v2/") && r.contains("Basic ")), "{requests:?}");
+
+        // A registry token is sent as it is: no token server is asked.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let token = PullAuth { secret: Secret::RegistryToken("tok-123".into()), hosts: AuthHosts::All };
+        let p = pull(&store, &reference, &PullOptions { credentials: Some(token), ..PullOptions::default() }).unwrap();
+        assert!(store.has(&p.manifest_digest) && store.has(&layer_digest));
+        let requests: Vec<String> = seen.try_iter().collect();
+        assert!(!requests.iter().any(|r| r.starts_with("/token")), "{requests:?}");
+        assert!(requests.iter().all(|r| r.ends_with("Bearer tok-123")), "{requests:?}");
     }
 
     /// A manifest that lists one layer twice (as old Docker images repeat their empty layer),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libimage::digest::Digest;
-use libimage::pull::{self, Platform, PullOptions, Pulled};
+use libimage::pull::{self, Platform, PullAuth, PullOptions, Pulled};
 use libimage::reference::Reference;
 use libimage::registries::Registries;
 use libimage::store::Store;
@@ -145,7 +145,7 @@ fn pull_basic_auth() {
     busybox_pushed(&case.reg, "private/busybox:latest", &Push::default());
     let name = case.name("private/busybox:latest");
 
-    let wrong = PullOptions { credentials: Some(("roci".into(), "wrong".into())), ..Default::default() };
+    let wrong = PullOptions { credentials: Some(PullAuth::basic("roci", "wrong")), ..Default::default() };
     let e = case.pull(&name, &wrong).unwrap_err().to_string();
     eprintln!("expected error: {e}");
     assert!(e.contains("not authorized") && e.contains(&name) && e.contains(&case.reg.host()), "{e}");
@@ -154,7 +154,7 @@ fn pull_basic_auth() {
     assert!(e.contains("not authorized"), "{e}");
     assert!(case.store.list().unwrap().is_empty(), "a failed pull stored blobs");
 
-    let right = PullOptions { credentials: Some(("roci".into(), "s3cret".into())), ..Default::default() };
+    let right = PullOptions { credentials: Some(PullAuth::basic("roci", "s3cret")), ..Default::default() };
     let p = case.pull(&name, &right).unwrap();
     assert_complete(&case.store, &p);
 
