@@ -122,7 +122,7 @@ pub fn oci_arch(arch: &str) -> &str {
 
 /// Credentials given for one pull, over the configured ones: roci-image's `--creds`, or the
 /// `AuthConfig` of a CRI PullImage.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullAuth {
     pub secret: Secret,
     /// The endpoints that get them; the others use the configured credentials.
@@ -174,13 +174,13 @@ impl PullAuth {
     }
 }
 
-impl fmt::Debug for PullAuth {
+/// Passwords and tokens never reach logs.
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secret = match &self.secret {
-            Secret::Basic { username, .. } => format!("Basic({username}, <redacted>)"),
-            Secret::RegistryToken(_) => "RegistryToken(<redacted>)".to_string(),
-        };
-        f.debug_struct("PullAuth").field("secret", &secret).field("hosts", &self.hosts).finish()
+        match self {
+            Secret::Basic { username, .. } => f.debug_tuple("Basic").field(username).field(&"<redacted>").finish(),
+            Secret::RegistryToken(_) => f.debug_tuple("RegistryToken").field(&"<redacted>").finish(),
+        }
     }
 }
 
