@@ -10,7 +10,7 @@
 //! is pulled is exactly what was named, whatever the transport. Requests that fail for transient
 //! reasons (connection errors, HTTP 5xx and 429) are retried with exponential backoff; an endpoint
 //! that still fails (a mirror that is down, lacks the image, or serves bad content) is skipped for
-//! the next, and the error of the last endpoint is returned.
+//! the next, and the error of the last endpoint is returned with those of the endpoints before it.
 //!
 //! The library has no global async runtime: [`pull_async`] runs on the caller's tokio runtime,
 //! current-thread or multi-threaded (the CRI server's), and [`pull`] builds a current-thread
@@ -336,25 +336,39 @@ pub(crate) fn runtime(reference: &Reference) -> Result<tokio::runtime::Runtime, 
 pub async fn pull_async(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<Pulled, Error> {
     let endpoints = opts.registries.endpoints(reference, opts.insecure);
     let progress = Progress::new(opts.progress);
-    let mut last = None;
+    let mut failed = Vec::new();
     for ep in &endpoints {
         match pull_from(store, reference, ep, opts, &progress).await {
             Ok(p) => return Ok(p),
             // The endpoint failed: try the next one.
             Err(e @ Error::Pull { .. }) => {
                 tracing::warn!(reference = %reference, endpoint = %ep, error = %e, "pull failed");
-                last = Some(e);
+                failed.push(e);
             }
             // The store failed: no other endpoint will help.
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::Pull {
-        reference: reference.to_string(),
-        registry: reference.registry.clone(),
-        object: "image".into(),
-        reason: "no endpoint to pull from".into(),
-    }))
+    Err(all_failed(reference, failed))
+}
+
+/// The error of a pull whose every endpoint failed: the last endpoint's, with what the earlier ones
+/// (mirrors) said. A mirror that refused the credentials says more than a registry that cannot be
+/// reached after it.
+fn all_failed(reference: &Reference, mut failed: Vec<Error>) -> Error {
+    match failed.pop() {
+        Some(Error::Pull { reference, registry, object, reason }) if !failed.is_empty() => {
+            let earlier: Vec<String> = failed.iter().map(Error::to_string).collect();
+            Error::Pull { reference, registry, object, reason: format!("{reason} (tried before: {})", earlier.join("; ")) }
+        }
+        Some(e) => e,
+        None => Error::Pull {
+            reference: reference.to_string(),
+            registry: reference.registry.clone(),
+            object: "image".into(),
+            reason: "no endpoint to pull from".into(),
+        },
+    }
 }
 
 /// Why one download attempt failed.
@@ -824,6 +838,23 @@ mod tests {
         assert_eq!(reach(with(AuthHosts::Host("index.docker.io".into()))), [false, true]);
         assert_eq!(reach(with(AuthHosts::Host("registry-1.docker.io".into()))), [false, true]);
         assert_eq!(reach(with(AuthHosts::Host("quay.io".into()))), [false, false]);
+    }
+
+    #[test]
+    fn a_failed_pull_says_what_every_endpoint_said() {
+        let r = Reference::parse("busybox").unwrap();
+        let failure = |registry: &str, reason: &str| Error::Pull {
+            reference: r.to_string(),
+            registry: registry.into(),
+            object: "manifest".into(),
+            reason: reason.into(),
+        };
+        let e = all_failed(&r, vec![failure("http://127.0.0.1:5000", "not authorized"), failure("https://hub", "dns error")]);
+        let text = e.to_string();
+        assert!(text.starts_with("pull manifest of docker.io/library/busybox:latest from https://hub: dns error (tried before: "), "{text}");
+        assert!(text.contains("from http://127.0.0.1:5000: not authorized"), "{text}");
+        assert_eq!(all_failed(&r, vec![failure("https://hub", "dns error")]).to_string(), failure("https://hub", "dns error").to_string());
+        assert!(all_failed(&r, vec![]).to_string().contains("no endpoint"));
     }
 
     #[test]

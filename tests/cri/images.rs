@@ -232,6 +232,7 @@ async fn pull_with_basic_auth_from_the_request() {
         eprintln!("{what}: {e:?}");
         assert_eq!(e.code(), Code::Unknown, "{what}: {e:?}");
         assert!(e.message().contains(name), "{what}: the message names the image: {e:?}");
+        assert!(e.message().contains(&reg.host()), "{what}: the message names the mirror that refused: {e:?}");
         assert_eq!(status(&mut client, name, false).await.image, None, "{what}: nothing pulled");
     }
 
