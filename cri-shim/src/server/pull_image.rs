@@ -2,11 +2,11 @@
 //! configuration's mirrors with the request's `auth`; answers the image ID (the config's digest),
 //! as containerd's CRI does.
 //!
-//! `auth` as containerd 1.6 reads it: `username`/`password`, else `auth` (base64 `user:password`),
-//! else `registry_token` (a bearer token, sent as it is; containerd 1.6 ignores it and pulls
-//! anonymously). They go to every endpoint the pull tries, mirrors included, unless
-//! `server_address` names a host, and then only to that one. `identity_token` (an OAuth2 refresh
-//! token) is refused by name: this build cannot exchange it for an access token.
+//! `auth` as containerd 1.6 reads it: `username`/`password`, else `identity_token` (an OAuth2
+//! refresh token, traded at the registry's token server for an access token), else `auth` (base64
+//! `user:password`), else `registry_token` (a bearer token, sent as it is; containerd 1.6 ignores
+//! it and pulls anonymously). They go to every endpoint the pull tries, mirrors included, unless
+//! `server_address` names a host, and then only to that one.
 //!
 //! `image.annotations`, `image.runtime_handler` and `sandbox_config` choose nothing here: roci-cri
 //! has one image store and one platform (the host's) for every runtime handler.
@@ -30,9 +30,7 @@ fn pull_auth(auth: &AuthConfig) -> Result<Option<PullAuth>, Status> {
     let secret = if !auth.username.is_empty() {
         Secret::Basic { username: auth.username.clone(), password: auth.password.clone() }
     } else if !auth.identity_token.is_empty() {
-        return Err(Status::invalid_argument(
-            "PullImage: auth.identity_token: identity (refresh) tokens are not supported by this build of roci-cri; give username and password, auth or registry_token",
-        ));
+        Secret::IdentityToken(auth.identity_token.clone())
     } else if !auth.auth.is_empty() {
         let bad = |why: &str| Status::invalid_argument(format!("PullImage: auth.auth: {why}"));
         let decoded =
@@ -89,11 +87,17 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!((a.secret, a.hosts), (Secret::RegistryToken("tok".into()), AuthHosts::Host("index.docker.io".into())));
+        let a = pull_auth(&auth(|a| {
+            a.identity_token = "refresh".into();
+            a.auth = "eDp5".into();
+        }))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.secret, Secret::IdentityToken("refresh".into()), "an identity token wins over auth");
         assert!(pull_auth(&AuthConfig::default()).unwrap().is_none());
         for (bad, field) in [
             (auth(|a| a.auth = "!!".into()), "auth.auth"),
             (auth(|a| a.auth = "bm9jb2xvbg==".into()), "auth.auth"),
-            (auth(|a| a.identity_token = "t".into()), "auth.identity_token"),
             (
                 auth(|a| {
                     a.username = "u".into();
