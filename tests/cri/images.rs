@@ -348,3 +348,64 @@ async fn bad_references_and_missing_images() {
     assert!(e.message().contains(missing), "the message names the image: {e:?}");
     assert!(list(&mut client, None).await.is_empty());
 }
+
+/// An image removed while a container's snapshot stacks its layers: the layers stay (libimage's
+/// prune keeps what a snapshot uses), so the container's root filesystem still reads. roci-cri's
+/// own rule, checked in the roci leg with a snapshot made through libimage on roci-cri's image root
+/// (no pod runs in this suite yet); containerd's snapshotter does the same with parent snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_image_keeps_the_layers_a_snapshot_uses() {
+    let reg = Registry::start();
+    let p = push(&reg, &busybox(), "library/busybox:1.36");
+    let server = CriServer::with_registry(&reg);
+    if server.is_containerd() {
+        eprintln!("roci-cri's image root: tested in the roci leg");
+        return;
+    }
+    let mut client = server.client().await;
+    let name = "docker.io/library/busybox:1.36";
+    pull(&mut client, name, None).await.expect("PullImage");
+
+    let root = libimage::manager::ImageRoot::open(&server.dir.join("root/images")).expect("open roci-cri's image root");
+    let image = root.resolve(name).expect("the pulled image's record");
+    let chains = image.chains_top_first();
+    let lowers: Vec<_> = chains.iter().map(|c| root.layers.fs_path(c)).collect();
+    let rootfs = server.dir.join("container-rootfs");
+    std::fs::create_dir(&rootfs).expect("create the container's rootfs dir");
+    root.snapshots.prepare("ctr", &chains, &lowers, &rootfs).expect("prepare the container's snapshot");
+
+    remove(&mut client, name).await;
+    assert_eq!(status(&mut client, &p.id, false).await.image, None);
+    assert!(lowers.iter().all(|l| l.is_dir()), "the snapshot's layers were removed");
+    let busybox = std::fs::read(rootfs.join("bin/busybox")).expect("read /bin/busybox in the container's rootfs");
+    assert!(busybox.starts_with(b"\x7fELF"), "/bin/busybox is not an ELF file");
+
+    root.snapshots.remove("ctr", Some(&rootfs)).expect("remove the snapshot");
+    // Pulled again, the image reuses nothing stale: it is whole.
+    assert_eq!(pull(&mut client, name, None).await.expect("PullImage again"), p.id);
+}
+
+/// Two pulls of one image at once (kubelet pulls in parallel): both succeed with the same ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_image() {
+    let reg = Registry::start();
+    let p = push(&reg, &app(), "library/app:1");
+    let server = CriServer::with_registry(&reg);
+    let client = server.client().await;
+    let pulls: Vec<_> = ["docker.io/library/app:1", "app:1", "docker.io/library/app:1"]
+        .into_iter()
+        .map(|name| {
+            let mut client =
+                Client { channel: client.channel.clone(), runtime: client.runtime.clone(), images: client.images.clone() };
+            tokio::spawn(async move { pull(&mut client, name, None).await })
+        })
+        .collect();
+    for pulled in pulls {
+        assert_eq!(pulled.await.expect("the pull task").expect("PullImage"), p.id);
+    }
+    let mut client = client;
+    let images = list(&mut client, None).await;
+    assert_eq!(images.len(), 1, "{images:#?}");
+    assert_eq!(images[0].repo_tags, ["docker.io/library/app:1"]);
+    assert_eq!(images[0].size, p.size);
+}
