@@ -70,6 +70,25 @@ fn numeric_user(dir: &std::path::Path) -> String {
     format!("oci:{image}")
 }
 
+/// busybox as `docker.io/library/busybox:1.36` and as `registry.k8s.io/pause:3.10` (one image
+/// under two names), and app as `docker.io/library/app:1`.
+const THREE: [&str; 3] = ["docker.io/library/busybox:1.36", "registry.k8s.io/pause:3.10", "docker.io/library/app:1"];
+
+/// Push [`THREE`]'s images; what the registry holds for each, in that order.
+fn push_three(reg: &Registry) -> [Pushed; 3] {
+    let pushed =
+        [push(reg, &busybox(), "library/busybox:1.36"), push(reg, &busybox(), "pause:3.10"), push(reg, &app(), "library/app:1")];
+    assert_eq!(pushed[0].id, pushed[1].id, "one image under two names");
+    pushed
+}
+
+/// Pull every one of `names`.
+async fn pull_all(client: &mut Client, names: &[&str]) {
+    for name in names {
+        pull(client, name, None).await.unwrap_or_else(|e| panic!("PullImage {name}: {e:?}"));
+    }
+}
+
 fn spec(image: &str) -> Option<ImageSpec> {
     Some(ImageSpec { image: image.to_string(), ..ImageSpec::default() })
 }
@@ -142,15 +161,10 @@ async fn pull_by_tag_and_by_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tags_of_one_image_are_one_entry() {
     let reg = Registry::start();
-    let bb = push(&reg, &busybox(), "library/busybox:1.36");
-    let pause = push(&reg, &busybox(), "pause:3.10");
-    let app = push(&reg, &app(), "library/app:1");
-    assert_eq!(bb.id, pause.id, "one image under two names");
+    let [bb, pause, app] = push_three(&reg);
     let server = CriServer::with_registry(&reg);
     let mut client = server.client().await;
-    for name in ["docker.io/library/busybox:1.36", "registry.k8s.io/pause:3.10", "docker.io/library/app:1"] {
-        pull(&mut client, name, None).await.unwrap_or_else(|e| panic!("PullImage {name}: {e:?}"));
-    }
+    pull_all(&mut client, &THREE).await;
     let images = list(&mut client, None).await;
     assert_eq!(images.len(), 2, "{images:#?}");
     let one = images.iter().find(|i| i.id == bb.id).expect("busybox's ID is listed");
@@ -248,15 +262,11 @@ async fn pull_with_basic_auth_from_the_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_image_by_tag_id_and_digest() {
     let reg = Registry::start();
-    let bb = push(&reg, &busybox(), "library/busybox:1.36");
-    let pause = push(&reg, &busybox(), "pause:3.10");
-    let app = push(&reg, &app(), "library/app:1");
+    let [bb, pause, app] = push_three(&reg);
     let server = CriServer::with_registry(&reg);
     let mut client = server.client().await;
-    let names = ["docker.io/library/busybox:1.36", "registry.k8s.io/pause:3.10", "docker.io/library/app:1"];
-    for name in names {
-        pull(&mut client, name, None).await.unwrap_or_else(|e| panic!("PullImage {name}: {e:?}"));
-    }
+    pull_all(&mut client, &THREE).await;
+    let names = THREE;
 
     // An image that is not there: done already.
     remove(&mut client, "docker.io/library/nope:1").await;
