@@ -22,7 +22,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use libimage::digest::Digest;
 use libimage::images::Image;
@@ -79,17 +80,26 @@ pub struct CriImage {
 /// What ImageFsInfo reports for the image root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsUsage {
+    /// When it was measured.
+    pub measured: SystemTime,
     pub mountpoint: PathBuf,
     /// Bytes allocated on disk (blocks), hard links counted once.
     pub used_bytes: u64,
     pub inodes_used: u64,
 }
 
+/// How long a measurement of the image filesystem is reused. Measuring stats every file of every
+/// unpacked layer, and kubelet asks every few seconds (containerd 1.6 measures its snapshots
+/// every 10 s). A pull or a removal through roci-cri drops the measurement at once.
+const USAGE_REUSED_FOR: Duration = Duration::from_secs(5);
+
 pub struct Images {
     root: Arc<ImageRoot>,
     registries: Registries,
     /// The configured pause image, normalised.
     pause_image: String,
+    /// The last measurement of the image filesystem.
+    usage: Mutex<Option<FsUsage>>,
 }
 
 impl Images {
@@ -105,9 +115,13 @@ impl Images {
             }
             Err(source) => return Err(libimage::Error::RegistriesConfig { path: registries_config.into(), source }.into()),
         };
-        let pause_image =
-            Reference::parse(pause_image).map_err(|source| ImageError::BadReference { field: "pause_image", source })?;
-        Ok(Images { root: Arc::new(ImageRoot::open(&root.join(IMAGES_DIR))?), registries, pause_image: normalised(&pause_image) })
+        let pause_image = parse("pause_image", pause_image)?;
+        Ok(Images {
+            root: Arc::new(ImageRoot::open(&root.join(IMAGES_DIR))?),
+            registries,
+            pause_image: pause_image.to_string(),
+            usage: Mutex::new(None),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -123,6 +137,7 @@ impl Images {
             other => ImageError::Image(other),
         })?;
         tracing::info!(reference = %parsed, id = %image.config, "pulled");
+        self.forget_usage();
         Ok(image.config.to_string())
     }
 
@@ -160,26 +175,40 @@ impl Images {
             // stacks (prune skips them), so the container keeps running.
             let (removed, pruned) = me.root.remove(&id.to_string(), true)?;
             tracing::info!(image = %what, %id, ?removed, layers = pruned.layers, blobs = pruned.blobs, bytes = pruned.bytes, "removed");
+            me.forget_usage();
             Ok(true)
         })
         .await
     }
 
     /// Disk use of the image root's filesystem tree (not crossing into mounts below it, such as
-    /// containers' overlays).
+    /// containers' overlays), measured at most [`USAGE_REUSED_FOR`] ago.
     pub async fn fs_usage(self: &Arc<Self>) -> Result<FsUsage, ImageError> {
-        let root = self.root.root().to_path_buf();
+        if let Some(last) = self.usage.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            if last.measured.elapsed().is_ok_and(|age| age < USAGE_REUSED_FOR) {
+                return Ok(last);
+            }
+        }
+        let me = self.clone();
         blocking("measure the image filesystem", move || {
+            let root = me.root.root().to_path_buf();
+            let measured = SystemTime::now();
             let (used_bytes, inodes_used) = disk_usage(&root).map_err(|(path, source)| ImageError::Usage { path, source })?;
-            Ok(FsUsage { mountpoint: root, used_bytes, inodes_used })
+            let usage = FsUsage { measured, mountpoint: root, used_bytes, inodes_used };
+            *me.usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage.clone());
+            Ok(usage)
         })
         .await
     }
 
+    fn forget_usage(&self) {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     /// The image ID `what` names among `records`.
     fn resolve_in(&self, records: &[Image], what: &str) -> Result<Option<Digest>, ImageError> {
-        if let Ok(reference) = Reference::parse(what) {
-            let name = normalised(&reference);
+        if let Ok(reference) = Reference::parse(what).map(digest_only) {
+            let name = reference.to_string();
             if let Some(r) = records.iter().find(|r| r.name == name) {
                 return Ok(Some(r.config.clone()));
             }
@@ -250,24 +279,18 @@ impl Images {
     }
 }
 
-/// `reference` parsed and normalised, or an error naming the request field.
+/// `reference` parsed and normalised, or an error naming the request field (or configuration key).
 fn parse(field: &'static str, reference: &str) -> Result<Reference, ImageError> {
-    let mut parsed = Reference::parse(reference).map_err(|source| ImageError::BadReference { field, source })?;
-    // `name:tag@digest` is the digest's image: the tag says nothing more (as Docker and
-    // containerd normalise it).
-    if parsed.digest.is_some() {
-        parsed.tag = None;
-    }
-    Ok(parsed)
+    Reference::parse(reference).map(digest_only).map_err(|source| ImageError::BadReference { field, source })
 }
 
-/// The record name a reference has once pulled.
-fn normalised(reference: &Reference) -> String {
-    let mut r = reference.clone();
-    if r.digest.is_some() {
-        r.tag = None;
+/// `name:tag@digest` is the digest's image: the tag says nothing more (as Docker and containerd
+/// normalise it). The record of a pull is named by this form.
+fn digest_only(mut reference: Reference) -> Reference {
+    if reference.digest.is_some() {
+        reference.tag = None;
     }
-    r.to_string()
+    reference
 }
 
 /// Records grouped by image ID.

@@ -237,7 +237,7 @@ impl Relay {
                         }
                         pipe(inside, host);
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+                    // WouldBlock (nobody is connecting), or a connection reset before it was taken.
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }

@@ -1,8 +1,8 @@
 //! ImageFsInfo: the image root's disk use (bytes allocated and inodes, blobs, unpacked layers and
-//! records alike) at the time of the call. containerd 1.6 reports its snapshotter's directory and
+//! records alike), measured at most 5 s before the call (`timestamp` says when). containerd 1.6 reports its snapshotter's directory and
 //! no `container_filesystems`; roci-cri reports its image root (`<root>/images`), likewise alone.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use roci_cri_proto::runtime_v1::{FilesystemIdentifier, FilesystemUsage, ImageFsInfoRequest, ImageFsInfoResponse, UInt64Value};
 use tonic::Status;
@@ -11,7 +11,7 @@ use super::{image_status, Cri};
 
 pub(super) async fn image_fs_info(cri: &Cri, _: &ImageFsInfoRequest) -> Result<ImageFsInfoResponse, Status> {
     let usage = cri.images.fs_usage().await.map_err(|e| image_status("ImageFsInfo", e))?;
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let timestamp = usage.measured.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
     Ok(ImageFsInfoResponse {
         image_filesystems: vec![FilesystemUsage {
             timestamp,
