@@ -124,10 +124,6 @@ impl Images {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        self.root.root()
-    }
-
     /// Pull `reference` (given in the request field `field`); returns the image ID.
     pub async fn pull(&self, field: &'static str, reference: &str, auth: Option<PullAuth>) -> Result<String, ImageError> {
         let parsed = parse(field, reference)?;
