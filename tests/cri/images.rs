@@ -419,3 +419,36 @@ async fn concurrent_pulls_of_one_image() {
     assert_eq!(images[0].repo_tags, ["docker.io/library/app:1"]);
     assert_eq!(images[0].size, p.size);
 }
+
+/// A tag naming a two-platform index: the host's (amd64) image is pulled, its repo digest is the
+/// index's, and its size counts the index and the amd64 manifest, not the arm64 one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_of_a_multi_platform_index() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layout = dir.path().join("multi");
+    let out = std::process::Command::new("cp").arg("-a").arg(&image::busybox().oci_layout).arg(&layout).output().expect("cp");
+    assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+    let (amd64, _arm64) = image::add_two_platform_index(&layout);
+    let index = reg.push(&format!("oci:{}:multi", layout.display()), "library/multi:1", &Push { all: true, ..Push::default() });
+    let index_size = std::fs::metadata(reg.blob_path(&index)).expect("the pushed index").len();
+    let manifest_bytes = std::fs::read(reg.blob_path(&amd64)).expect("the amd64 manifest");
+    let m: serde_json::Value = serde_json::from_slice(&manifest_bytes).expect("JSON");
+    let id = m["config"]["digest"].as_str().expect("config digest").to_string();
+    let size = index_size
+        + manifest_bytes.len() as u64
+        + m["config"]["size"].as_u64().expect("config size")
+        + m["layers"].as_array().expect("layers").iter().map(|l| l["size"].as_u64().expect("size")).sum::<u64>();
+
+    let server = CriServer::with_registry(&reg);
+    let mut client = server.client().await;
+    let name = "docker.io/library/multi:1";
+    assert_eq!(pull(&mut client, name, None).await.expect("PullImage of an index"), id);
+    let image = status(&mut client, name, false).await.image.expect("the image's status");
+    assert_eq!(image.repo_digests, [format!("docker.io/library/multi@{index}")]);
+    assert_eq!(image.size, size);
+    // The index's digest names the image too.
+    let by_index = format!("docker.io/library/multi@{index}");
+    assert_eq!(status(&mut client, &by_index, false).await.image.map(|i| i.id), Some(id.clone()));
+    assert_eq!(pull(&mut client, &by_index, None).await.expect("PullImage by the index's digest"), id);
+}
