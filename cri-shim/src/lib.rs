@@ -33,7 +33,7 @@ pub enum ServeError {
     CreateDir { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
     #[error("install the {signal} handler: {source}")]
     Signal { signal: &'static str, source: std::io::Error },
-    #[error("open the images: {0}")]
+    #[error(transparent)]
     Images(#[from] images::ImageError),
     #[error("serve gRPC on {path}: {source}")]
     Serve { path: std::path::PathBuf, source: tonic::transport::Error },
@@ -54,9 +54,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Signal { signal: "SIGTERM", source })?;
     let mut int = signal(SignalKind::interrupt()).map_err(|source| ServeError::Signal { signal: "SIGINT", source })?;
-    let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
     let config = Arc::new(config);
-    let (runtime, images) = server::services(server::Cri::new(config.clone())?);
+    // Before the socket: a daemon that cannot serve images leaves no socket behind.
+    let cri = server::Cri::new(config.clone())?;
+    let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
+    let (runtime, images) = server::services(cri);
     tracing::info!(socket = %path.display(), root = %config.root.display(), state = %config.state.display(), "serving the CRI");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut serving =

@@ -259,6 +259,26 @@ async fn pull_with_basic_auth_from_the_request() {
     assert_eq!(pull(&mut client, name, Some(auth)).await.expect("PullImage with auth"), p.id);
 }
 
+/// roci-cri's registries configuration: its `auths` entry for the mirror's host is used when the
+/// request has none, and the request's credentials win over it. roci-cri's own configuration, so
+/// the roci leg only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_credentials_for_the_mirror() {
+    let reg = Registry::with_auth("roci", "s3cret");
+    let p = push(&reg, &busybox(), "library/busybox:1.36");
+    if crate::server::target() == crate::server::Target::Containerd {
+        eprintln!("roci-cri's registries configuration: tested in the roci leg");
+        return;
+    }
+    let auths = serde_json::json!({ reg.host(): { "username": "roci", "password": "s3cret" } });
+    let server = CriServer::with_registry_auths(&reg, auths);
+    let mut client = server.client().await;
+    let name = "docker.io/library/busybox:1.36";
+    let e = pull(&mut client, name, basic("roci", "wrong")).await.expect_err("the request's wrong password wins");
+    assert!(e.message().contains("not authorized"), "{e:?}");
+    assert_eq!(pull(&mut client, name, None).await.expect("PullImage with the configured credentials"), p.id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_image_by_tag_id_and_digest() {
     let reg = Registry::start();

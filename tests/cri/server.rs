@@ -90,12 +90,18 @@ impl CriServer {
     /// daemon's network namespace): roci-cri through its `--registries-config` (`mirrors`),
     /// containerd through `hosts.toml` files under its `registry.config_path`.
     pub fn with_registry(registry: &Registry) -> CriServer {
+        CriServer::with_registry_auths(registry, serde_json::json!({}))
+    }
+
+    /// [`CriServer::with_registry`], with `auths` (registries.json's credentials) in roci-cri's
+    /// registries configuration; containerd gets none.
+    pub fn with_registry_auths(registry: &Registry, auths: serde_json::Value) -> CriServer {
         let mirror = format!("http://{}", registry.host());
         let mut server = match target() {
             Target::Roci => CriServer::roci_prepared(&[], |dir| {
                 let mirrors: serde_json::Map<String, serde_json::Value> =
                     MIRRORED.iter().map(|r| (r.to_string(), serde_json::json!([mirror]))).collect();
-                let config = serde_json::json!({ "mirrors": mirrors });
+                let config = serde_json::json!({ "mirrors": mirrors, "auths": auths });
                 std::fs::write(dir.join("registries.json"), config.to_string()).expect("write registries.json");
             }),
             Target::Containerd => CriServer::containerd_prepared(|dir| {
