@@ -41,7 +41,8 @@ fn pull_auth(auth: &AuthConfig) -> Result<Option<PullAuth>, Status> {
     } else if !auth.registry_token.is_empty() {
         Secret::RegistryToken(auth.registry_token.clone())
     } else {
-        // An empty AuthConfig: anonymous, as containerd takes it.
+        // An empty AuthConfig gives none: the configured credentials apply, if any (containerd 1.6
+        // pulls anonymously then, without looking at its configured ones).
         return Ok(None);
     };
     Ok(Some(PullAuth { secret, hosts }))
