@@ -358,6 +358,94 @@ mod tests {
         assert!(bytes >= 10_000, "{bytes}");
     }
 
+    /// An image root with records for two images: `busybox:1.36` and `pause:3.10` of one config
+    /// (the latter from an index), and `app:1` of another; returns the root and the two IDs.
+    fn root_with_records(dir: &Path) -> (Arc<Images>, Digest, Digest) {
+        let images = Images::open(dir, &dir.join("no-registries.json"), "registry.k8s.io/pause:3.10").expect("open");
+        let store = &images.root.store;
+        let blob = |text: &str| {
+            let d = Digest::sha256_of(text.as_bytes());
+            store.put(&d, text.as_bytes()).expect("put a blob");
+            d
+        };
+        let (c1, c2) = (blob(r#"{"config": {"User": "1000:1000"}}"#), blob(r#"{"config": {"User": "app"}}"#));
+        let layer = libimage::images::Layer {
+            digest: Digest::sha256_of(b"layer"),
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            size: 100,
+            diff_id: Digest::sha256_of(b"tar"),
+            chain: Digest::sha256_of(b"tar"),
+        };
+        let record = |name: &str, manifest: &str, index: Option<&str>, config: &Digest| Image {
+            name: name.into(),
+            manifest: blob(manifest),
+            index: index.map(blob),
+            config: config.clone(),
+            layers: vec![layer.clone()],
+            pulled: "2026-12-07T00:00:00Z".into(),
+        };
+        for r in [
+            record("docker.io/library/busybox:1.36", "m1", None, &c1),
+            record("registry.k8s.io/pause:3.10", "m1", Some("index"), &c1),
+            record("docker.io/library/app:1", "m2", None, &c2),
+        ] {
+            images.root.images.put(&r).expect("put a record");
+        }
+        (Arc::new(images), c1, c2)
+    }
+
+    #[tokio::test]
+    async fn references_ids_and_digests_resolve_as_containerd_resolves_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (images, c1, c2) = root_with_records(dir.path());
+        let id = |what: &str| {
+            let records = images.root.images.list().expect("list");
+            images.resolve_in(&records, what).expect("resolve")
+        };
+        let m1 = Digest::sha256_of(b"m1");
+        let index = Digest::sha256_of(b"index");
+        for (what, want) in [
+            ("busybox:1.36", Some(&c1)),
+            ("docker.io/library/busybox:1.36", Some(&c1)),
+            (&format!("busybox@{m1}"), Some(&c1)),
+            (&format!("busybox:other@{m1}"), Some(&c1)),
+            (&format!("registry.k8s.io/pause@{index}"), Some(&c1)),
+            (&format!("registry.k8s.io/pause@{m1}"), Some(&c1)),
+            (&format!("docker.io/library/app@{m1}"), None),
+            (&c2.to_string(), Some(&c2)),
+            (&c2.hex()[..6], Some(&c2)),
+            ("busybox:1.37", None),
+            ("", None),
+        ] {
+            assert_eq!(id(what).as_ref(), want, "{what:?}");
+        }
+        // A prefix both IDs share (if any) is ambiguous; the empty prefix is no ID.
+        let shared = c1.hex().chars().zip(c2.hex().chars()).take_while(|(a, b)| a == b).count();
+        if shared > 0 {
+            let records = images.root.images.list().expect("list");
+            let e = images.resolve_in(&records, &c1.hex()[..shared]).expect_err("ambiguous");
+            assert!(matches!(e, ImageError::Ambiguous { .. }), "{e}");
+        }
+
+        let listed = images.list().await.expect("list");
+        assert_eq!(listed.len(), 2);
+        let one = listed.iter().find(|i| i.id == c1.to_string()).expect("c1 listed");
+        assert_eq!(one.repo_tags, ["docker.io/library/busybox:1.36", "registry.k8s.io/pause:3.10"]);
+        assert_eq!(one.repo_digests, [format!("docker.io/library/busybox@{m1}"), format!("registry.k8s.io/pause@{index}")]);
+        assert!(one.pinned, "the pause image is pinned");
+        assert_eq!(one.user, "1000:1000");
+        // The first record's blobs: config + manifest + layer (busybox's has no index).
+        assert_eq!(one.size, r#"{"config": {"User": "1000:1000"}}"#.len() as u64 + 2 + 100);
+        let two = images.status("app:1").await.expect("status").expect("app");
+        assert!(!two.pinned);
+        assert_eq!(two.user, "app");
+
+        assert!(images.remove("registry.k8s.io/pause:3.10").await.expect("remove"));
+        assert!(images.status("busybox:1.36").await.expect("status").is_none(), "every reference of the image goes");
+        assert!(!images.remove("registry.k8s.io/pause:3.10").await.expect("remove again"));
+        assert_eq!(images.list().await.expect("list").len(), 1);
+    }
+
     #[test]
     fn digest_references_drop_their_tag() {
         let d = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
