@@ -8,6 +8,10 @@
 //! whatever it does to the network (later: the CNI bridge, host ports) never reaches the host's;
 //! its pid is the daemon's own (`sh` execs it).
 //!
+//! Image tests start the daemon with a private registry as the mirror of docker.io and
+//! registry.k8s.io ([`CriServer::with_registry`]); a [`Relay`] listening inside the daemon's
+//! network namespace makes the host's registry reachable from there.
+//!
 //! Teardown (`Drop`, also when a test panics): SIGTERM to the daemon's pid, SIGKILL after 10 s;
 //! SIGKILL to any process left whose command line names the temp dir; unmount whatever is mounted
 //! under it; remove it. Neither daemon starts a container in these tests, so no cgroup is created
@@ -181,8 +185,9 @@ impl CriServer {
     }
 
     /// containerd 1.6's configuration (version 2): root, state, sockets, the runc runtime's state,
-    /// the registry hosts (`certs.d`) and the CNI dirs in the temp dir; `restrict_oom_score_adj` because the host refuses a
-    /// negative oom_score_adj; the snapshotters that cannot work here off instead of probing.
+    /// the registry hosts (`certs.d`) and the CNI dirs in the temp dir; `restrict_oom_score_adj`
+    /// because the host refuses a negative oom_score_adj; the snapshotters that cannot work here
+    /// off instead of probing.
     fn containerd_config(&self) -> String {
         let d = self.dir.display();
         let runc = which("runc");
