@@ -71,10 +71,14 @@ impl Default for Cni {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub socket: PathBuf,
+    /// Persistent state; images in `<root>/images` (see [`crate::images`]).
     pub root: PathBuf,
     pub state: PathBuf,
     pub cgroup_driver: CgroupDriver,
+    /// The pods' infra image; ImageStatus and ListImages report it pinned.
     pub pause_image: String,
+    /// libimage's registries.json (mirrors, insecure hosts, credentials) for PullImage, read at
+    /// start; a missing file is an empty configuration.
     pub registries_config: PathBuf,
     pub log_level: LogLevel,
     pub stream_server_address: String,

@@ -4,6 +4,7 @@
 //! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
+//! - [`images`]: the image root (`<root>/images`, libimage's) as the CRI sees it.
 //! - [`network`]: pod networking: the CNI configuration in force, pinned network namespaces,
 //!   CNI plugin execution (ADD, DEL, CHECK) with cached results.
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
@@ -13,6 +14,7 @@
 //! later increment), so that no container is ever a child of this async process.
 
 pub mod config;
+pub mod images;
 pub mod network;
 pub mod server;
 pub mod socket;
@@ -34,6 +36,8 @@ pub enum ServeError {
     CreateDir { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
     #[error("install the {signal} handler: {source}")]
     Signal { signal: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Images(#[from] images::ImageError),
     #[error("serve gRPC on {path}: {source}")]
     Serve { path: std::path::PathBuf, source: tonic::transport::Error },
     #[error("serve gRPC on {path}: the server task failed: {reason}")]
@@ -53,9 +57,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Signal { signal: "SIGTERM", source })?;
     let mut int = signal(SignalKind::interrupt()).map_err(|source| ServeError::Signal { signal: "SIGINT", source })?;
-    let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
     let config = Arc::new(config);
-    let (runtime, images) = server::services(server::Cri::new(config.clone()));
+    // Before the socket: a daemon that cannot serve images leaves no socket behind.
+    let cri = server::Cri::new(config.clone())?;
+    let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
+    let (runtime, images) = server::services(cri);
     tracing::info!(socket = %path.display(), root = %config.root.display(), state = %config.state.display(), "serving the CRI");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut serving =

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use libimage::convert::Overrides;
 use libimage::images::Image;
 use libimage::manager::{ImageRoot, DEFAULT_ROOT};
-use libimage::pull::{Platform, PullOptions};
+use libimage::pull::{Platform, PullAuth, PullOptions};
 use libimage::reference::Reference;
 use libimage::registries::Registries;
 use serde_json::json;
@@ -257,7 +257,7 @@ fn pull_image(images: &ImageRoot, reference: &str, flags: &PullFlags) -> Result<
     let credentials = match creds {
         Some(c) => {
             let (u, p) = c.split_once(':').context("--creds: expected USER:PASSWORD")?;
-            Some((u.to_owned(), p.to_owned()))
+            Some(PullAuth::basic(u, p))
         }
         None => None,
     };

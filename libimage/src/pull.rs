@@ -10,7 +10,7 @@
 //! is pulled is exactly what was named, whatever the transport. Requests that fail for transient
 //! reasons (connection errors, HTTP 5xx and 429) are retried with exponential backoff; an endpoint
 //! that still fails (a mirror that is down, lacks the image, or serves bad content) is skipped for
-//! the next, and the error of the last endpoint is returned.
+//! the next, and the error of the last endpoint is returned with those of the endpoints before it.
 //!
 //! The library has no global async runtime: [`pull_async`] runs on the caller's tokio runtime,
 //! current-thread or multi-threaded (the CRI server's), and [`pull`] builds a current-thread
@@ -120,6 +120,75 @@ pub fn oci_arch(arch: &str) -> &str {
     }
 }
 
+/// Credentials given for one pull, over the configured ones: roci-image's `--creds`, or the
+/// `AuthConfig` of a CRI PullImage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullAuth {
+    pub secret: Secret,
+    /// The endpoints that get them; the others use the configured credentials.
+    pub hosts: AuthHosts,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// HTTP basic auth (or the basic auth a registry's token server takes for a bearer token).
+    Basic { username: String, password: String },
+    /// An OAuth2 refresh token (docker's `identitytoken`, a CRI `AuthConfig.identity_token`):
+    /// traded at the registry's token server for an access token, sent as a bearer token.
+    IdentityToken(String),
+    /// A bearer token, sent to the registry as it is (a CRI `AuthConfig.registry_token`).
+    RegistryToken(String),
+}
+
+/// Which endpoints of a pull get the [`PullAuth`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthHosts {
+    /// The reference's registry, not its mirrors (whose credentials come from the configuration).
+    Registry,
+    /// Every endpoint tried, mirrors included: containerd's CRI hands kubelet's credentials to
+    /// whichever host asks for them, and kubelet's pull secrets are often meant for a mirror.
+    All,
+    /// Only the endpoint at this `host[:port]` (a mirror, or the registry: `docker.io` also names
+    /// Docker Hub's API host), as a CRI `AuthConfig.server_address` restricts them.
+    Host(String),
+}
+
+impl PullAuth {
+    /// `username:password` for the reference's registry (roci-image's `--creds`).
+    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> PullAuth {
+        PullAuth { secret: Secret::Basic { username: username.into(), password: password.into() }, hosts: AuthHosts::Registry }
+    }
+
+    fn applies_to(&self, reference: &Reference, endpoint: &Endpoint) -> bool {
+        match &self.hosts {
+            AuthHosts::Registry => !endpoint.mirror,
+            AuthHosts::All => true,
+            AuthHosts::Host(host) => {
+                *host == endpoint.host || (!endpoint.mirror && crate::registries::normalise_registry(host) == reference.registry)
+            }
+        }
+    }
+
+    async fn registry_auth(&self, reference: &Reference, endpoint: &Endpoint) -> Result<RegistryAuth, Error> {
+        Ok(match &self.secret {
+            Secret::Basic { username, password } => RegistryAuth::Basic(username.clone(), password.clone()),
+            Secret::IdentityToken(refresh) => RegistryAuth::Bearer(access_token(reference, endpoint, refresh).await?),
+            Secret::RegistryToken(token) => RegistryAuth::Bearer(token.clone()),
+        })
+    }
+}
+
+/// Passwords and tokens never reach logs.
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Basic { username, .. } => f.debug_tuple("Basic").field(username).field(&"<redacted>").finish(),
+            Secret::IdentityToken(_) => f.debug_tuple("IdentityToken").field(&"<redacted>").finish(),
+            Secret::RegistryToken(_) => f.debug_tuple("RegistryToken").field(&"<redacted>").finish(),
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct PullOptions {
     /// Allow plain HTTP and unverified HTTPS for the reference's registry.
@@ -129,8 +198,8 @@ pub struct PullOptions {
     /// Show per-layer progress on stderr (only when it is a terminal).
     pub progress: bool,
     pub registries: Registries,
-    /// Username and password for the reference's registry, overriding configured credentials.
-    pub credentials: Option<(String, String)>,
+    /// Credentials for this pull, overriding configured ones where they apply.
+    pub credentials: Option<PullAuth>,
 }
 
 impl fmt::Debug for PullOptions {
@@ -140,7 +209,7 @@ impl fmt::Debug for PullOptions {
             .field("platform", &self.platform)
             .field("progress", &self.progress)
             .field("registries", &self.registries)
-            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "<redacted>")))
+            .field("credentials", &self.credentials)
             .finish()
     }
 }
@@ -272,25 +341,39 @@ pub(crate) fn runtime(reference: &Reference) -> Result<tokio::runtime::Runtime, 
 pub async fn pull_async(store: &Store, reference: &Reference, opts: &PullOptions) -> Result<Pulled, Error> {
     let endpoints = opts.registries.endpoints(reference, opts.insecure);
     let progress = Progress::new(opts.progress);
-    let mut last = None;
+    let mut failed = Vec::new();
     for ep in &endpoints {
         match pull_from(store, reference, ep, opts, &progress).await {
             Ok(p) => return Ok(p),
             // The endpoint failed: try the next one.
             Err(e @ Error::Pull { .. }) => {
                 tracing::warn!(reference = %reference, endpoint = %ep, error = %e, "pull failed");
-                last = Some(e);
+                failed.push(e);
             }
             // The store failed: no other endpoint will help.
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::Pull {
-        reference: reference.to_string(),
-        registry: reference.registry.clone(),
-        object: "image".into(),
-        reason: "no endpoint to pull from".into(),
-    }))
+    Err(all_failed(reference, failed))
+}
+
+/// The error of a pull whose every endpoint failed: the last endpoint's, with what the earlier ones
+/// (mirrors) said. A mirror that refused the credentials says more than a registry that cannot be
+/// reached after it.
+fn all_failed(reference: &Reference, mut failed: Vec<Error>) -> Error {
+    match failed.pop() {
+        Some(Error::Pull { reference, registry, object, reason }) if !failed.is_empty() => {
+            let earlier: Vec<String> = failed.iter().map(Error::to_string).collect();
+            Error::Pull { reference, registry, object, reason: format!("{reason} (tried before: {})", earlier.join("; ")) }
+        }
+        Some(e) => e,
+        None => Error::Pull {
+            reference: reference.to_string(),
+            registry: reference.registry.clone(),
+            object: "image".into(),
+            reason: "no endpoint to pull from".into(),
+        },
+    }
 }
 
 /// Why one download attempt failed.
@@ -447,9 +530,9 @@ async fn pull_from(
     opts: &PullOptions,
     progress: &Progress,
 ) -> Result<Pulled, Error> {
-    let auth = match (&opts.credentials, endpoint.mirror) {
-        (Some((u, p)), false) => RegistryAuth::Basic(u.clone(), p.clone()),
-        _ => {
+    let auth = match opts.credentials.as_ref().filter(|a| a.applies_to(reference, endpoint)) {
+        Some(given) => given.registry_auth(reference, endpoint).await?,
+        None => {
             let registry = if endpoint.mirror { &endpoint.host } else { &reference.registry };
             match opts.registries.credentials(registry, &endpoint.repository) {
                 Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
@@ -515,18 +598,109 @@ async fn pull_from(
     })
 }
 
+/// The access token `endpoint`'s token server gives for the identity (OAuth2 refresh) token
+/// `refresh`, for pulls of the endpoint's repository. The token server is the realm of the Bearer
+/// challenge the registry answers an unauthenticated `GET /v2/` with; it is asked as docker asks
+/// it (a form POST with `grant_type=refresh_token`).
+async fn access_token(reference: &Reference, endpoint: &Endpoint, refresh: &str) -> Result<String, Error> {
+    let fail = |reason: String| Error::Pull {
+        reference: reference.to_string(),
+        registry: endpoint.to_string(),
+        object: "an access token for the identity token".into(),
+        reason,
+    };
+    let verify = !matches!(endpoint.scheme, Scheme::Https { verify: false });
+    install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(!verify)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(USER_AGENT)
+        .build()
+        .map_err(|e| fail(format!("create HTTP client: {e}")))?;
+    let base = endpoint.to_string();
+    let probe = http.get(format!("{base}/v2/")).send().await.map_err(|e| fail(format!("GET {base}/v2/: {e}")))?;
+    let challenge = probe
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .find_map(|h| h.to_str().ok().and_then(bearer_challenge))
+        .ok_or_else(|| {
+            fail(format!("{base}/v2/ asks for no bearer token ({}): an identity token is of no use there", probe.status()))
+        })?;
+    let scope = format!("repository:{}:pull", endpoint.repository);
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", "roci"), ("scope", &scope)];
+    if let Some(service) = &challenge.service {
+        form.push(("service", service));
+    }
+    let answer =
+        http.post(&challenge.realm).form(&form).send().await.map_err(|e| fail(format!("POST {}: {e}", challenge.realm)))?;
+    let status = answer.status();
+    if !status.is_success() {
+        return Err(fail(format!("the token server {} refused the identity token: {status}", challenge.realm)));
+    }
+    #[derive(Deserialize)]
+    struct Token {
+        access_token: Option<String>,
+        token: Option<String>,
+    }
+    let token: Token = answer.json().await.map_err(|e| fail(format!("the answer of {}: {e}", challenge.realm)))?;
+    token
+        .access_token
+        .or(token.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| fail(format!("{} gave no access_token", challenge.realm)))
+}
+
+/// The parameters of a `WWW-Authenticate: Bearer realm="…",service="…"` challenge.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+}
+
+fn bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    let (scheme, params) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let (mut realm, mut service) = (None, None);
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"')?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_once(',').map_or((after, ""), |(v, a)| (v, a)),
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value.to_string()),
+            "service" => service = Some(value.to_string()),
+            _ => {}
+        }
+        rest = after.trim_start_matches([',', ' ']);
+    }
+    Some(BearerChallenge { realm: realm?, service })
+}
+
 /// [`Registries::helper_credentials`] on the blocking pool: it runs the helper and waits for it.
 async fn helper_credentials(registries: &Registries, registry: &str) -> Result<Option<Credentials>, Error> {
     let (registries, registry) = (registries.clone(), registry.to_owned());
     blocking(format!("ask the credential helper for {registry}"), move || registries.helper_credentials(&registry)).await
 }
 
-fn client(endpoint: &Endpoint) -> Result<Client, OciDistributionError> {
-    // reqwest is built without a default TLS backend (no OpenSSL, no aws-lc): use ring, unless the
-    // process already chose a provider.
+/// reqwest is built without a default TLS backend (no OpenSSL, no aws-lc): use ring, unless the
+/// process already chose a provider.
+fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+fn client(endpoint: &Endpoint) -> Result<Client, OciDistributionError> {
+    install_crypto_provider();
     let (protocol, verify) = match endpoint.scheme {
         Scheme::Http => (ClientProtocol::Http, true),
         Scheme::Https { verify } => (ClientProtocol::Https, verify),
@@ -742,10 +916,78 @@ mod tests {
     }
 
     #[test]
+    fn given_credentials_reach_the_endpoints_they_name() {
+        let registries = Registries::from_json(
+            r#"{"mirrors": {"docker.io": ["http://127.0.0.1:5000"]}}"#,
+            std::path::Path::new("registries.json"),
+        )
+        .unwrap();
+        let busybox = Reference::parse("busybox").unwrap();
+        let endpoints = registries.endpoints(&busybox, false);
+        let (mirror, hub) = (&endpoints[0], &endpoints[1]);
+        assert!(mirror.mirror && !hub.mirror);
+        let with = |hosts| PullAuth { hosts, ..PullAuth::basic("u", "p") };
+        let reach = |auth: PullAuth| [mirror, hub].map(|ep| auth.applies_to(&busybox, ep));
+        assert_eq!(reach(with(AuthHosts::Registry)), [false, true]);
+        assert_eq!(reach(with(AuthHosts::All)), [true, true]);
+        assert_eq!(reach(with(AuthHosts::Host("127.0.0.1:5000".into()))), [true, false]);
+        assert_eq!(reach(with(AuthHosts::Host("index.docker.io".into()))), [false, true]);
+        assert_eq!(reach(with(AuthHosts::Host("registry-1.docker.io".into()))), [false, true]);
+        assert_eq!(reach(with(AuthHosts::Host("quay.io".into()))), [false, false]);
+    }
+
+    #[test]
+    fn bearer_challenges() {
+        let c =
+            |realm: &str, service: Option<&str>| Some(BearerChallenge { realm: realm.into(), service: service.map(Into::into) });
+        assert_eq!(
+            bearer_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a:pull""#
+            ),
+            c("https://auth.docker.io/token", Some("registry.docker.io"))
+        );
+        assert_eq!(bearer_challenge(r#"bearer service="s", realm="http://h/t,x""#), c("http://h/t,x", Some("s")));
+        assert_eq!(bearer_challenge("Bearer realm=http://h/t,service=s"), c("http://h/t", Some("s")));
+        assert_eq!(bearer_challenge(r#"Basic realm="r""#), None);
+        assert_eq!(bearer_challenge(r#"Bearer service="s""#), None, "no realm");
+        assert_eq!(bearer_challenge(r#"Bearer realm="unterminated"#), None);
+    }
+
+    #[test]
+    fn a_failed_pull_says_what_every_endpoint_said() {
+        let r = Reference::parse("busybox").unwrap();
+        let failure = |registry: &str, reason: &str| Error::Pull {
+            reference: r.to_string(),
+            registry: registry.into(),
+            object: "manifest".into(),
+            reason: reason.into(),
+        };
+        let e = all_failed(&r, vec![failure("http://127.0.0.1:5000", "not authorized"), failure("https://hub", "dns error")]);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("pull manifest of docker.io/library/busybox:latest from https://hub: dns error (tried before: "),
+            "{text}"
+        );
+        assert!(text.contains("from http://127.0.0.1:5000: not authorized"), "{text}");
+        assert_eq!(
+            all_failed(&r, vec![failure("https://hub", "dns error")]).to_string(),
+            failure("https://hub", "dns error").to_string()
+        );
+        assert!(all_failed(&r, vec![]).to_string().contains("no endpoint"));
+    }
+
+    #[test]
     fn debug_hides_passwords() {
-        let opts = PullOptions { credentials: Some(("user".into(), "hunter2".into())), ..Default::default() };
+        let opts = PullOptions { credentials: Some(PullAuth::basic("user", "hunter2")), ..Default::default() };
         let text = format!("{opts:?}");
         assert!(text.contains("user") && !text.contains("hunter2"), "{text}");
+        for secret in [Secret::RegistryToken("s3cret-token".into()), Secret::IdentityToken("s3cret-token".into())] {
+            let text = format!(
+                "{:?}",
+                PullOptions { credentials: Some(PullAuth { secret, hosts: AuthHosts::All }), ..Default::default() }
+            );
+            assert!(!text.contains("s3cret-token"), "{text}");
+        }
     }
 
     #[test]
@@ -912,7 +1154,9 @@ mod tests {
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let method = line.split_whitespace().next().unwrap_or("").to_string();
                 let mut authorization = String::new();
+                let mut length = 0;
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
@@ -922,9 +1166,15 @@ mod tests {
                         if k.eq_ignore_ascii_case("authorization") {
                             authorization = v.trim().to_string();
                         }
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
                     }
                 }
-                let _ = seen.send(format!("{path} {authorization}"));
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let body = String::from_utf8_lossy(&body).into_owned();
+                let _ = seen.send(format!("{method} {path} {body} {authorization}").replace("  ", " "));
                 let reply = |status: &str, extra: &str, ct: &str, body: &[u8]| {
                     let mut r = format!(
                         "HTTP/1.1 {status}\r\n{extra}Content-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -937,7 +1187,19 @@ mod tests {
                 let challenge = format!(
                     "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:test/img:pull\"\r\n"
                 );
-                let out = if path.starts_with("/token") {
+                let out = if path.starts_with("/token") && method == "POST" {
+                    // An identity (refresh) token traded for an access token.
+                    let form: std::collections::HashMap<&str, &str> =
+                        body.split('&').filter_map(|kv| kv.split_once('=')).collect();
+                    let wanted = [("grant_type", "refresh_token"), ("refresh_token", "refresh-abc"), ("service", "fake")];
+                    if wanted.iter().all(|(k, v)| form.get(k) == Some(v))
+                        && form.get("scope") == Some(&"repository%3Atest%2Fimg%3Apull")
+                    {
+                        reply("200 OK", "", "application/json", br#"{"access_token": "tok-123", "expires_in": 300}"#)
+                    } else {
+                        reply("401 Unauthorized", "", "application/json", br#"{"errors": [{"code": "UNAUTHORIZED"}]}"#)
+                    }
+                } else if path.starts_with("/token") {
                     if authorization == good_basic {
                         reply("200 OK", "", "application/json", br#"{"token": "tok-123", "expires_in": 300}"#)
                     } else {
@@ -973,15 +1235,40 @@ mod tests {
         assert!(e.contains("test/img:v1"), "{e}");
         assert!(store.list().unwrap().is_empty());
 
-        let opts = PullOptions { credentials: Some(("user".into(), "pass".into())), ..PullOptions::default() };
+        let opts = PullOptions { credentials: Some(PullAuth::basic("user", "pass")), ..PullOptions::default() };
         let p = pull(&store, &reference, &opts).unwrap();
         assert!(store.has(&p.manifest_digest) && store.has(&config_digest) && store.has(&layer_digest));
         let requests: Vec<String> = seen.try_iter().collect();
         // The credentials went to the token server only; the registry saw the token.
-        assert!(requests.iter().any(|r| r.starts_with("/token") && r.contains("Basic ")), "{requests:?}");
+        assert!(requests.iter().any(|r| r.starts_with("GET /token") && r.contains("Basic ")), "{requests:?}");
         let blobs: Vec<&String> = requests.iter().filter(|r| r.contains("/blobs/") && r.ends_with("Bearer tok-123")).collect();
         assert_eq!(blobs.len(), 2, "{requests:?}");
-        assert!(!requests.iter().any(|r| r.starts_with("/v2/") && r.contains("Basic ")), "{requests:?}");
+        assert!(!requests.iter().any(|r| r.starts_with("GET /v2/") && r.contains("Basic ")), "{requests:?}");
+
+        // A registry token is sent as it is: no token server is asked.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let token = PullAuth { secret: Secret::RegistryToken("tok-123".into()), hosts: AuthHosts::All };
+        let p = pull(&store, &reference, &PullOptions { credentials: Some(token), ..PullOptions::default() }).unwrap();
+        assert!(store.has(&p.manifest_digest) && store.has(&layer_digest));
+        let requests: Vec<String> = seen.try_iter().collect();
+        assert!(!requests.iter().any(|r| r.contains(" /token")), "{requests:?}");
+        assert!(requests.iter().all(|r| r.ends_with("Bearer tok-123")), "{requests:?}");
+
+        // An identity token is traded at the token server for the access token.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let identity = |t: &str| PullAuth { secret: Secret::IdentityToken(t.into()), hosts: AuthHosts::All };
+        let p = pull(&store, &reference, &PullOptions { credentials: Some(identity("refresh-abc")), ..PullOptions::default() })
+            .unwrap();
+        assert!(store.has(&p.manifest_digest) && store.has(&layer_digest));
+        let requests: Vec<String> = seen.try_iter().collect();
+        assert!(requests.iter().any(|r| r.starts_with("POST /token") && r.contains("refresh_token=refresh-abc")), "{requests:?}");
+        assert!(requests.iter().filter(|r| r.contains("/blobs/")).all(|r| r.ends_with("Bearer tok-123")), "{requests:?}");
+        let e = pull(&store, &reference, &PullOptions { credentials: Some(identity("expired")), ..PullOptions::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("refused the identity token") && e.contains("401"), "{e}");
     }
 
     /// A manifest that lists one layer twice (as old Docker images repeat their empty layer),

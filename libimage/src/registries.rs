@@ -357,7 +357,8 @@ fn normalise_key(key: &str) -> String {
     }
 }
 
-fn normalise_registry(host: &str) -> &str {
+/// Docker Hub's other names (`index.docker.io`, `registry-1.docker.io`) → `docker.io`.
+pub(crate) fn normalise_registry(host: &str) -> &str {
     match host {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
         h => h,

@@ -120,3 +120,29 @@ fn a_bad_configuration_stops_it_with_the_key_named() {
         assert!(!socket.exists(), "{text}: a socket was made");
     }
 }
+
+#[test]
+fn a_malformed_registries_configuration_stops_it() {
+    if !roci_leg() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let registries = dir.path().join("registries.json");
+    std::fs::write(&registries, "{\"mirrors\": 5}").expect("write registries.json");
+    let socket = dir.path().join("cri.sock");
+    let out = Command::new(roci_cri_binary())
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--registries-config")
+        .arg(&registries)
+        .output()
+        .expect("run roci-cri");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started: {stderr}");
+    assert!(stderr.contains(&*registries.to_string_lossy()) && stderr.contains("invalid type"), "{stderr}");
+    assert!(!socket.exists(), "a socket was made");
+}

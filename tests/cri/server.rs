@@ -8,6 +8,10 @@
 //! whatever it does to the network (later: the CNI bridge, host ports) never reaches the host's;
 //! its pid is the daemon's own (`sh` execs it).
 //!
+//! Image tests start the daemon with a private registry as the mirror of docker.io and
+//! registry.k8s.io ([`CriServer::with_registry`]); a [`Relay`] listening inside the daemon's
+//! network namespace makes the host's registry reachable from there.
+//!
 //! Teardown (`Drop`, also when a test panics): SIGTERM to the daemon's pid, SIGKILL after 10 s;
 //! SIGKILL to any process left whose command line names the temp dir; unmount whatever is mounted
 //! under it; remove it. Neither daemon starts a container in these tests, so no cgroup is created
@@ -25,6 +29,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use roci_cri_proto::runtime_v1::image_service_client::ImageServiceClient;
 use roci_cri_proto::runtime_v1::runtime_service_client::RuntimeServiceClient;
+use roci_integration::registry::{Registry, Relay};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -66,8 +71,14 @@ pub struct CriServer {
     daemon: Option<Child>,
     /// The daemon's command line.
     argv: Vec<String>,
+    /// The registry relay into the daemon's network namespace (see [`CriServer::with_registry`]).
+    relay: Option<Relay>,
     _tmp: tempfile::TempDir,
 }
+
+/// The registries whose images the tests name as kubelet would; [`CriServer::with_registry`]
+/// sends them all to the test's registry.
+pub const MIRRORED: [&str; 2] = ["docker.io", "registry.k8s.io"];
 
 impl CriServer {
     /// The daemon [`target`] selects, serving.
@@ -76,6 +87,41 @@ impl CriServer {
             Target::Roci => CriServer::roci(&[]),
             Target::Containerd => CriServer::containerd(),
         }
+    }
+
+    /// The daemon [`target`] selects, pulling the images of [`MIRRORED`] registries from
+    /// `registry` (a plain-HTTP mirror at `127.0.0.1:PORT`, reached through a [`Relay`] in the
+    /// daemon's network namespace): roci-cri through its `--registries-config` (`mirrors`),
+    /// containerd through `hosts.toml` files under its `registry.config_path`.
+    pub fn with_registry(registry: &Registry) -> CriServer {
+        CriServer::with_registry_auths(registry, serde_json::json!({}))
+    }
+
+    /// [`CriServer::with_registry`], with `auths` (registries.json's credentials) in roci-cri's
+    /// registries configuration; containerd gets none.
+    pub fn with_registry_auths(registry: &Registry, auths: serde_json::Value) -> CriServer {
+        let mirror = format!("http://{}", registry.host());
+        let mut server = match target() {
+            Target::Roci => CriServer::roci_prepared(&[], |dir| {
+                let mirrors: serde_json::Map<String, serde_json::Value> =
+                    MIRRORED.iter().map(|r| (r.to_string(), serde_json::json!([mirror]))).collect();
+                let config = serde_json::json!({ "mirrors": mirrors, "auths": auths });
+                std::fs::write(dir.join("registries.json"), config.to_string()).expect("write registries.json");
+            }),
+            Target::Containerd => CriServer::containerd_prepared(|dir| {
+                for registry in MIRRORED {
+                    let hosts = dir.join("certs.d").join(registry);
+                    std::fs::create_dir_all(&hosts).expect("create certs.d");
+                    let toml = format!(
+                        "server = \"https://{registry}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+                    );
+                    std::fs::write(hosts.join("hosts.toml"), toml).expect("write hosts.toml");
+                }
+            }),
+        };
+        let pid = server.daemon.as_ref().expect("the daemon runs").id() as i32;
+        server.relay = Some(Relay::into_netns(pid, registry.port()));
+        server
     }
 
     /// roci-cri with every path in the temp dir, plus `extra` arguments.
@@ -107,7 +153,13 @@ impl CriServer {
 
     /// Debian containerd, its CRI plugin on, everything in the temp dir.
     pub fn containerd() -> CriServer {
+        CriServer::containerd_prepared(|_| {})
+    }
+
+    /// [`CriServer::containerd`], with `prepare` called on the temp dir before the daemon starts.
+    pub fn containerd_prepared(prepare: impl FnOnce(&Path)) -> CriServer {
         let mut server = CriServer::new(Target::Containerd, "roci-cri-ctd-");
+        prepare(&server.dir);
         let config = server.dir.join("config.toml");
         std::fs::write(&config, server.containerd_config()).expect("write containerd's config");
         server.spawn(&["containerd".to_string(), "--config".into(), config.to_string_lossy().into_owned()]);
@@ -120,12 +172,22 @@ impl CriServer {
         let dir = tmp.path().to_path_buf();
         let cni_conf_dir = dir.join("net.d");
         std::fs::create_dir(&cni_conf_dir).expect("create the CNI conf dir");
-        CriServer { target, socket: dir.join("cri.sock"), cni_conf_dir, dir, daemon: None, argv: Vec::new(), _tmp: tmp }
+        CriServer {
+            target,
+            socket: dir.join("cri.sock"),
+            cni_conf_dir,
+            dir,
+            daemon: None,
+            argv: Vec::new(),
+            relay: None,
+            _tmp: tmp,
+        }
     }
 
-    /// containerd 1.6's configuration (version 2): root, state, sockets, the runc runtime's state
-    /// and the CNI dirs in the temp dir; `restrict_oom_score_adj` because the host refuses a
-    /// negative oom_score_adj; the snapshotters that cannot work here off instead of probing.
+    /// containerd 1.6's configuration (version 2): root, state, sockets, the runc runtime's state,
+    /// the registry hosts (`certs.d`) and the CNI dirs in the temp dir; `restrict_oom_score_adj`
+    /// because the host refuses a negative oom_score_adj; the snapshotters that cannot work here
+    /// off instead of probing.
     fn containerd_config(&self) -> String {
         let d = self.dir.display();
         let runc = which("runc");
@@ -156,6 +218,8 @@ disabled_plugins = [
   sandbox_image = "registry.k8s.io/pause:3.10"
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/net.d"

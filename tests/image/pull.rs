@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libimage::digest::Digest;
-use libimage::pull::{self, Platform, PullOptions, Pulled};
+use libimage::pull::{self, Platform, PullAuth, PullOptions, Pulled};
 use libimage::reference::Reference;
 use libimage::registries::Registries;
 use libimage::store::Store;
 use libimage::Error;
-use roci_integration::image::busybox;
+use roci_integration::image::{self, busybox};
 use roci_integration::registry::{Push, Registry};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -145,7 +145,7 @@ fn pull_basic_auth() {
     busybox_pushed(&case.reg, "private/busybox:latest", &Push::default());
     let name = case.name("private/busybox:latest");
 
-    let wrong = PullOptions { credentials: Some(("roci".into(), "wrong".into())), ..Default::default() };
+    let wrong = PullOptions { credentials: Some(PullAuth::basic("roci", "wrong")), ..Default::default() };
     let e = case.pull(&name, &wrong).unwrap_err().to_string();
     eprintln!("expected error: {e}");
     assert!(e.contains("not authorized") && e.contains(&name) && e.contains(&case.reg.host()), "{e}");
@@ -154,7 +154,7 @@ fn pull_basic_auth() {
     assert!(e.contains("not authorized"), "{e}");
     assert!(case.store.list().unwrap().is_empty(), "a failed pull stored blobs");
 
-    let right = PullOptions { credentials: Some(("roci".into(), "s3cret".into())), ..Default::default() };
+    let right = PullOptions { credentials: Some(PullAuth::basic("roci", "s3cret")), ..Default::default() };
     let p = case.pull(&name, &right).unwrap();
     assert_complete(&case.store, &p);
 
@@ -168,52 +168,6 @@ fn pull_basic_auth() {
     case.finish();
 }
 
-/// Adds to the OCI layout at `layout` an arm64 variant of `latest` and an index `multi` over both;
-/// returns the (amd64, arm64) manifest digests.
-fn make_two_platform_layout(layout: &Path) -> (String, String) {
-    let image = format!("{}:latest", layout.display());
-    let out = Command::new("umoci")
-        .args(["config", "--image", &image, "--tag", "arm64", "--architecture", "arm64"])
-        .output()
-        .expect("run umoci");
-    assert!(out.status.success(), "umoci config: {}", String::from_utf8_lossy(&out.stderr));
-    let index_path = layout.join("index.json");
-    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    let by_name = |name: &str| -> Value {
-        index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {index_path:?}"))
-            .clone()
-    };
-    let entry = |mut m: Value, arch: &str| {
-        m.as_object_mut().unwrap().remove("annotations");
-        m["platform"] = json!({"os": "linux", "architecture": arch});
-        m
-    };
-    let (amd64, arm64) = (by_name("latest"), by_name("arm64"));
-    let digests = (amd64["digest"].as_str().unwrap().to_string(), arm64["digest"].as_str().unwrap().to_string());
-    let multi = json!({
-        "schemaVersion": 2,
-        "mediaType": pull::MEDIA_TYPE_OCI_INDEX,
-        // arm64 first, so picking the first entry would be wrong.
-        "manifests": [entry(arm64, "arm64"), entry(amd64, "amd64")],
-    });
-    let bytes = serde_json::to_vec(&multi).unwrap();
-    let d = Digest::sha256_of(&bytes);
-    std::fs::write(layout.join("blobs/sha256").join(d.hex()), &bytes).unwrap();
-    index["manifests"].as_array_mut().unwrap().push(json!({
-        "mediaType": pull::MEDIA_TYPE_OCI_INDEX,
-        "digest": d.to_string(),
-        "size": bytes.len(),
-        "annotations": {"org.opencontainers.image.ref.name": "multi"},
-    }));
-    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-    digests
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     let out = Command::new("cp").arg("-a").arg(from).arg(to).output().expect("run cp");
     assert!(out.status.success(), "cp -a {from:?} {to:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -225,7 +179,7 @@ fn pull_index_selects_platform() {
     let work = TempDir::new().unwrap();
     let layout: PathBuf = work.path().join("oci");
     copy_dir(&busybox().oci_layout, &layout);
-    let (amd64, arm64) = make_two_platform_layout(&layout);
+    let (amd64, arm64) = image::add_two_platform_index(&layout);
     let index_digest =
         case.reg.push(&format!("oci:{}:multi", layout.display()), "multi:latest", &Push { all: true, ..Default::default() });
     let name = case.name("multi:latest");

@@ -170,6 +170,52 @@ pub fn app() -> &'static Path {
     })
 }
 
+/// Adds to the OCI layout at `layout` (a copy of [`busybox`]'s, say) an arm64 variant of `latest`
+/// and an index `multi` over both, arm64 first; returns the (amd64, arm64) manifest digests.
+pub fn add_two_platform_index(layout: &Path) -> (String, String) {
+    let image = format!("{}:latest", layout.display());
+    let out = Command::new("umoci")
+        .args(["config", "--image", &image, "--tag", "arm64", "--architecture", "arm64"])
+        .output()
+        .expect("run umoci");
+    assert!(out.status.success(), "umoci config: {}", String::from_utf8_lossy(&out.stderr));
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let by_name = |name: &str| -> serde_json::Value {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {index_path:?}"))
+            .clone()
+    };
+    let entry = |mut m: serde_json::Value, arch: &str| {
+        m.as_object_mut().unwrap().remove("annotations");
+        m["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        m
+    };
+    let (amd64, arm64) = (by_name("latest"), by_name("arm64"));
+    let digests = (amd64["digest"].as_str().unwrap().to_string(), arm64["digest"].as_str().unwrap().to_string());
+    let multi = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": libimage::pull::MEDIA_TYPE_OCI_INDEX,
+        // arm64 first, so picking the first entry would be wrong.
+        "manifests": [entry(arm64, "arm64"), entry(amd64, "amd64")],
+    });
+    let bytes = serde_json::to_vec(&multi).unwrap();
+    let d = libimage::digest::Digest::sha256_of(&bytes);
+    std::fs::write(layout.join("blobs/sha256").join(d.hex()), &bytes).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": libimage::pull::MEDIA_TYPE_OCI_INDEX,
+        "digest": d.to_string(),
+        "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"},
+    }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    digests
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

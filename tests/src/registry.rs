@@ -9,6 +9,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -111,6 +113,10 @@ impl Registry {
         reg
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -194,6 +200,70 @@ impl Registry {
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
         self.dir.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+}
+
+/// A TCP relay that makes the host's registry reachable from a private network namespace:
+/// connections to `127.0.0.1:PORT` inside the namespace of process `pid` go to the host's
+/// `127.0.0.1:PORT`. The listening socket is made by a thread that joins that namespace (`setns`)
+/// and exits; the relaying runs in the test's own namespace. Stopped when dropped; a connection in
+/// flight ends when either side closes it.
+pub struct Relay {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn into_netns(pid: i32, port: u16) -> Relay {
+        let ns = format!("/proc/{pid}/ns/net");
+        let listener = std::thread::spawn(move || -> std::io::Result<TcpListener> {
+            let netns = std::fs::File::open(&ns)?;
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            TcpListener::bind(("127.0.0.1", port))
+        })
+        .join()
+        .expect("the relay's setns thread panicked")
+        .unwrap_or_else(|e| panic!("listen on 127.0.0.1:{port} in the network namespace of {pid}: {e}"));
+        listener.set_nonblocking(true).expect("make the relay's listener non-blocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((inside, _)) => {
+                        let Ok(host) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+                        if inside.set_nonblocking(false).is_err() {
+                            continue;
+                        }
+                        pipe(inside, host);
+                    }
+                    // WouldBlock (nobody is connecting), or a connection reset before it was taken.
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Relay { stop, thread: Some(thread) }
+    }
+}
+
+/// Copy both ways between `a` and `b` until each side has closed, on threads of their own.
+fn pipe(a: TcpStream, b: TcpStream) {
+    for (mut from, mut to) in
+        [(a.try_clone(), b.try_clone()), (b.try_clone(), a.try_clone())].into_iter().filter_map(|(f, t)| Some((f.ok()?, t.ok()?)))
+    {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -1,12 +1,17 @@
 //! The CRI services: the only place where protobuf types meet roci-cri's own.
 //!
 //! One file per implemented RPC; the trait impls below only dispatch. The RPCs that later work
-//! fills in (pods, containers, stats, events, images, streaming) answer `Unimplemented` with the
+//! fills in (pods, containers, stats, events, streaming, StreamImages) answer `Unimplemented` with the
 //! RPC's name, the one temporary answer allowed: kubelet and crictl report it as such.
 //!
 //! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
 
+mod image_fs_info;
+mod image_status;
+mod list_images;
+mod pull_image;
+mod remove_image;
 mod runtime_config;
 pub mod spec;
 mod status;
@@ -24,28 +29,44 @@ use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::images::{self, ImageError};
 
 /// The state the handlers share.
 pub struct Cri {
     config: Arc<Config>,
     /// The pod CIDR(s) kubelet gave with UpdateRuntimeConfig (comma-separated, as sent); empty until then.
     pod_cidr: RwLock<String>,
+    images: Arc<images::Images>,
 }
 
 impl Cri {
-    pub fn new(config: Arc<Config>) -> Arc<Cri> {
-        Arc::new(Cri { config, pod_cidr: RwLock::new(String::new()) })
+    /// Open the image root under the configured root and read the registries configuration.
+    pub fn new(config: Arc<Config>) -> Result<Arc<Cri>, ImageError> {
+        let images = images::Images::open(&config.root, &config.registries_config, &config.pause_image)?;
+        Ok(Arc::new(Cri { config, pod_cidr: RwLock::new(String::new()), images: Arc::new(images) }))
     }
 }
 
 /// Both services, for one tonic router.
 pub fn services(cri: Arc<Cri>) -> (RuntimeServiceServer<Runtime>, ImageServiceServer<Images>) {
-    (RuntimeServiceServer::new(Runtime(cri)), ImageServiceServer::new(Images))
+    (RuntimeServiceServer::new(Runtime(cri.clone())), ImageServiceServer::new(Images(cri)))
 }
 
 pub struct Runtime(Arc<Cri>);
-/// No image is served in this build: every ImageService RPC answers Unimplemented.
-pub struct Images;
+pub struct Images(Arc<Cri>);
+
+/// The gRPC status of an image error: a bad reference is the caller's (InvalidArgument), the rest
+/// Unknown, as containerd's CRI answers them (a pull of an image the registry lacks included).
+fn image_status(rpc: &str, e: ImageError) -> Status {
+    let message = format!("{rpc}: {e}");
+    match e {
+        ImageError::BadReference { .. } | ImageError::Ambiguous { .. } => Status::invalid_argument(message),
+        _ => {
+            tracing::error!(rpc, error = %e, "failed");
+            Status::unknown(message)
+        }
+    }
+}
 
 fn unimplemented(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented in this build of roci-cri"))
@@ -137,12 +158,27 @@ impl RuntimeService for Runtime {
 impl ImageService for Images {
     type StreamImagesStream = Streamed<v1::StreamImagesResponse>;
 
+    async fn list_images(&self, request: Request<v1::ListImagesRequest>) -> Result<Response<v1::ListImagesResponse>, Status> {
+        Ok(Response::new(list_images::list_images(&self.0, request.get_ref()).await?))
+    }
+
+    async fn image_status(&self, request: Request<v1::ImageStatusRequest>) -> Result<Response<v1::ImageStatusResponse>, Status> {
+        Ok(Response::new(image_status::image_status(&self.0, request.get_ref()).await?))
+    }
+
+    async fn pull_image(&self, request: Request<v1::PullImageRequest>) -> Result<Response<v1::PullImageResponse>, Status> {
+        Ok(Response::new(pull_image::pull_image(&self.0, request.get_ref()).await?))
+    }
+
+    async fn remove_image(&self, request: Request<v1::RemoveImageRequest>) -> Result<Response<v1::RemoveImageResponse>, Status> {
+        Ok(Response::new(remove_image::remove_image(&self.0, request.get_ref()).await?))
+    }
+
+    async fn image_fs_info(&self, request: Request<v1::ImageFsInfoRequest>) -> Result<Response<v1::ImageFsInfoResponse>, Status> {
+        Ok(Response::new(image_fs_info::image_fs_info(&self.0, request.get_ref()).await?))
+    }
+
     unimplemented_rpcs! {
-        list_images(ListImagesRequest) -> v1::ListImagesResponse = "ListImages";
         stream_images(StreamImagesRequest) -> Self::StreamImagesStream = "StreamImages";
-        image_status(ImageStatusRequest) -> v1::ImageStatusResponse = "ImageStatus";
-        pull_image(PullImageRequest) -> v1::PullImageResponse = "PullImage";
-        remove_image(RemoveImageRequest) -> v1::RemoveImageResponse = "RemoveImage";
-        image_fs_info(ImageFsInfoRequest) -> v1::ImageFsInfoResponse = "ImageFsInfo";
     }
 }
