@@ -5,12 +5,14 @@
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
 //! - [`network`]: the CNI network configuration in force.
+//! - [`monitor`]: starting a container's monitor (`roci monitor`) and its control client.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
 //! The daemon never forks: containers will each have a monitor process of their own (started by a
 //! later increment), so that no container is ever a child of this async process.
 
 pub mod config;
+pub mod monitor;
 pub mod network;
 pub mod server;
 pub mod socket;
