@@ -8,8 +8,9 @@
 //! - [`monitor`]: starting a container's monitor (`roci monitor`) and its control client.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
-//! The daemon never forks: containers will each have a monitor process of their own (started by a
-//! later increment), so that no container is ever a child of this async process.
+//! The daemon never forks: containers will each have a monitor process of their own
+//! ([`monitor::spawn`]; the RPCs use it from a later increment on), so that no container is ever a
+//! child of this async process.
 
 pub mod config;
 pub mod monitor;

@@ -125,6 +125,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     if !terminal && opts.console_socket.is_some() {
         return Err(Error::Usage("--console-socket given but process.terminal is false".into()));
     }
+    if !terminal && opts.console_fd.is_some() {
+        return Err(Error::Usage("a console was asked for (tty) but process.terminal is false".into()));
+    }
 
     // Compiled here, in the runtime, so a bad profile fails before anything
     // exists and the container's process only installs it.

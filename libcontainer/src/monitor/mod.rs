@@ -99,6 +99,11 @@ pub fn load_config(path: &Path) -> Result<Config> {
     if config.stdin_once && !config.stdin {
         return Err(bad("stdin_once: needs stdin".into()));
     }
+    // It closes stdin when the first attach ends; there is no attach in this build, so it is
+    // refused rather than left without effect.
+    if config.stdin_once {
+        return Err(bad("stdin_once: not supported yet (it needs attach, which this monitor does not serve)".into()));
+    }
     Ok(config)
 }
 
@@ -214,6 +219,7 @@ mod tests {
             (format!(r#"{{"version":2,{base}}}"#), "version: 2"),
             (format!(r#"{{"version":1,{base},"log_path":"rel/log"}}"#), "log_path: rel/log"),
             (format!(r#"{{"version":1,{base},"stdin_once":true}}"#), "stdin_once"),
+            (format!(r#"{{"version":1,{base},"stdin":true,"stdin_once":true}}"#), "stdin_once: not supported"),
             (format!(r#"{{"version":1,{base},"tty":"yes"}}"#), "tty"),
             (r#"{"version":1,"id":"../x","root":"/r","bundle":"/b","exit_path":"/e","socket_path":"/s"}"#.into(), "id"),
             (r#"{"version":1,"id":"c","root":"/r","bundle":"/b","exit_path":"/","socket_path":"/s"}"#.into(), "exit_path"),

@@ -48,7 +48,7 @@ pub struct Config {
     #[serde(default)]
     pub stdin: bool,
     /// Close the container's stdin after the first attach ends (CRI's
-    /// `stdin_once`). Needs `stdin`.
+    /// `stdin_once`). Needs `stdin`; refused until the monitor serves attach.
     #[serde(default)]
     pub stdin_once: bool,
     /// Run the init on a terminal (`process.terminal` in the bundle must

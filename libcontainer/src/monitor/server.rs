@@ -134,6 +134,14 @@ struct Job {
 }
 
 impl Job {
+    /// SIGKILL, through the pidfd when there is one (it cannot hit a reused pid).
+    fn kill(&self) {
+        let _ = match &self.pidfd {
+            Some(fd) => crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL),
+            None => crate::sys::kill(self.pid, libc::SIGKILL),
+        };
+    }
+
     fn done(&self, now: Instant) -> bool {
         self.exit_code.is_some() && (self.out.iter().all(Option::is_none) || self.drain_until.is_some_and(|d| now >= d))
     }
@@ -222,14 +230,11 @@ impl Monitor {
         let mut outputs = outputs;
         let mut stdin = stdin;
         if let Some(sock) = console_ours {
-            // The init sent the master before it reported ready, if it made a pty at all.
+            // The init sent the master before it reported ready (create refuses a console for a
+            // process without a terminal), so this does not wait.
             nonblocking(sock.as_fd()).map_err(undo)?;
-            let master = crate::tty::recv_fd(sock.as_fd()).map_err(|e| {
-                undo(Error::Sys {
-                    op: "receive the container's pty master (tty is set: process.terminal must be true in the bundle's config.json)".into(),
-                    source: e.source,
-                })
-            })?;
+            let master = crate::tty::recv_fd(sock.as_fd())
+                .map_err(|e| undo(Error::Sys { op: "receive the container's pty master".into(), source: e.source }))?;
             nonblocking(master.as_fd()).map_err(undo)?;
             stdin = Some(master.try_clone().map_err(|source| undo(Error::Sys { op: "dup pty master".into(), source }))?);
             outputs[0] = Some(Output { fd: master, lines: Lines::new(Stream::Stdout) });
@@ -617,10 +622,7 @@ impl Monitor {
         for j in &mut self.jobs {
             if j.exit_code.is_none() && j.deadline.is_some_and(|d| now >= d) {
                 tracing::debug!(pid = %j.pid, "exec_sync timed out: killing it");
-                let _ = match &j.pidfd {
-                    Some(fd) => crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL),
-                    None => crate::sys::kill(j.pid, libc::SIGKILL),
-                };
+                j.kill();
                 j.timed_out = true;
                 j.deadline = None;
             }
@@ -706,10 +708,7 @@ impl Monitor {
         // ExecSync processes still running (the container had no PID namespace of its own).
         for j in std::mem::take(&mut self.jobs) {
             if j.exit_code.is_none() {
-                let _ = match &j.pidfd {
-                    Some(fd) => crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL),
-                    None => crate::sys::kill(j.pid, libc::SIGKILL),
-                };
+                j.kill();
                 let _ = waitpid(j.pid, None);
             }
             self.respond(j.conn, Response::error(ErrorKind::FailedPrecondition, "the container exited during exec_sync"), &[]);
