@@ -291,6 +291,24 @@ fn monitor_exec_sync_output_exit_code_and_timeout() {
         .collect();
     assert!(!comms.iter().any(|c| c.contains("sleep 100")), "the timed-out process survived: {comms:?}");
 
+    // Two at once: each answered when its own process is done.
+    let slow_argv: Vec<String> = ["sh", "-c", "sleep 1; echo slow"].map(String::from).to_vec();
+    let fast_argv: Vec<String> = ["echo", "fast"].map(String::from).to_vec();
+    let (slow, fast) = m.rt.block_on(async {
+        let slow = async {
+            let r = m.client.exec_sync(&slow_argv, &[], Duration::from_secs(5)).await;
+            (r, Instant::now())
+        };
+        let fast = async {
+            let r = m.client.exec_sync(&fast_argv, &[], Duration::from_secs(5)).await;
+            (r, Instant::now())
+        };
+        tokio::join!(slow, fast)
+    });
+    assert_eq!(slow.0.expect("slow exec_sync").stdout, b"slow\n");
+    assert_eq!(fast.0.expect("fast exec_sync").stdout, b"fast\n");
+    assert!(fast.1 < slow.1, "the fast exec_sync waited for the slow one");
+
     let bad = m.exec(&["/no/such/program"], Duration::from_secs(5));
     assert!(
         matches!(&bad, Err(MonitorError::Refused { kind: ErrorKind::Failed, message }) if message.contains("/no/such/program")),
@@ -343,6 +361,25 @@ fn monitor_tty_mode_logs_the_terminal_as_stdout() {
     assert!(of(&records, "stderr").is_empty(), "{records:?}");
     let full: Vec<&str> = msgs.iter().filter(|(t, _)| t == "F").map(|(_, m)| m.as_str()).collect();
     assert_eq!(full, ["hello", "isatty", "to-stderr"], "{msgs:?}");
+    m.finish(s);
+}
+
+/// A pause container's monitor: no log file; its output is read and dropped, the rest works.
+#[test]
+fn monitor_without_a_log_path() {
+    let m = Monitored::new("monitor-nolog", |c, cfg| {
+        c.spec.sh("echo dropped; sleep 1000");
+        cfg.log_path = None;
+    });
+    let s = m.spawned();
+    m.start();
+    let out = m.exec(&["echo", "hi"], Duration::from_secs(5)).expect("exec_sync");
+    assert_eq!(out.stdout, b"hi\n");
+    m.rt.block_on(m.client.reopen_log()).expect("reopen_log without a log is a no-op");
+    assert!(m.c.kill("KILL").success());
+    let rec = m.exit_record(Duration::from_secs(10));
+    assert_eq!(rec.signal, Some(9));
+    assert!(!m.c.dir.join("logs").exists(), "a log was written");
     m.finish(s);
 }
 
