@@ -45,8 +45,9 @@ IT_FILTER ?=
 DEB_PACKAGES := musl-tools runc crun busybox-static procps hyperfine time jq util-linux iproute2 criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit docker-registry apache2-utils containernetworking-plugins
 
 IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
-# The image suite (pull, `roci image`, `run --image`) is roci's own: it runs in the roci leg only.
-IT_ROCI := $(IT) --test image
+# The image suite (pull, `roci image`, `run --image`) and the monitor suite (`roci monitor`, the
+# per-container parent roci-cri starts) are roci's own: they run in the roci leg only.
+IT_ROCI := $(IT) --test image --test monitor
 # The CRI suite runs against roci-cri and against containerd's CRI plugin (tests/cri/server.rs).
 IT_CRI := $(CARGO) test --no-fail-fast -p roci-integration --test cri
 

@@ -8,13 +8,16 @@
 //! - [`network`]: pod networking: the CNI configuration in force, pinned network namespaces,
 //!   CNI plugin execution (ADD, DEL, CHECK) with cached results.
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
+//! - [`monitor`]: starting a container's monitor (`roci monitor`) and its control client.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
-//! The daemon never forks: containers will each have a monitor process of their own (started by a
-//! later increment), so that no container is ever a child of this async process.
+//! The daemon never forks: containers will each have a monitor process of their own
+//! ([`monitor::spawn`]; the RPCs use it from a later increment on), so that no container is ever a
+//! child of this async process.
 
 pub mod config;
 pub mod images;
+pub mod monitor;
 pub mod network;
 pub mod server;
 pub mod socket;

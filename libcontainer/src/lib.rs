@@ -18,6 +18,8 @@
 //!   turned into config.json) are the `libimage` crate's, which builds on this one: the runtime
 //!   links no async runtime, TLS or registry client.
 //! - [`template`]: runc's default config.json.
+//! - [`monitor`]: the per-container parent that roci-cri starts with `roci monitor`: holds
+//!   the container's stdio, writes its CRI log and exit record, serves ExecSync.
 //! - [`selfexe`]: keeping the runtime's binary out of the container's reach.
 //! - [`attrs`]: scheduler, I/O priority, CPU affinity, personality and memory policy of the container's processes.
 //! - [`lsm`] (AppArmor, SELinux), [`intelrdt`], [`netdev`] (`linux.netDevices`).
@@ -36,6 +38,7 @@ pub mod hooks;
 pub mod image_bundle;
 pub mod intelrdt;
 pub mod lsm;
+pub mod monitor;
 pub mod mountinfo;
 pub mod namespaces;
 pub mod netdev;

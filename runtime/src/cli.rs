@@ -44,7 +44,7 @@ pub struct Cli {
 const GLOBAL_VALUED: &[&str] = &["--root", "--log", "--log-format", "--image-root", "--criu"];
 
 /// Whether the command line (without the program name) runs `create`,
-/// `run` or `exec`, told from the first word that is neither an option nor
+/// `run`, `exec` or `monitor`, told from the first word that is neither an option nor
 /// a global option's value, without parsing it all.
 pub fn makes_container_processes(args: impl IntoIterator<Item = OsString>) -> bool {
     let mut args = args.into_iter();
@@ -57,7 +57,7 @@ pub fn makes_container_processes(args: impl IntoIterator<Item = OsString>) -> bo
         if arg.starts_with('-') {
             continue;
         }
-        return matches!(arg, "create" | "run" | "exec");
+        return matches!(arg, "create" | "run" | "exec" | "monitor");
     }
     false
 }
@@ -142,6 +142,11 @@ pub enum Command {
     Checkpoint(Checkpoint),
     /// Restore a container from a CRIU checkpoint
     Restore(Restore),
+    /// Internal to roci-cri: fork a container's monitor (its parent, log writer and ExecSync server), create the container from CONFIG (a JSON file), print {"pid":N,"monitor_pid":M} or {"error":...} and exit
+    Monitor {
+        /// The monitor's JSON config (libcontainer::monitor::Config)
+        config: PathBuf,
+    },
     /// Pull, list, inspect, remove and prune images (runs roci-image; see `roci image --help`)
     #[command(disable_help_flag = true)]
     Image {
@@ -513,7 +518,14 @@ mod tests {
 
     #[test]
     fn container_process_commands_are_told_without_clap() {
-        for yes in ["run c", "--root /x run c", "--root=/x create --bundle b c", "--log run exec", "--debug exec c ls"] {
+        for yes in [
+            "run c",
+            "--root /x monitor /c.json",
+            "--root /x run c",
+            "--root=/x create --bundle b c",
+            "--log run exec",
+            "--debug exec c ls",
+        ] {
             assert!(makes_container_processes(words(yes)), "{yes}");
         }
         for no in ["state run", "--root run state c", "--log-format json kill c", "", "--debug", "delete exec"] {

@@ -41,7 +41,9 @@ fn main() -> ExitCode {
     // Commands that make container processes run from a view of the binary
     // that cannot be written (libcontainer::selfexe; create and exec refuse
     // to run otherwise). Normally done above already.
-    if !protected_early && matches!(cli.command, Some(Command::Create(_) | Command::Run(_) | Command::Exec(_))) {
+    if !protected_early
+        && matches!(cli.command, Some(Command::Create(_) | Command::Run(_) | Command::Exec(_) | Command::Monitor { .. }))
+    {
         if let Err(e) = libcontainer::selfexe::ensure_protected() {
             return fail(&e.to_string(), log_to_stderr);
         }
@@ -64,6 +66,8 @@ fn fail(msg: &str, log_to_stderr: bool) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
+    // `monitor` takes its root from its config; a --root given must agree.
+    let explicit_root = cli.root.clone();
     let root_dir = match cli.root {
         Some(r) => r,
         None => default_root()?,
@@ -137,11 +141,28 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let code = restore(root, cli.criu.as_deref(), &r)?;
             return Ok(code.clamp(0, 255) as u8);
         }
+        Command::Monitor { config } => return Ok(monitor(&config, explicit_root.as_deref())),
         Command::Features => {
             out(&serde_json::to_string_pretty(&libcontainer::features::document())?);
         }
     }
     Ok(0)
+}
+
+/// `roci monitor CONFIG`: the monitor is forked and creates the container; this process prints
+/// what it reported, one JSON line, and exits (so the daemon that ran it is never the monitor's
+/// parent). The exit code says which: 0 created, 1 not.
+fn monitor(config: &Path, root: Option<&Path>) -> u8 {
+    let report = libcontainer::monitor::spawn(config, root);
+    let code = match &report {
+        libcontainer::monitor::SpawnReport::Created { .. } => 0,
+        libcontainer::monitor::SpawnReport::Failed { error } => {
+            tracing::error!("monitor: {error}");
+            1
+        }
+    };
+    out(&serde_json::to_string(&report).unwrap_or_default());
+    code
 }
 
 /// With `--image`, make the container's bundle from the image and point
@@ -165,6 +186,7 @@ fn create_options<'a>(root: &'a Path, c: &'a cli::Create) -> create::Options<'a>
         bundle: &c.bundle,
         console_socket: c.console_socket.as_deref(),
         console_fd: None,
+        stdio: None,
         pid_file: c.pid_file.as_deref(),
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
@@ -326,6 +348,7 @@ fn exec(root: &Path, e: cli::Exec) -> Result<i32> {
         preserve_fds: e.preserve_fds,
         cgroup: e.cgroup.clone(),
         ignore_paused: e.ignore_paused,
+        stdio: None,
     })?)
 }
 

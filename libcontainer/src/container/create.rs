@@ -36,6 +36,9 @@ pub struct Options<'a> {
     /// A socket already connected to whoever wants the pty master (used by
     /// `run` in the foreground, which proxies the terminal itself).
     pub console_fd: Option<OwnedFd>,
+    /// The init's stdin, stdout and stderr, when not the caller's own (the
+    /// monitor's pipes).
+    pub stdio: Option<crate::process::Stdio>,
     pub pid_file: Option<&'a Path>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -121,6 +124,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     }
     if !terminal && opts.console_socket.is_some() {
         return Err(Error::Usage("--console-socket given but process.terminal is false".into()));
+    }
+    if !terminal && opts.console_fd.is_some() {
+        return Err(Error::Usage("a console was asked for (tty) but process.terminal is false".into()));
     }
 
     // Compiled here, in the runtime, so a bad profile fails before anything
@@ -232,6 +238,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         rootfs: setup,
         console,
         start: listener,
+        stdio: opts.stdio,
         no_pivot: opts.no_pivot,
         new_keyring: !opts.no_new_keyring,
         keep_fds: (listen + opts.preserve_fds) as RawFd,

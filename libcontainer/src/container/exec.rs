@@ -13,6 +13,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 use oci_spec::runtime::{Capabilities, LinuxNamespaceType, Process};
 
 use super::create::write_pid_file;
@@ -108,10 +109,41 @@ pub struct Options<'a> {
     /// joins the frozen cgroup, so it only runs once the container is
     /// resumed, and a foreground exec waits until then (as runc).
     pub ignore_paused: bool,
+    /// The process's stdin, stdout and stderr, when not the caller's own
+    /// (the monitor's pipes, for ExecSync).
+    pub stdio: Option<crate::process::Stdio>,
+}
+
+/// A process [`spawn`] started in a container: the caller's child, which it
+/// must reap.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+    /// The pty master, when the process has a terminal and no console
+    /// socket was given.
+    pub master: Option<OwnedFd>,
 }
 
 /// Returns the exit code of the process (0 when detached).
 pub fn exec(opts: Options<'_>) -> Result<i32> {
+    let forwarded = forwarded_signals();
+    let detach = opts.detach;
+    if !detach {
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
+            .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
+    }
+    let spawned = spawn(opts)?;
+    if detach {
+        return Ok(0);
+    }
+    supervise(spawned.pid, spawned.master, &forwarded)
+}
+
+/// Start the process in the container and return once it has executed the
+/// program (or failed to, with its error). `opts.detach` only decides
+/// whether a terminal without a console socket is an error.
+pub fn spawn(opts: Options<'_>) -> Result<Spawned> {
     crate::selfexe::require()?;
     let dir = opts.root.join(opts.id);
     if !dir.is_dir() {
@@ -189,12 +221,6 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         }
     };
 
-    let forwarded = forwarded_signals();
-    if !opts.detach {
-        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
-            .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
-    }
-
     let seccomp = config
         .linux()
         .as_ref()
@@ -209,6 +235,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         namespaces: join,
         root,
         console,
+        stdio: opts.stdio,
         keep_fds: opts.preserve_fds as RawFd,
         extra_env: Vec::new(),
         seccomp: seccomp.as_ref(),
@@ -299,10 +326,7 @@ pub fn exec(opts: Options<'_>) -> Result<i32> {
         }
         None => None,
     };
-    if opts.detach {
-        return Ok(0);
-    }
-    supervise(pid, master, &forwarded)
+    Ok(Spawned { pid, pidfd: child.pidfd, master })
 }
 
 /// `process.execCPUAffinity` of the process to exec, each set with its text.

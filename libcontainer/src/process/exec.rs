@@ -40,6 +40,8 @@ pub struct ExecArgs<'a> {
     /// The init's root directory (`/proc/PID/root`), opened by the runtime.
     pub root: OwnedFd,
     pub console: Option<OwnedFd>,
+    /// Stdio other than the runtime's (the monitor's pipes).
+    pub stdio: Option<super::Stdio>,
     pub keep_fds: RawFd,
     pub extra_env: Vec<String>,
     /// The container's `linux.seccomp`, compiled by the runtime.
@@ -70,6 +72,9 @@ fn prepare(a: &ExecArgs<'_>) -> Result<Program, Error> {
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
+    }
+    if let Some(stdio) = &a.stdio {
+        stdio.install()?;
     }
     if let Some(entry) = a.cgroup {
         entry.enter_self()?;

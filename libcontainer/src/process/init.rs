@@ -55,6 +55,8 @@ pub struct InitArgs<'a> {
     pub console: Option<OwnedFd>,
     /// `start.sock`, listening.
     pub start: UnixListener,
+    /// Stdio other than the runtime's (the monitor's pipes).
+    pub stdio: Option<super::Stdio>,
     pub no_pivot: bool,
     pub new_keyring: bool,
     /// How many fds from 3 up the program inherits (LISTEN_FDS and
@@ -140,6 +142,9 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     match a.channel.recv::<ToInit>()? {
         ToInit::Proceed => {}
         other => return Err(Error::Message(format!("unexpected message {other:?}"))),
+    }
+    if let Some(stdio) = &a.stdio {
+        stdio.install()?;
     }
     // Before the cgroup namespace (its root is the cgroup we are in) and
     // before anything is charged to a cgroup.

@@ -112,6 +112,28 @@ pub(crate) fn fault_injection(point: &str, process: &Process) {
 #[inline(always)]
 pub(crate) fn fault_injection(_point: &str, _process: &Process) {}
 
+/// The stdin, stdout and stderr a container process gets instead of the
+/// runtime's own (which it inherits otherwise): the monitor's pipes. Put in
+/// place by the process itself, first thing after `Proceed`; the fds are
+/// close-on-exec, so only the copies at 0-2 reach the program.
+#[derive(Debug)]
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    pub(crate) fn install(&self) -> Result<(), Error> {
+        use std::os::fd::AsFd;
+        for (fd, target, name) in [(&self.stdin, 0, "stdin"), (&self.stdout, 1, "stdout"), (&self.stderr, 2, "stderr")] {
+            sys::dup2_stdio(fd.as_fd(), target)
+                .map_err(|source| Error::Sys { op: format!("make the given {name} fd {target}"), source })?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
     let op = op.into();
     move |e| Error::Sys { op, source: e.into() }
