@@ -19,6 +19,10 @@ pub enum ToInit {
     /// `create` saved the container's state: the init no longer dies with
     /// the runtime (the hand-off).
     StateSaved,
+    /// Execute the program (`run`, whose init waits for this on the channel
+    /// instead of on `start.sock`): the channel closes at the `execve`, or
+    /// `Failed` says why there was none.
+    Start,
 }
 
 /// Init → runtime.
