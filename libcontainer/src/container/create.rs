@@ -320,6 +320,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
                 hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &state)?;
                 hooks::run_all("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &state)?;
                 parent_chan.send(&ToInit::HooksDone { state: String::from_utf8_lossy(&state).into_owned() })?;
+                // The init closed its copy at the clone; ours is the last,
+                // and its grace period runs while the init pivots.
+                crate::selfexe::release_view();
             }
             Ok(FromInit::Ready) => break,
             Ok(FromInit::SeccompListener { fd }) => {
