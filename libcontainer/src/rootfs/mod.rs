@@ -459,7 +459,8 @@ fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options
     // flags); a kernel without mount_setattr, or a flag it cannot set, takes
     // the remounts.
     let all_binds = binds.len() == s.cgroup_mounts.len();
-    if !binds.is_empty() && !(all_binds && set_tree_flags(top.as_fd(), bind_flags, dest)) {
+    let flags_set = binds.is_empty() || (all_binds && set_tree_flags(top.as_fd(), bind_flags, dest));
+    if !flags_set {
         for (name, sub) in &binds {
             let t = path::resolve(top.as_fd(), &sub_root, Path::new(name), Create::Nothing, false)?;
             remount_bind(&proc_fd_path(t.as_fd()), sub, bind_flags, MsFlags::empty())?;
