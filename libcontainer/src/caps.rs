@@ -36,6 +36,8 @@ fn convert(set: &'static str, caps: &Option<Capabilities>, supported: &CapsHashS
 
 /// The sets to apply, resolved against the kernel once.
 pub struct Sets {
+    /// What the kernel has (one PR_CAPBSET_READ per capability roci knows).
+    supported: CapsHashSet,
     bounding: CapsHashSet,
     effective: CapsHashSet,
     permitted: CapsHashSet,
@@ -55,12 +57,13 @@ impl Sets {
             permitted: convert("permitted", get(LinuxCapabilities::permitted), &supported)?,
             inheritable: convert("inheritable", get(LinuxCapabilities::inheritable), &supported)?,
             ambient: convert("ambient", get(LinuxCapabilities::ambient), &supported)?,
+            supported,
         })
     }
 
     /// Drop what is not in the bounding set.
     pub fn drop_bounding(&self) -> Result<(), Error> {
-        for cap in caps::runtime::thread_all_supported() {
+        for &cap in &self.supported {
             if !self.bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|e| Error::Apply { set: "bounding", message: format!("drop {cap}: {e}") })?;

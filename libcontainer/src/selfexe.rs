@@ -67,6 +67,19 @@
 //! `/proc/PID/exe` of a protected process reads `/` (the root of the
 //! detached bind), as it does for runc 1.1's processes.
 //!
+//! The dissolution is not left to the `execve`: the bind's fd stays open
+//! across it ([`VIEW_FD_ENV`] names it) and the re-executed runtime holds
+//! it until it waits for the container's process anyway ([`release_view`]:
+//! `create` after the prestart hooks, while the init pivots; `exec` once
+//! the process runs), so the grace period runs beside that work instead of
+//! before everything. Every clone of the runtime closes its copy first
+//! thing (the runtime's copy is then the last), and the fd is close-on-exec
+//! in the runtime. Until then the mount is not yet dissolved: a process
+//! that could reach the runtime's fds (`/proc/PID/fd` of a runtime it can
+//! ptrace, so in the runtime's PID namespace) and held CAP_SYS_ADMIN over
+//! the host's mounts could clear its read-only flag; such a process can
+//! write the host's files without the runtime's help.
+//!
 //! # The cost
 //! One `execve` of the runtime (the binary's pages are in the page cache),
 //! the bind and its dissolution, per command that makes container
@@ -83,7 +96,7 @@
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -97,6 +110,39 @@ use crate::sys::mount as mnt;
 
 /// Where [`ensure_protected`] leaves the path the binary was started from.
 pub const ORIGINAL_EXE_ENV: &str = "ROCI_ORIGINAL_EXE";
+
+/// Where [`ensure_protected`] leaves the number of the fd of the detached
+/// bind the process was executed from (see [`release_view`]).
+pub const VIEW_FD_ENV: &str = "ROCI_PROTECTED_VIEW_FD";
+
+/// The detached bind this process runs from, until [`release_view`].
+static VIEW: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+
+/// Close the fd of the detached bind of the binary that this process was
+/// executed from, if it still holds it: the last close dissolves the mount,
+/// which waits for an RCU grace period (0.1 ms on an idle machine, several
+/// on a busy one). The runtime calls it where it waits for the container's
+/// process anyway; a clone of the runtime calls it first thing
+/// ([`crate::sys::clone_process`]), which only drops its copy. Exiting
+/// closes it too.
+pub fn release_view() {
+    let view = VIEW.lock().map(|mut v| v.take()).unwrap_or_default();
+    drop(view);
+}
+
+/// Take over the fd [`VIEW_FD_ENV`] names, if it is an `O_PATH` fd of the
+/// running binary (`exe`); the variable is removed either way.
+fn hold_view(exe: &File) {
+    let Some(fd) = std::env::var(VIEW_FD_ENV).ok().and_then(|v| v.parse().ok()) else {
+        return;
+    };
+    std::env::remove_var(VIEW_FD_ENV);
+    if let Some(view) = crate::sys::adopt_inherited_path_fd(fd, exe) {
+        if let Ok(mut v) = VIEW.lock() {
+            *v = Some(view);
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -180,20 +226,25 @@ pub fn original_exe() -> Option<PathBuf> {
 pub fn ensure_protected() -> Result<(), Error> {
     let exe = File::open("/proc/self/exe").map_err(err("open /proc/self/exe"))?;
     if protection_of(&exe).is_some() {
+        hold_view(&exe);
         return Ok(());
     }
     let path = std::fs::read_link("/proc/self/exe").map_err(err("read /proc/self/exe"))?;
-    let (file, how) = match read_only_bind(&exe, &path) {
-        Ok(f) => (f, "a read-only bind mount"),
+    let (file, how, view) = match read_only_bind(&exe, &path) {
+        Ok(f) => (f, "a read-only bind mount", true),
         Err(e) => {
             tracing::debug!(error = %e, "no read-only bind of the runtime binary; copying it to a sealed memfd");
-            (OwnedFd::from(sealed_copy(&exe, &path)?), "a sealed memfd copy")
+            (OwnedFd::from(sealed_copy(&exe, &path)?), "a sealed memfd copy", false)
         }
     };
     drop(exe);
+    // The bind stays open across the execve, for the new image to close
+    // when it waits anyway (release_view); a failed flag change only costs
+    // the grace period at the execve, as before.
+    let view = view && fcntl(file.as_fd(), FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).is_ok();
     let argv: Vec<CString> = std::env::args_os().filter_map(|a| CString::new(a.into_vec()).ok()).collect();
     let mut envp: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k != ORIGINAL_EXE_ENV)
+        .filter(|(k, _)| k != ORIGINAL_EXE_ENV && k != VIEW_FD_ENV)
         .filter_map(|(k, v)| {
             let mut kv = k.into_vec();
             kv.push(b'=');
@@ -204,6 +255,9 @@ pub fn ensure_protected() -> Result<(), Error> {
     let mut original = OsString::from(format!("{ORIGINAL_EXE_ENV}="));
     original.push(&path);
     envp.extend(CString::new(original.into_vec()).ok());
+    if view {
+        envp.extend(CString::new(format!("{VIEW_FD_ENV}={}", file.as_raw_fd())).ok());
+    }
     tracing::debug!(path = %path.display(), how, "re-executing the runtime from a protected view of its binary");
     let e = nix::unistd::fexecve(file.as_fd(), &argv, &envp).map_err(std::io::Error::from).unwrap_err();
     Err(err("execute the protected binary")(e))

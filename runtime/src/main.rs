@@ -191,6 +191,8 @@ fn create_options<'a>(root: &'a Path, c: &'a cli::Create) -> create::Options<'a>
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
+        loaded: None,
+        hold: false,
     }
 }
 

@@ -514,7 +514,20 @@ impl Manager for FsManager {
     }
 
     fn destroy(&self) -> Result<()> {
-        let members: Vec<&Member> = self.members.iter().filter(|m| m.dir.exists()).collect();
+        // The usual case first: the container's processes are gone and it
+        // made no sub-cgroups, so one rmdir per hierarchy removes it (the
+        // kernel refuses, EBUSY, a cgroup that has either). What is left
+        // goes the long way: kill, walk, remove deepest first. Saves two
+        // opens, a read and a directory listing per hierarchy (ten of them
+        // on a v1 host) from every `delete`.
+        let members: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| match files::rmdir(&m.dir) {
+                Ok(()) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            })
+            .collect();
         if members.is_empty() {
             return Ok(());
         }

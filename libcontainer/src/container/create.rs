@@ -43,6 +43,16 @@ pub struct Options<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `bundle`'s config, when the caller has loaded it already
+    /// ([`spec::load`]): `run` reads it first to learn whether the process
+    /// wants a terminal, and the read, parse and validation are done once.
+    pub loaded: Option<spec::Bundle>,
+    /// The caller starts the container itself ([`start::release`], as
+    /// `run` does): the init makes no `start.sock` and waits on the
+    /// channel, which [`Created::held`] keeps.
+    ///
+    /// [`start::release`]: super::start::release
+    pub hold: bool,
 }
 
 /// A created container.
@@ -50,6 +60,19 @@ pub struct Options<'a> {
 pub struct Created {
     pub pid: Pid,
     pub pidfd: Option<OwnedFd>,
+    /// With [`Options::hold`]: the init, waiting for [`start::release`].
+    ///
+    /// [`start::release`]: super::start::release
+    pub held: Option<Held>,
+}
+
+/// A created init that waits on its channel to be started, and what its
+/// start needs: the state the poststart hooks are given, and the hooks.
+#[derive(Debug)]
+pub struct Held {
+    pub(crate) channel: channel::Channel,
+    pub(crate) running_state: Vec<u8>,
+    pub(crate) poststart: Vec<oci_spec::runtime::Hook>,
 }
 
 /// Rolls back a half-made container.
@@ -114,7 +137,10 @@ fn listen_fds() -> u32 {
 pub fn create(opts: Options<'_>) -> Result<Created> {
     crate::selfexe::require()?;
     spec::validate_id(opts.id)?;
-    let bundle = spec::load(opts.bundle)?;
+    let bundle = match opts.loaded {
+        Some(b) => b,
+        None => spec::load(opts.bundle)?,
+    };
     let spec = &bundle.spec;
     let process = spec.process().as_ref().expect("validated");
     let linux = spec.linux().as_ref().expect("validated");
@@ -211,12 +237,16 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
 
     // Bound through the directory's fd so a long --root cannot overflow
     // sun_path.
-    let sock_path = PathBuf::from(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), state::START_SOCKET));
-    let listener = UnixListener::bind(&sock_path).map_err(|source| Error::Io {
-        op: "listen on",
-        path: dir.path.join(state::START_SOCKET),
-        source,
-    })?;
+    let listener = if opts.hold {
+        None
+    } else {
+        let sock_path = PathBuf::from(format!("/proc/self/fd/{}/{}", dir.fd().as_raw_fd(), state::START_SOCKET));
+        Some(UnixListener::bind(&sock_path).map_err(|source| Error::Io {
+            op: "listen on",
+            path: dir.path.join(state::START_SOCKET),
+            source,
+        })?)
+    };
 
     let listen = listen_fds();
     let extra_env = if listen > 0 { vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".to_string()] } else { Vec::new() };
@@ -276,6 +306,16 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         )?;
     }
     parent_chan.send(&ToInit::Proceed)?;
+    // Everything the saved state says is known now: it is written while the
+    // init sets itself up, and put in place once the init is ready.
+    let held = opts.hold.then(|| {
+        (
+            hook_state(opts.id, Status::Running, pid.as_raw(), &bundle.dir, &annotations),
+            spec.hooks().as_ref().and_then(|h| h.poststart().clone()).unwrap_or_default(),
+        )
+    });
+    let staged =
+        dir.stage(&super::saved_state(opts.id, pid, &bundle, annotations.clone(), have_cgroup.then(|| cgroup_path.clone()))?)?;
     loop {
         match parent_chan.recv::<FromInit>() {
             Ok(FromInit::RunHooks) => {
@@ -288,6 +328,9 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
                 hooks::run_all("prestart", h.and_then(|h| h.prestart().as_ref()), &state)?;
                 hooks::run_all("createRuntime", h.and_then(|h| h.create_runtime().as_ref()), &state)?;
                 parent_chan.send(&ToInit::HooksDone { state: String::from_utf8_lossy(&state).into_owned() })?;
+                // The init closed its copy at the clone; ours is the last,
+                // and its grace period runs while the init pivots.
+                crate::selfexe::release_view();
             }
             Ok(FromInit::Ready) => break,
             Ok(FromInit::SeccompListener { fd }) => {
@@ -318,8 +361,7 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
         }
     }
 
-    let saved = super::saved_state(opts.id, pid, &bundle, annotations, have_cgroup.then_some(cgroup_path))?;
-    dir.save(&saved)?;
+    staged.commit()?;
     if let Some(pid_file) = &pid_file {
         write_pid_file(pid_file, pid)?;
     }
@@ -334,7 +376,8 @@ pub fn create(opts: Options<'_>) -> Result<Created> {
     }
     let pidfd = undo.child.as_mut().and_then(|(_, fd)| fd.take());
     undo.done();
-    Ok(Created { pid, pidfd })
+    let held = held.map(|(running_state, poststart)| Held { channel: parent_chan, running_state, poststart });
+    Ok(Created { pid, pidfd, held })
 }
 
 /// Write the pid file atomically (clients poll for it).

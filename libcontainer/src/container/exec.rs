@@ -317,6 +317,9 @@ pub fn spawn(opts: Options<'_>) -> Result<Spawned> {
             Err(e) => return Err(fail(e.into())),
         }
     }
+    // The process runs its program: the grace period of dissolving our
+    // binary's view runs beside it (crate::selfexe::release_view).
+    crate::selfexe::release_view();
     if let Some(pid_file) = opts.pid_file {
         write_pid_file(pid_file, pid)?;
     }

@@ -25,10 +25,12 @@ pub struct Options<'a> {
 pub fn run(mut opts: Options<'_>) -> Result<i32> {
     let root = opts.create.root;
     let id = opts.create.id.to_owned();
-    let wants_tty = crate::spec::load(opts.create.bundle)
-        .ok()
-        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false);
+    // A config that does not load is reported by `create`, in its order.
+    if opts.create.loaded.is_none() {
+        opts.create.loaded = crate::spec::load(opts.create.bundle).ok();
+    }
+    let wants_tty =
+        opts.create.loaded.as_ref().and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal())).unwrap_or(false);
     let mut proxy = None;
     if wants_tty && opts.create.console_socket.is_none() && !opts.detach {
         let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
@@ -47,7 +49,8 @@ pub fn run(mut opts: Options<'_>) -> Result<i32> {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None)
             .map_err(|e| Error::Sys { op: "block signals".into(), source: e.into() })?;
     }
-    let created = create::create(opts.create)?;
+    opts.create.hold = true;
+    let mut created = create::create(opts.create)?;
     let master = match proxy {
         Some(sock) => match tty::recv_fd(sock.as_fd()) {
             Ok(m) => Some(m),
@@ -58,7 +61,8 @@ pub fn run(mut opts: Options<'_>) -> Result<i32> {
         },
         None => None,
     };
-    if let Err(e) = start::start(root, &id) {
+    let held = created.held.take().expect("create::Options::hold gives a held init");
+    if let Err(e) = start::release(held) {
         let _ = delete::delete(root, &id, true);
         let _ = waitpid(created.pid, None);
         return Err(e);

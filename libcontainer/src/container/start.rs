@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
+use super::create::Held;
 use super::{hook_state, status, Error, Result, Status};
 use crate::hooks;
+use crate::process::channel::{self, FromInit, ToInit};
 use crate::state::{self, Dir};
 
 /// Start the container; returns once the program has been executed, or
@@ -60,4 +62,31 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         return Err(Error::Init(reply));
     }
     Ok(())
+}
+
+/// Start a container created with [`create::Options::hold`] (`run`): tell
+/// its init over the channel, wait for the `execve` (the channel closes) or
+/// the reason there was none, run the poststart hooks. What [`start`] does
+/// for a created container, without `start.sock` and without reloading
+/// the state.
+///
+/// [`create::Options::hold`]: super::create::Options::hold
+pub fn release(held: Held) -> Result<()> {
+    held.channel.send(&ToInit::Start)?;
+    let failure = match held.channel.recv::<FromInit>() {
+        Err(channel::Error::Closed) => None,
+        Ok(FromInit::Failed { message }) => Some(message),
+        Ok(other) => Some(format!("unexpected message from the container's init: {other:?}")),
+        Err(e) => return Err(e.into()),
+    };
+    // As in `start`: the hooks run once the init is released, also when it failed.
+    for hook in &held.poststart {
+        if let Err(e) = hooks::run("poststart", hook, &held.running_state) {
+            tracing::warn!(error = %e, "poststart hook failed");
+        }
+    }
+    match failure {
+        Some(message) => Err(Error::Init(message)),
+        None => Ok(()),
+    }
 }

@@ -219,6 +219,8 @@ impl Monitor {
             no_pivot: false,
             no_new_keyring: false,
             preserve_fds: 0,
+            loaded: None,
+            hold: false,
         })?;
         // From here on a failure removes the container again.
         let undo = |e: Error| {

@@ -21,6 +21,16 @@
 //!  reads EOF (exec closed the socket) ◀───── or an error message, then exit
 //! ```
 //!
+//! `run` starts the container it created itself, so its init makes no
+//! `start.sock`: after `Detached` it keeps the channel and waits for
+//! `Start` on it; the channel closes at the `execve` (or carries `Failed`).
+//! `start.sock` is a file in the state directory, and making, connecting to
+//! and removing it, with `start`'s reload of the state, was about a tenth
+//! of the runtime's own time in a `run` of `/bin/true` (creating an inode
+//! is the costly part on a filesystem that scans for recently deleted ones,
+//! ext4 without a journal). Between the saved state and the `execve` such
+//! a container shows as `running` rather than `created`.
+//!
 //! Until the hand-off (`StateSaved`) the init dies with the runtime: a
 //! create killed half-way must not leave an init that nothing records (see
 //! [`die_with_runtime`]). After it, the init belongs to whoever reaps it and
@@ -53,8 +63,9 @@ pub struct InitArgs<'a> {
     pub rootfs: Setup<'a>,
     /// The connected `--console-socket`, when the process has a terminal.
     pub console: Option<OwnedFd>,
-    /// `start.sock`, listening.
-    pub start: UnixListener,
+    /// `start.sock`, listening; `None` for `run`, whose init waits for
+    /// [`ToInit::Start`] on the channel.
+    pub start: Option<UnixListener>,
     /// Stdio other than the runtime's (the monitor's pipes).
     pub stdio: Option<super::Stdio>,
     pub no_pivot: bool,
@@ -99,13 +110,24 @@ pub fn run(args: InitArgs<'_>) -> i32 {
     if prctl::set_pdeathsig(None).is_err() || args.channel.send(&FromInit::Detached).is_err() {
         return 1;
     }
+    let Some(listener) = args.start else {
+        // `run`: released over the channel, which reports a failure (and a
+        // panic, as before) and otherwise closes at the execve.
+        match args.channel.recv::<ToInit>() {
+            Ok(ToInit::Start) => {}
+            _ => return 1,
+        }
+        let Err(err) = exec(args.bundle, &program, &state);
+        let _ = args.channel.send(&FromInit::Failed { message: err.to_string() });
+        return Program::exit_code(&err);
+    };
     super::report_panics_to(-1, true);
     drop(args.channel);
-    let mut conn = match wait_for_start(&args.start) {
+    let mut conn = match wait_for_start(&listener) {
         Ok(c) => c,
         Err(_) => return 1,
     };
-    drop(args.start);
+    drop(listener);
     super::report_panics_to(conn.as_raw_fd(), false);
     let Err(err) = exec(args.bundle, &program, &state);
     let _ = conn.write_all(err.to_string().as_bytes());
@@ -201,7 +223,12 @@ fn prepare(a: &InitArgs<'_>) -> Result<(Program, String), Error> {
     rootfs::finalize(&a.rootfs)?;
     crate::attrs::apply_all(process, spec.linux().as_ref())?;
 
-    let (program, listener) = super::become_process(process, &a.extra_env, a.keep_fds, &[a.start.as_raw_fd()], a.seccomp)?;
+    // What the init still holds at the execve (close-on-exec).
+    let internal = match &a.start {
+        Some(l) => l.as_raw_fd(),
+        None => a.channel.raw_fd(),
+    };
+    let (program, listener) = super::become_process(process, &a.extra_env, a.keep_fds, &[internal], a.seccomp)?;
     if let Some(l) = listener {
         super::hand_over_listener(&a.channel, l)?;
     }

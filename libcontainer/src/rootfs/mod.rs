@@ -436,24 +436,34 @@ fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options
     )
     .map_err(s.mount_err("cgroup tmpfs", dest))?;
     let top = path::resolve(root, s.rootfs, dest, Create::Nothing, false)?;
+    let sub_root = s.rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
+    let bind_flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let mut binds = Vec::new();
     for src in &s.cgroup_mounts {
         let sub = dest.join(&src.name);
-        let sub_root = s.rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
         let t = path::resolve(top.as_fd(), &sub_root, Path::new(&src.name), Create::Dir, false)?;
         if mount_cgroup_dir(s, &proc_fd_path(t.as_fd()), &sub, src, flags)? {
-            let t = path::resolve(top.as_fd(), &sub_root, Path::new(&src.name), Create::Nothing, false)?;
-            remount_bind(
-                &proc_fd_path(t.as_fd()),
-                &sub,
-                flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                MsFlags::empty(),
-            )?;
+            binds.push((src.name.as_str(), sub));
         }
         // Co-mounted controllers (cpu,cpuacct) are also reachable by each name.
         if src.name.contains(',') {
             for alias in src.name.split(',') {
                 let _ = nix::unistd::symlinkat(src.name.as_str(), top.as_fd(), alias);
             }
+        }
+    }
+    // The binds' flags: one recursive mount_setattr on the tmpfs reaches
+    // every bind below it, instead of a lookup, a statvfs and a remount per
+    // hierarchy (ten of each on a v1 host). Only when every hierarchy is a
+    // bind (cgroup filesystems mounted in a cgroup namespace keep their own
+    // flags); a kernel without mount_setattr, or a flag it cannot set, takes
+    // the remounts.
+    let all_binds = binds.len() == s.cgroup_mounts.len();
+    let flags_set = binds.is_empty() || (all_binds && set_tree_flags(top.as_fd(), bind_flags, dest));
+    if !flags_set {
+        for (name, sub) in &binds {
+            let t = path::resolve(top.as_fd(), &sub_root, Path::new(name), Create::Nothing, false)?;
+            remount_bind(&proc_fd_path(t.as_fd()), sub, bind_flags, MsFlags::empty())?;
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
@@ -467,6 +477,59 @@ fn mount_cgroup(s: &Setup<'_>, root: BorrowedFd<'_>, dest: &Path, opts: &options
         .map_err(s.mount_err("cgroup tmpfs read-only", dest))?;
     }
     Ok(())
+}
+
+/// Set the per-mount `flags` on the mount open as `top` and every mount
+/// below it with one `mount_setattr(AT_RECURSIVE)`; false when that cannot
+/// be done (no mount_setattr, a flag it has no attribute for, a refusal),
+/// and the caller remounts instead. Flags not named (a locked atime mode,
+/// say) stay as they are, as [`remount_bind`] keeps them.
+fn set_tree_flags(top: BorrowedFd<'_>, flags: MsFlags, dest: &Path) -> bool {
+    use crate::sys::mount as m;
+    let mut set = 0;
+    let mut clear = 0;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, m::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, m::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, m::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, m::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, m::MOUNT_ATTR_NODIRATIME),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    for (ms, mode) in [
+        (MsFlags::MS_RELATIME, m::MOUNT_ATTR_RELATIME),
+        (MsFlags::MS_NOATIME, m::MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, m::MOUNT_ATTR_STRICTATIME),
+    ] {
+        if flags.contains(ms) {
+            set |= mode;
+            clear = m::MOUNT_ATTR__ATIME;
+        }
+    }
+    let known = MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_STRICTATIME;
+    if !(flags & !known).is_empty() {
+        return false;
+    }
+    match m::set_attributes(top, set, clear, true) {
+        Ok(()) => {
+            tracing::debug!(dest = %dest.display(), set = format_args!("{set:#x}"), clear = format_args!("{clear:#x}"), "cgroup binds: recursive mount attributes");
+            true
+        }
+        Err(e) => {
+            tracing::debug!(dest = %dest.display(), error = %e, "cgroup binds: no recursive mount attributes, remounting each");
+            false
+        }
+    }
 }
 
 /// Mount one hierarchy's view; returns true when it was a bind that still

@@ -136,6 +136,8 @@ pub fn clone_process(
             // to the fd (see the function's documentation).
             unsafe { libc::close(fd.as_raw_fd()) };
         }
+        // The runtime's copy of the binary's view stays the last one open.
+        crate::selfexe::release_view();
         // In the child. A panic must not unwind into the parent's frames
         // that were copied with us.
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(255);
@@ -232,6 +234,42 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
+}
+
+/// Take over `fd`, an fd this process got across its own `execve`, if it is
+/// an `O_PATH` fd open on the file `like` (same device and inode): returned
+/// owned and close-on-exec. `None`, leaving `fd` alone, when it is not open
+/// or names anything else. Takes over at most one fd in the life of the
+/// process (see [`crate::selfexe`], its one caller, at the start of `main`).
+pub fn adopt_inherited_path_fd(fd: RawFd, like: &std::fs::File) -> Option<OwnedFd> {
+    use std::os::unix::fs::MetadataExt;
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if fd < 3 || TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    let want = like.metadata().ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat of any integer only reads the fd table (EBADF when it is
+    // not open) and writes a full stat into `st`.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    // SAFETY: F_GETFL of an open fd only reads its flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if (st.st_dev, st.st_ino) != (want.dev(), want.ino()) || flags < 0 || flags & libc::O_PATH == 0 {
+        return None;
+    }
+    // SAFETY: F_SETFD only changes this fd's close-on-exec flag.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    // SAFETY: the fd came with the process image (the process that
+    // executed us left it open and named it); nothing in this process
+    // opened it, and `TAKEN` lets only this call take it over, so no other
+    // owner exists.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Clear `FD_CLOEXEC` on an fd that is to be inherited across exec.
