@@ -135,15 +135,6 @@ impl Rollback {
         }
         failures
     }
-
-    /// The number of steps recorded (for tests and logs).
-    pub fn len(&self) -> usize {
-        self.steps.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Errors of [`change`] besides the work's own.
