@@ -82,6 +82,12 @@ pub struct Config {
     pub registries_config: PathBuf,
     pub log_level: LogLevel,
     pub stream_server_address: String,
+    /// The `roci` binary that creates containers (through `roci monitor`): a bare name is looked
+    /// up beside roci-cri's own executable, then in `PATH` ([`Config::runtime`]).
+    pub runtime_path: PathBuf,
+    /// Localhost seccomp profiles (`localhost_ref`) must be files under this directory
+    /// (kubelet's `--seccomp-default` profiles live in `<kubelet root>/seccomp`).
+    pub seccomp_profile_root: PathBuf,
     pub cni: Cni,
 }
 
@@ -96,6 +102,8 @@ impl Default for Config {
             registries_config: "/etc/roci/registries.json".into(),
             log_level: LogLevel::Info,
             stream_server_address: "127.0.0.1:0".into(),
+            runtime_path: "roci".into(),
+            seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
             cni: Cni::default(),
         }
     }
@@ -114,6 +122,8 @@ pub struct Overrides {
     pub log_level: Option<LogLevel>,
     pub cgroup_driver: Option<CgroupDriver>,
     pub stream_server_address: Option<String>,
+    pub runtime_path: Option<PathBuf>,
+    pub seccomp_profile_root: Option<PathBuf>,
 }
 
 impl Config {
@@ -152,6 +162,8 @@ impl Config {
             log_level,
             cgroup_driver,
             stream_server_address,
+            runtime_path,
+            seccomp_profile_root,
         } = o;
         replace(&mut self.socket, socket);
         replace(&mut self.root, root);
@@ -163,11 +175,30 @@ impl Config {
         replace(&mut self.log_level, log_level);
         replace(&mut self.cgroup_driver, cgroup_driver);
         replace(&mut self.stream_server_address, stream_server_address);
+        replace(&mut self.runtime_path, runtime_path);
+        replace(&mut self.seccomp_profile_root, seccomp_profile_root);
+    }
+
+    /// The `roci` binary to run: `runtime_path` when it names a path; a bare name beside this
+    /// executable when it is there (a build or an install puts both in one directory), else
+    /// found in `PATH`; else the bare name (running it then fails with the name in the error).
+    pub fn runtime(&self) -> PathBuf {
+        let name = &self.runtime_path;
+        if name.components().count() != 1 || name.is_absolute() {
+            return name.clone();
+        }
+        let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join(name)));
+        let in_path = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|dir| dir.join(name));
+        beside.into_iter().chain(in_path).find(|p| p.is_file()).unwrap_or_else(|| name.clone())
     }
 
     /// Paths must be absolute (the daemon's working directory is no anchor), strings non-empty.
     fn validate(&self) -> Result<(), ConfigError> {
-        let paths: [(&'static str, &Path); 6] = [
+        let paths: [(&'static str, &Path); 7] = [
+            ("seccomp_profile_root", &self.seccomp_profile_root),
             ("socket", &self.socket),
             ("root", &self.root),
             ("state", &self.state),
@@ -179,6 +210,14 @@ impl Config {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid { key, reason: format!("{} is not an absolute path", path.display()) });
             }
+        }
+        if self.runtime_path.as_os_str().is_empty()
+            || (!self.runtime_path.is_absolute() && self.runtime_path.components().count() != 1)
+        {
+            return Err(ConfigError::Invalid {
+                key: "runtime_path",
+                reason: format!("{:?} is neither an absolute path nor a bare name", self.runtime_path),
+            });
         }
         if self.pause_image.trim().is_empty() {
             return Err(ConfigError::Invalid { key: "pause_image", reason: "empty image reference".into() });
@@ -227,6 +266,8 @@ pause_image = "example.com/pause:1"
 registries_config = "/etc/reg.json"
 log_level = "debug"
 stream_server_address = "[::1]:10010"
+runtime_path = "/opt/roci"
+seccomp_profile_root = "/k/seccomp"
 [cni]
 conf_dir = "/c/net.d"
 bin_dir = "/c/bin"
@@ -244,6 +285,8 @@ bin_dir = "/c/bin"
                 registries_config: "/etc/reg.json".into(),
                 log_level: LogLevel::Debug,
                 stream_server_address: "[::1]:10010".into(),
+                runtime_path: "/opt/roci".into(),
+                seccomp_profile_root: "/k/seccomp".into(),
                 cni: Cni { conf_dir: "/c/net.d".into(), bin_dir: "/c/bin".into() },
             }
         );

@@ -124,6 +124,16 @@ impl Images {
         })
     }
 
+    /// libimage's image root (records, layers, snapshots and bundles).
+    pub fn image_root(&self) -> &Arc<ImageRoot> {
+        &self.root
+    }
+
+    /// The configured pause image, normalised.
+    pub fn pause_image(&self) -> &str {
+        &self.pause_image
+    }
+
     /// Pull `reference` (given in the request field `field`); returns the image ID.
     pub async fn pull(&self, field: &'static str, reference: &str, auth: Option<PullAuth>) -> Result<String, ImageError> {
         let parsed = parse(field, reference)?;

@@ -5,6 +5,7 @@
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
 //! - [`images`]: the image root (`<root>/images`, libimage's) as the CRI sees it.
+//! - [`layout`]: where each pod's and container's files live under the state directory.
 //! - [`network`]: pod networking: the CNI configuration in force, pinned network namespaces,
 //!   CNI plugin execution (ADD, DEL, CHECK) with cached results.
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod images;
+pub mod layout;
 pub mod monitor;
 pub mod network;
 pub mod server;
@@ -40,7 +42,7 @@ pub enum ServeError {
     #[error("install the {signal} handler: {source}")]
     Signal { signal: &'static str, source: std::io::Error },
     #[error(transparent)]
-    Images(#[from] images::ImageError),
+    Cri(#[from] server::CriError),
     #[error("serve gRPC on {path}: {source}")]
     Serve { path: std::path::PathBuf, source: tonic::transport::Error },
     #[error("serve gRPC on {path}: the server task failed: {reason}")]

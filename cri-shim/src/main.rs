@@ -47,6 +47,12 @@ struct Args {
     /// Streaming server address [default: 127.0.0.1:0]
     #[arg(long, value_name = "ADDR:PORT")]
     stream_server_address: Option<String>,
+    /// The roci binary that creates containers [default: roci, beside roci-cri or in PATH]
+    #[arg(long, value_name = "PATH")]
+    runtime_path: Option<PathBuf>,
+    /// Directory Localhost seccomp profiles must be in [default: /var/lib/kubelet/seccomp]
+    #[arg(long, value_name = "DIR")]
+    seccomp_profile_root: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         log_level: args.log_level,
         cgroup_driver: args.cgroup_driver,
         stream_server_address: args.stream_server_address,
+        runtime_path: args.runtime_path,
+        seccomp_profile_root: args.seccomp_profile_root,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     // The level applies to roci-cri's own events; the libraries' (tonic, h2, hyper) debug output

@@ -162,7 +162,7 @@ impl Client {
             let socket = self.socket.clone();
             move |source| MonitorError::Io { socket, op, source }
         };
-        let mut conn = UnixStream::connect(&self.socket).await.map_err(io("connect"))?;
+        let mut conn = connect(&self.socket).await.map_err(io("connect"))?;
         conn.write_all(&req.encode()).await.map_err(io("send the request"))?;
         let mut reply = Vec::new();
         conn.read_to_end(&mut reply).await.map_err(io("read the response"))?;
@@ -178,6 +178,20 @@ impl Client {
     fn unexpected(&self, r: Response) -> MonitorError {
         MonitorError::Protocol { socket: self.socket.clone(), reason: format!("unexpected response {r:?}") }
     }
+}
+
+/// Connect to the socket at `path` through its directory's fd, so that a path longer than
+/// `sun_path` (108 bytes: state dirs under a long root plus a 64-digit id) still reaches it.
+async fn connect(path: &Path) -> std::io::Result<UnixStream> {
+    use std::os::fd::AsRawFd;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path).await;
+    };
+    let dir = std::fs::File::open(dir)?;
+    let via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+    let conn = UnixStream::connect(&via).await;
+    drop(dir);
+    conn
 }
 
 /// The response line and the bytes after it.

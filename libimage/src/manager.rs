@@ -320,6 +320,20 @@ impl ImageRoot {
         ov: &Overrides,
         cgroups_path: Option<&str>,
     ) -> Result<PathBuf> {
+        self.new_bundle(id, |bundle| self.fill_bundle(id, image, template, ov, cgroups_path, bundle))
+    }
+
+    /// Make the bundle directory of container `id` with `image`'s snapshot
+    /// mounted at `rootfs/` and nothing else: the caller writes
+    /// `config.json` (roci-cri builds its specs itself). Removed as any
+    /// bundle is ([`ImageRoot::remove_bundle`]). On failure nothing is left.
+    pub fn make_rootfs(&self, id: &str, image: &Image) -> Result<PathBuf> {
+        self.new_bundle(id, |bundle| self.mount_snapshot(id, image, bundle).map(drop))
+    }
+
+    /// Create `bundles/<id>` and fill it with `fill`; undo all of it when
+    /// `fill` fails.
+    fn new_bundle(&self, id: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
         libcontainer::spec::validate_id(id).map_err(|e| Error::Invalid(e.to_string()))?;
         let _lock = self.lock(false)?;
         let bundle = self.bundle_path(id);
@@ -331,8 +345,7 @@ impl ImageRoot {
             }
             Err(e) => return Err(Error::io("create bundle", &bundle, e)),
         }
-        let result = self.fill_bundle(id, image, template, ov, cgroups_path, &bundle);
-        if let Err(e) = result {
+        if let Err(e) = fill(&bundle) {
             if let Err(undo) = self.remove_bundle(id) {
                 tracing::warn!(error = %undo, id, "remove the half-made bundle");
             }
@@ -341,16 +354,8 @@ impl ImageRoot {
         Ok(bundle)
     }
 
-    fn fill_bundle(
-        &self,
-        id: &str,
-        image: &Image,
-        template: Value,
-        ov: &Overrides,
-        cgroups_path: Option<&str>,
-        bundle: &Path,
-    ) -> Result<()> {
-        let config = self.config(image)?;
+    /// Mount `image`'s layers with snapshot `id` on top at `<bundle>/rootfs`.
+    fn mount_snapshot(&self, id: &str, image: &Image, bundle: &Path) -> Result<PathBuf> {
         for layer in &image.layers {
             if !self.layers.has(&layer.chain) {
                 return Err(Error::Invalid(format!(
@@ -364,6 +369,20 @@ impl ImageRoot {
         let chains = image.chains_top_first();
         let lowers: Vec<PathBuf> = chains.iter().map(|c| self.layers.fs_path(c)).collect();
         self.snapshots.prepare(id, &chains, &lowers, &rootfs)?;
+        Ok(rootfs)
+    }
+
+    fn fill_bundle(
+        &self,
+        id: &str,
+        image: &Image,
+        template: Value,
+        ov: &Overrides,
+        cgroups_path: Option<&str>,
+        bundle: &Path,
+    ) -> Result<()> {
+        let config = self.config(image)?;
+        let rootfs = self.mount_snapshot(id, image, bundle)?;
 
         let root_dir = File::open(&rootfs).map_err(|e| Error::io("open", &rootfs, e))?;
         let passwd = read_in_root(&root_dir, &rootfs, "/etc/passwd")?;

@@ -1,6 +1,7 @@
 //! The CRI server a test talks to, started privately for that test: roci-cri, or Debian
 //! containerd with its CRI plugin (the reference), chosen by `ROCI_CRI_TEST_TARGET=roci|containerd`
-//! (default roci). roci-cri's binary is `ROCI_CRI` (default: the workspace's debug build).
+//! (default roci). roci-cri's binary is `ROCI_CRI` (default: the workspace's debug build), the roci
+//! it runs containers with `ROCI` (default: the debug build beside it).
 //!
 //! Each [`CriServer`] owns a temp dir with everything the daemon writes: its socket, root and
 //! state dirs, its CNI configuration directory (empty at the start), its configuration file and
@@ -58,6 +59,14 @@ pub fn roci_cri_binary() -> PathBuf {
         target_dir.join("debug/roci-cri")
     });
     assert!(path.is_file(), "{} does not exist: `cargo build -p roci-cri` or set ROCI_CRI", path.display());
+    path
+}
+
+/// The roci binary roci-cri creates containers with: `ROCI` (make sets it to the release build),
+/// or the workspace's debug build.
+pub fn roci_binary() -> PathBuf {
+    let path = std::env::var_os("ROCI").map(PathBuf::from).unwrap_or_else(|| roci_cri_binary().with_file_name("roci"));
+    assert!(path.is_file(), "{} does not exist: `cargo build -p roci` or set ROCI", path.display());
     path
 }
 
@@ -139,6 +148,7 @@ impl CriServer {
             ("--state", server.dir.join("state")),
             ("--cni-conf-dir", server.cni_conf_dir.clone()),
             ("--registries-config", server.dir.join("registries.json")),
+            ("--runtime-path", roci_binary()),
         ] {
             args.push(flag.into());
             args.push(path.to_string_lossy().into_owned());

@@ -19,6 +19,7 @@ mod update_runtime_config;
 mod version;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
@@ -30,6 +31,10 @@ use tonic::{Request, Response, Status};
 
 use crate::config::Config;
 use crate::images::{self, ImageError};
+use crate::layout::Layout;
+use crate::network::PodNetworks;
+use crate::store::{Store, StoreError};
+use spec::HostFacts;
 
 /// The state the handlers share.
 pub struct Cri {
@@ -37,13 +42,41 @@ pub struct Cri {
     /// The pod CIDR(s) kubelet gave with UpdateRuntimeConfig (comma-separated, as sent); empty until then.
     pod_cidr: RwLock<String>,
     images: Arc<images::Images>,
+    /// Pods and containers: the records on disk and their lifecycles.
+    store: Arc<Store>,
+    networks: PodNetworks,
+    /// Detected once, at start.
+    host: HostFacts,
+    layout: Layout,
+    /// The `roci` binary (`Config::runtime`), resolved once.
+    runtime: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CriError {
+    #[error(transparent)]
+    Images(#[from] ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl Cri {
-    /// Open the image root under the configured root and read the registries configuration.
-    pub fn new(config: Arc<Config>) -> Result<Arc<Cri>, ImageError> {
+    /// Open the image root and the store under the configured root, read the registries
+    /// configuration and detect the host's facts.
+    pub fn new(config: Arc<Config>) -> Result<Arc<Cri>, CriError> {
         let images = images::Images::open(&config.root, &config.registries_config, &config.pause_image)?;
-        Ok(Arc::new(Cri { config, pod_cidr: RwLock::new(String::new()), images: Arc::new(images) }))
+        let store = Store::open(&config.root)?;
+        let runtime = config.runtime();
+        Ok(Arc::new(Cri {
+            pod_cidr: RwLock::new(String::new()),
+            images: Arc::new(images),
+            store: Arc::new(store),
+            networks: PodNetworks::new(&config),
+            host: HostFacts::detect(),
+            layout: Layout::new(&config.state),
+            runtime,
+            config,
+        }))
     }
 }
 

@@ -481,6 +481,8 @@ mod tests {
             runtime_handler: String::new(),
             netns: None,
             ips: vec![],
+            pid: 0,
+            cgroups_path: String::new(),
             config: vec![1, 2, 3],
         }
     }
@@ -498,6 +500,8 @@ mod tests {
             exit_code: 0,
             reason: String::new(),
             message: String::new(),
+            pid: 0,
+            cgroups_path: String::new(),
             image: "busybox".into(),
             image_ref: "sha256:00".into(),
             labels: BTreeMap::new(),

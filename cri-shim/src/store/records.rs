@@ -65,6 +65,13 @@ pub struct PodRecord {
     /// The pod's IPs from CNI, the primary first.
     #[serde(default)]
     pub ips: Vec<String>,
+    /// The pause container's init (its monitor's child); 0 before it was created. Its
+    /// `/proc/<pid>/ns/*` are the pod's namespaces, valid while the monitor says it runs.
+    #[serde(default)]
+    pub pid: i32,
+    /// The OCI `linux.cgroupsPath` of the pause container: the pod's cgroup.
+    #[serde(default)]
+    pub cgroups_path: String,
     /// The `PodSandboxConfig` as sent (protobuf).
     #[serde(default, with = "bytes_base64")]
     pub config: Vec<u8>,
@@ -91,6 +98,12 @@ pub struct ContainerRecord {
     pub reason: String,
     #[serde(default)]
     pub message: String,
+    /// The container's init (its monitor's child); 0 before it was created.
+    #[serde(default)]
+    pub pid: i32,
+    /// The OCI `linux.cgroupsPath` the container was created with.
+    #[serde(default)]
+    pub cgroups_path: String,
     /// The image as the request named it, and the image ID it resolved to.
     pub image: String,
     pub image_ref: String,
@@ -148,6 +161,8 @@ mod tests {
             runtime_handler: String::new(),
             netns: None,
             ips: vec![],
+            pid: 0,
+            cgroups_path: String::new(),
             config: vec![0, 1, 2, 255],
         };
         let json = serde_json::to_string(&record).unwrap();
