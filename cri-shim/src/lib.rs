@@ -4,6 +4,7 @@
 //! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
+//! - [`events`]: pod and container lifecycle events for `GetContainerEvents`.
 //! - [`images`]: the image root (`<root>/images`, libimage's) as the CRI sees it.
 //! - [`layout`]: where each pod's and container's files live under the state directory.
 //! - [`network`]: pod networking: the CNI configuration in force, pinned network namespaces,
@@ -17,6 +18,7 @@
 //! child of this async process.
 
 pub mod config;
+pub mod events;
 pub mod images;
 pub mod layout;
 pub mod monitor;

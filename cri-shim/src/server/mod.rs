@@ -30,6 +30,7 @@ use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::events::Events;
 use crate::images::{self, ImageError};
 use crate::layout::Layout;
 use crate::network::PodNetworks;
@@ -50,6 +51,8 @@ pub struct Cri {
     layout: Layout,
     /// The `roci` binary (`Config::runtime`), resolved once.
     runtime: PathBuf,
+    /// Lifecycle events for GetContainerEvents.
+    events: Events,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,7 @@ impl Cri {
             host: HostFacts::detect(),
             layout: Layout::new(&config.state),
             runtime,
+            events: Events::default(),
             config,
         }))
     }
