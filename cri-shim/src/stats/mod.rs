@@ -20,8 +20,9 @@
 //!   `rss_bytes` v1 `total_rss`, v2 `anon` (cAdvisor's choice on v2); `page_faults` and
 //!   `major_page_faults` v1 `total_pgfault`/`total_pgmajfault`, v2 `pgfault`/`pgmajfault`.
 //! - Swap (where the cgroup accounts it: v1 `memory.memsw.*`, v2 `memory.swap.*`): usage (v1
-//!   `total_swap` of `memory.stat`, v2 `memory.swap.current`) and what is left of the swap limit. containerd (1.6 and newer) never fills ContainerStats' `swap`;
-//!   CRI-O and kubelet's cAdvisor path do. Offered here; whether the server sends it is its call.
+//!   `total_swap` of `memory.stat`, v2 `memory.swap.current`) and what is left of the swap
+//!   limit. containerd (1.6 and newer) never fills ContainerStats' `swap`; CRI-O and kubelet's
+//!   cAdvisor path do. Offered here; whether the server sends it is its call.
 //! - Process count: the cgroup's `pids.current` (or its processes where no pids controller serves
 //!   it), per container; a pod's is the sum over its running containers, as containerd counts
 //!   it (so the pause process is not counted).
@@ -32,7 +33,7 @@
 //!   kubelet can match the two; the caller passes the same path (roci-cri's image root, which
 //!   holds `snapshots/<id>/upper`).
 //! - Network of a pod: `/proc/thread-self/net/dev` read from inside the pod's pinned network
-//!   namespace (see [`net`]), every interface but `lo`, the default one `eth0` (else the first),
+//!   namespace (see `net.rs`), every interface but `lo`, the default one `eth0` (else the first),
 //!   as containerd 2.x; 1.6 reports `eth0` alone.
 //!
 //! Every function here blocks (cgroup files, a directory walk, a thread in the pod's network
