@@ -115,7 +115,7 @@ test-cri: build deps
 # The cgroup_ tests in a pure cgroup v2 guest (hack/v2guest/run), against roci (when it built: the
 # test-roci leg reports a failed build) and runc; then libimage's unit tests on the guest's older
 # kernel, which takes the overlay mount fallback (all but the pull and registry tests, which need a
-# loopback network and credential helper scripts).
+# loopback network and credential helper scripts); then roci-cri's stats tests (cgroup v2 numbers).
 test-v2guest:
 	@if [[ ! -x hack/v2guest/run ]]; then echo "test-v2guest: hack/v2guest/run not present, skipped"; exit 0; fi; \
 	bin=$$($(IT) --no-run --message-format=json \
@@ -133,6 +133,11 @@ test-v2guest:
 		| tail -n 1); \
 	echo "== libimage unit tests in the v2 guest (Linux 6.1: overlayfs without lowerdir+, tmpfs without user xattrs)"; \
 	hack/v2guest/run --timeout 300 --share $(TARGET_DIR) -- "$$lib" --test-threads=2 --skip pull:: --skip registries:: || rc=1; \
+	cri=$$($(CARGO) test -p roci-cri --lib --no-run --message-format=json \
+		| jq -r 'select(.reason == "compiler-artifact" and .target.name == "roci_cri" and .profile.test == true) | .executable' \
+		| tail -n 1); \
+	echo "== roci-cri's stats tests in the v2 guest (a cgroup's CPU and memory numbers on cgroup v2)"; \
+	hack/v2guest/run --timeout 300 --share $(TARGET_DIR) -- "$$cri" --test-threads=2 stats:: || rc=1; \
 	exit $$rc
 
 bench: build

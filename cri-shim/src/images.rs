@@ -308,8 +308,9 @@ fn by_id(records: Vec<Image>) -> BTreeMap<Digest, Vec<Image>> {
     groups
 }
 
-/// Blocks allocated (in bytes) and inodes under `root`, on its filesystem only, each inode once.
-fn disk_usage(root: &Path) -> Result<(u64, u64), (PathBuf, std::io::Error)> {
+/// Blocks allocated (in bytes) and inodes under `root`, on its filesystem only, each inode once
+/// (the image root here; a container's writable layer in `stats`).
+pub(crate) fn disk_usage(root: &Path) -> Result<(u64, u64), (PathBuf, std::io::Error)> {
     let top = std::fs::symlink_metadata(root).map_err(|e| (root.to_path_buf(), e))?;
     let mut seen: HashSet<u64> = HashSet::new();
     let (mut bytes, mut inodes) = (0u64, 0u64);

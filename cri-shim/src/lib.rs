@@ -10,6 +10,7 @@
 //! - [`network`]: pod networking: the CNI configuration in force, pinned network namespaces,
 //!   CNI plugin execution (ADD, DEL, CHECK) with cached results.
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
+//! - [`stats`]: what the stats RPCs report: cgroup CPU and memory, writable layers, pod networks.
 //! - [`monitor`]: starting a container's monitor (`roci monitor`) and its control client.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
@@ -25,6 +26,7 @@ pub mod monitor;
 pub mod network;
 pub mod server;
 pub mod socket;
+pub mod stats;
 pub mod store;
 
 use std::sync::Arc;
