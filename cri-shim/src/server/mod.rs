@@ -7,9 +7,12 @@
 //! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
 
+mod container_stats;
+mod filter;
 mod image_fs_info;
 mod image_status;
 mod list_images;
+mod pod_sandbox_stats;
 mod pull_image;
 mod remove_image;
 mod runtime_config;
@@ -34,6 +37,7 @@ use crate::events::Events;
 use crate::images::{self, ImageError};
 use crate::layout::Layout;
 use crate::network::PodNetworks;
+use crate::stats::Sampler;
 use crate::store::{Store, StoreError};
 use spec::HostFacts;
 
@@ -53,6 +57,8 @@ pub struct Cri {
     runtime: PathBuf,
     /// Lifecycle events for GetContainerEvents.
     events: Events,
+    /// The previous CPU sample of each pod and container, for `usage_nano_cores`.
+    sampler: Arc<Sampler>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +85,7 @@ impl Cri {
             layout: Layout::new(&config.state),
             runtime,
             events: Events::default(),
+            sampler: Arc::new(Sampler::new()),
             config,
         }))
     }
@@ -101,6 +108,23 @@ fn image_status(rpc: &str, e: ImageError) -> Status {
         _ => {
             tracing::error!(rpc, error = %e, "failed");
             Status::unknown(message)
+        }
+    }
+}
+
+/// The gRPC status of a store error, as containerd answers: an unknown or ambiguous id NotFound, a
+/// name in use AlreadyExists, a change the lifecycle does not allow FailedPrecondition.
+pub(crate) fn store_status(e: StoreError) -> Status {
+    let message = e.to_string();
+    match e {
+        StoreError::NotFound { .. } | StoreError::Ambiguous { .. } => Status::not_found(message),
+        StoreError::NameReserved { .. } | StoreError::Exists { .. } => Status::already_exists(message),
+        StoreError::Transition { .. } | StoreError::NotRemovable { .. } | StoreError::PodHasContainers { .. } => {
+            Status::failed_precondition(message)
+        }
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+            tracing::error!(error = %message, "store");
+            Status::internal(message)
         }
     }
 }
@@ -149,6 +173,34 @@ impl RuntimeService for Runtime {
         Ok(Response::new(update_runtime_config::update_runtime_config(&self.0, request.get_ref())?))
     }
 
+    async fn container_stats(
+        &self,
+        request: Request<v1::ContainerStatsRequest>,
+    ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        Ok(Response::new(container_stats::container_stats(&self.0, request.get_ref()).await?))
+    }
+
+    async fn list_container_stats(
+        &self,
+        request: Request<v1::ListContainerStatsRequest>,
+    ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        Ok(Response::new(container_stats::list_container_stats(&self.0, request.get_ref()).await?))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<v1::PodSandboxStatsRequest>,
+    ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        Ok(Response::new(pod_sandbox_stats::pod_sandbox_stats(&self.0, request.get_ref()).await?))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<v1::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        Ok(Response::new(pod_sandbox_stats::list_pod_sandbox_stats(&self.0, request.get_ref()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -179,11 +231,7 @@ impl RuntimeService for Runtime {
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";
-        container_stats(ContainerStatsRequest) -> v1::ContainerStatsResponse = "ContainerStats";
-        list_container_stats(ListContainerStatsRequest) -> v1::ListContainerStatsResponse = "ListContainerStats";
         stream_container_stats(StreamContainerStatsRequest) -> Self::StreamContainerStatsStream = "StreamContainerStats";
-        pod_sandbox_stats(PodSandboxStatsRequest) -> v1::PodSandboxStatsResponse = "PodSandboxStats";
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> v1::ListPodSandboxStatsResponse = "ListPodSandboxStats";
         stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
         list_metric_descriptors(ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> v1::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
