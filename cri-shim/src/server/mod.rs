@@ -18,6 +18,7 @@ mod remove_image;
 mod runtime_config;
 pub mod spec;
 mod status;
+mod update_pod_sandbox_resources;
 mod update_runtime_config;
 mod version;
 
@@ -201,6 +202,13 @@ impl RuntimeService for Runtime {
         Ok(Response::new(pod_sandbox_stats::list_pod_sandbox_stats(&self.0, request.get_ref()).await?))
     }
 
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<v1::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
+        Ok(Response::new(update_pod_sandbox_resources::update_pod_sandbox_resources(&self.0, request.get_ref()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -215,7 +223,6 @@ impl RuntimeService for Runtime {
         pod_sandbox_status(PodSandboxStatusRequest) -> v1::PodSandboxStatusResponse = "PodSandboxStatus";
         list_pod_sandbox(ListPodSandboxRequest) -> v1::ListPodSandboxResponse = "ListPodSandbox";
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
-        update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
         create_container(CreateContainerRequest) -> v1::CreateContainerResponse = "CreateContainer";
         start_container(StartContainerRequest) -> v1::StartContainerResponse = "StartContainer";
         stop_container(StopContainerRequest) -> v1::StopContainerResponse = "StopContainer";
