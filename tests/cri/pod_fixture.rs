@@ -274,6 +274,11 @@ impl PodServer {
     pub fn kill_and_restart(&mut self) {
         let status = self.server.stop(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10));
         assert!(status.is_some(), "the daemon survived SIGKILL");
+        self.restart();
+    }
+
+    /// Start the stopped daemon again, into the test's cgroup.
+    pub fn restart(&mut self) {
         self.server.restart();
         self.cgroup.adopt(self.server.pid().expect("the daemon runs"));
     }
@@ -320,12 +325,15 @@ impl PodServer {
     }
 }
 
-/// Wait until Status reports NetworkReady.
+/// Wait until Status reports NetworkReady (containerd's CRI plugin answers "server is not
+/// initialized yet" for a moment after a restart).
 pub async fn wait_network_ready(client: &mut Client) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let status = client.runtime.status(v1::StatusRequest { verbose: false }).await.expect("Status").into_inner();
-        let ready = status.status.iter().flat_map(|s| &s.conditions).any(|c| c.r#type == "NetworkReady" && c.status);
+        let status = client.runtime.status(v1::StatusRequest { verbose: false }).await.map(|s| s.into_inner());
+        let ready = status
+            .as_ref()
+            .is_ok_and(|s| s.status.iter().flat_map(|s| &s.conditions).any(|c| c.r#type == "NetworkReady" && c.status));
         if ready {
             return;
         }

@@ -421,3 +421,101 @@ async fn a_pod_survives_a_killed_daemon() {
 fn ids_of(items: Vec<v1::PodSandbox>) -> Vec<String> {
     items.into_iter().map(|p| p.id).collect()
 }
+
+/// Poll PodSandboxStatus until the pod is NotReady (containerd learns of the pause's exit from
+/// its shim's event, a moment later).
+async fn wait_not_ready(client: &mut Client, id: &str) -> Pod {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pod = look(client, id).await;
+        if pod.state == PodSandboxState::SandboxNotready as i32 {
+            return pod;
+        }
+        assert!(std::time::Instant::now() < deadline, "pod {id} is still Ready after its pause was killed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The pause killed under a running daemon: the pod is NotReady (status and list); stop and
+/// remove then leave nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_pause_dies_is_not_ready() {
+    let ps = PodServer::start("pod-pause-dies");
+    let mut client = ps.client().await;
+    let id = run(&mut client, &ps.pod_config("fragile")).await.expect("RunPodSandbox");
+    let pod = look(&mut client, &id).await;
+    // The test's own pod: its pause is killed by pid, as the OOM killer or a crash would.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pod.pid), nix::sys::signal::Signal::SIGKILL).expect("kill the pause");
+    let dead = wait_not_ready(&mut client, &id).await;
+    assert_eq!(dead.pid, 0, "no pid once the pause has exited");
+    let not_ready = Some(PodSandboxFilter {
+        state: Some(PodSandboxStateValue { state: PodSandboxState::SandboxNotready as i32 }),
+        ..Default::default()
+    });
+    assert_eq!(ids_of(list(&mut client, not_ready).await), vec![id.clone()]);
+    stop(&mut client, &id).await.expect("StopPodSandbox of a pod whose pause is gone");
+    remove(&mut client, &id).await.expect("RemovePodSandbox");
+    assert_nothing_left(&ps, &pod);
+    assert!(netns_files(&ps).is_empty(), "{:?}", netns_files(&ps));
+}
+
+/// The pause killed while the daemon is down: after the restart (recovery) the pod is NotReady;
+/// stop and remove leave nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_that_died_while_the_daemon_was_away_is_not_ready() {
+    let mut ps = PodServer::start("pod-away");
+    let mut client = ps.client().await;
+    let id = run(&mut client, &ps.pod_config("away")).await.expect("RunPodSandbox");
+    let pod = look(&mut client, &id).await;
+    drop(client);
+    let status = ps.server.stop(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10));
+    assert!(status.is_some(), "the daemon survived SIGKILL");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pod.pid), nix::sys::signal::Signal::SIGKILL).expect("kill the pause");
+    roci_integration::wait_for(Duration::from_secs(10), || is_dead(pod.pid));
+    ps.restart();
+    let mut client = ps.client().await;
+    let after = wait_not_ready(&mut client, &id).await;
+    assert_eq!(after.pid, 0, "no pid once the pause has exited");
+    stop(&mut client, &id).await.expect("StopPodSandbox");
+    remove(&mut client, &id).await.expect("RemovePodSandbox");
+    assert_nothing_left(&ps, &pod);
+    assert!(netns_files(&ps).is_empty(), "{:?}", netns_files(&ps));
+}
+
+/// A daemon killed inside RunPodSandbox leaves its record in `Creating` (the state the record
+/// has until the pod is Ready): recovery undoes everything the pod had from what is on disk.
+/// Simulated on a whole pod whose record is set back to `creating` while the daemon is down
+/// (every step done, the worst case for the undo). roci-cri's own records: the roci leg only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_undoes_a_pod_left_creating() {
+    let mut ps = PodServer::start("pod-creating");
+    if ps.server.is_containerd() {
+        eprintln!("roci-cri's records and recovery: tested in the roci leg");
+        return;
+    }
+    let mut client = ps.client().await;
+    let config = ps.pod_config("half");
+    let id = run(&mut client, &config).await.expect("RunPodSandbox");
+    let pod = look(&mut client, &id).await;
+    drop(client);
+    assert!(ps.server.stop(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10)).is_some());
+    let path = ps.server.dir.join("root/pods").join(format!("{id}.json"));
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("the record")).expect("JSON");
+    assert_eq!(record["state"], "ready", "{record}");
+    record["state"] = "creating".into();
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).expect("write the record back");
+
+    ps.restart();
+    let mut client = ps.client().await;
+    assert!(ps.server.log().contains("undid a pod left half-made"), "{}", ps.server.log());
+    assert!(list(&mut client, None).await.is_empty(), "the half-made pod is gone");
+    assert_eq!(status(&mut client, &id).await.map(drop).expect_err("status").code(), Code::NotFound);
+    roci_integration::wait_for(Duration::from_secs(10), || is_dead(pod.pid));
+    assert_nothing_left(&ps, &pod);
+    assert!(netns_files(&ps).is_empty(), "{:?}", netns_files(&ps));
+    assert!(!path.exists(), "the record is removed");
+    assert!(!ps.server.dir.join("state/pods").join(&id).exists(), "the pod's directory is removed");
+    // The name is free.
+    let again = run(&mut client, &config).await.expect("RunPodSandbox of the name again");
+    remove(&mut client, &again).await.expect("RemovePodSandbox");
+}

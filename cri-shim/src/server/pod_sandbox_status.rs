@@ -79,7 +79,8 @@ async fn verbose_info(cri: &Cri, pod: &Sandbox, pause: &InitState, netns_closed:
         _ => Value::Null,
     };
     json!({
-        "pid": pod.record.pid,
+        // As containerd: the pid of a running pause, 0 once it has exited.
+        "pid": if pause.running() { pod.record.pid } else { 0 },
         "processStatus": pause.as_str(),
         "netNamespaceClosed": netns_closed,
         "image": pod.record.image,
