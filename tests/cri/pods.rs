@@ -218,6 +218,26 @@ async fn a_pod_on_the_bridge_runs_and_goes() {
     );
     assert_eq!(output(&["nsenter", "-t", &pid_s, "-n", "cat", "/proc/sys/net/ipv4/ip_local_port_range"]), "40000\t50000");
     assert_eq!(output(&["nsenter", "-t", &pid_s, "-i", "cat", "/proc/sys/kernel/shm_rmid_forced"]), "1");
+    // The pod's cgroup: `<cgroup_parent>/<id>` (containerd makes the parent relative to its own
+    // cgroup, which the fixture put inside the test's tree too), with the sandbox's 2 CPU shares.
+    let procfile = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("the pause's cgroups");
+    let cpu = procfile
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let wanted = if roci_integration::cgroups::is_v2() {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == "cpu")
+            };
+            wanted.then(|| path.to_string())
+        })
+        .expect("the pause's cpu cgroup");
+    assert!(cpu.starts_with(&ps.cgroup.rel) && cpu.ends_with(&format!("/pods/{id}")), "the pause's cgroup: {cpu}");
+    if !roci_integration::cgroups::is_v2() {
+        assert_eq!(roci_integration::cgroups::read("cpu", &cpu, "cpu.shares").as_deref(), Some("2"), "{cpu}");
+    }
     // The pod's address is reachable from the bridge's side.
     assert!(tcp_reaches(&netns, &ps.daemon_netns(), &pod.ip), "TCP to {} from the daemon's netns", pod.ip);
 
