@@ -654,3 +654,31 @@ async fn a_client_that_gives_up_leaves_nothing() {
 fn records(ps: &PodServer) -> Vec<std::ffi::OsString> {
     std::fs::read_dir(ps.server.dir.join("root/pods")).into_iter().flatten().flatten().map(|e| e.file_name()).collect()
 }
+
+/// The pause's monitor killed (the pause lives on, reparented): the pod is still Ready, and
+/// StopPodSandbox still kills the pause (through `roci kill`, roci's own state checks, since no
+/// monitor answers); remove leaves nothing. roci-cri's monitors: the roci leg only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_monitor_died_is_still_stopped() {
+    let ps = PodServer::start("pod-monitor-dies");
+    if ps.server.is_containerd() {
+        eprintln!("roci-cri's monitors: tested in the roci leg");
+        return;
+    }
+    let mut client = ps.client().await;
+    let id = run(&mut client, &ps.pod_config("orphan")).await.expect("RunPodSandbox");
+    let pod = look(&mut client, &id).await;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pod.pid)).expect("the pause's stat");
+    let ppid: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&cmdline).contains("monitor"), "the pause's parent {ppid} is its monitor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(ppid), nix::sys::signal::Signal::SIGKILL).expect("kill the monitor");
+    roci_integration::wait_for(Duration::from_secs(10), || is_dead(ppid));
+    assert!(!is_dead(pod.pid), "the pause outlives its monitor");
+    assert_eq!(look(&mut client, &id).await.state, PodSandboxState::SandboxReady as i32);
+    stop(&mut client, &id).await.expect("StopPodSandbox without a monitor");
+    assert!(is_dead(pod.pid), "the pause was killed");
+    remove(&mut client, &id).await.expect("RemovePodSandbox");
+    assert_nothing_left(&ps, &pod);
+    assert!(records(&ps).is_empty());
+}
