@@ -682,3 +682,51 @@ async fn a_pod_whose_monitor_died_is_still_stopped() {
     assert_nothing_left(&ps, &pod);
     assert!(records(&ps).is_empty());
 }
+
+/// Pods run and removed in parallel (kubelet calls in parallel): each gets its own address, and
+/// nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_and_go_in_parallel() {
+    let ps = PodServer::start("pod-parallel");
+    let client = ps.client().await;
+    let runs: Vec<_> = (0..5)
+        .map(|n| {
+            let mut client =
+                Client { channel: client.channel.clone(), runtime: client.runtime.clone(), images: client.images.clone() };
+            let config = ps.pod_config(&format!("par{n}"));
+            tokio::spawn(async move { run(&mut client, &config).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for r in runs {
+        ids.push(r.await.expect("the RunPodSandbox task").expect("RunPodSandbox"));
+    }
+    let mut client = client;
+    let mut pods = Vec::new();
+    for id in &ids {
+        let pod = look(&mut client, id).await;
+        assert_eq!(pod.state, PodSandboxState::SandboxReady as i32);
+        pods.push(pod);
+    }
+    let mut ips: Vec<_> = pods.iter().map(|p| p.ip.clone()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 5, "five distinct addresses: {ips:?}");
+    let removals: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut client =
+                Client { channel: client.channel.clone(), runtime: client.runtime.clone(), images: client.images.clone() };
+            let id = id.clone();
+            tokio::spawn(async move { remove(&mut client, &id).await })
+        })
+        .collect();
+    for r in removals {
+        r.await.expect("the RemovePodSandbox task").expect("RemovePodSandbox");
+    }
+    assert!(list(&mut client, None).await.is_empty());
+    for pod in &pods {
+        assert_nothing_left(&ps, pod);
+    }
+    assert!(netns_files(&ps).is_empty(), "{:?}", netns_files(&ps));
+}
