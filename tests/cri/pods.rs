@@ -629,7 +629,10 @@ async fn a_client_that_gives_up_leaves_nothing() {
             // A pod being undone is not listed; roci-cri's record shows it until it is gone.
             let records = if ps.server.is_containerd() { 0 } else { records(&ps).len() };
             let clean = listed.is_empty() && records == 0 && ps.allocated_ips().is_empty() && netns_files(&ps).is_empty();
-            if clean && ps.cgroup.pod_cgroups().is_empty() {
+            // containerd 1.6.20 may leave the sandbox's (empty) cgroup behind when the client
+            // gives up while it creates the pause (its cleanup runs with the cancelled request's
+            // context); roci-cri leaves none. The fixture removes it at the end.
+            if clean && (ps.server.is_containerd() || ps.cgroup.pod_cgroups().is_empty()) {
                 break;
             }
             assert!(
