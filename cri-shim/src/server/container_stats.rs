@@ -18,7 +18,7 @@ pub(super) async fn container_stats(cri: &Cri, req: &v1::ContainerStatsRequest) 
     if req.container_id.is_empty() {
         return Err(Status::invalid_argument("container_id: empty"));
     }
-    let record = cri.store.container(&req.container_id).map_err(super::store_status)?;
+    let record = cri.store.container(&req.container_id).map_err(|e| super::sandbox::store_status("ContainerStats", e))?;
     let mut stats = measure(cri, vec![record]).await?;
     match stats.pop() {
         Some(stats) => Ok(v1::ContainerStatsResponse { stats: Some(stats) }),

@@ -1,8 +1,12 @@
 //! The CRI services: the only place where protobuf types meet roci-cri's own.
 //!
 //! One file per implemented RPC; the trait impls below only dispatch. The RPCs that later work
-//! fills in (pods, containers, stats, events, streaming, StreamImages) answer `Unimplemented` with the
+//! fills in (containers, stats, events, streaming, StreamImages) answer `Unimplemented` with the
 //! RPC's name, the one temporary answer allowed: kubelet and crictl report it as such.
+//!
+//! Pods: `run_pod_sandbox.rs`, `stop_pod_sandbox.rs`, `remove_pod_sandbox.rs`,
+//! `pod_sandbox_status.rs`, `list_pod_sandbox.rs` over [`sandbox`] (a pod's runtime pieces, which
+//! the container RPCs use too); [`recover`] runs before the daemon serves.
 //!
 //! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
@@ -12,15 +16,24 @@ mod filter;
 mod image_fs_info;
 mod image_status;
 mod list_images;
+mod list_pod_sandbox;
 mod pod_sandbox_stats;
+mod pod_sandbox_status;
 mod pull_image;
+mod recover;
 mod remove_image;
+mod remove_pod_sandbox;
+mod run_pod_sandbox;
 mod runtime_config;
+pub mod sandbox;
 pub mod spec;
 mod status;
+mod stop_pod_sandbox;
 mod update_pod_sandbox_resources;
 mod update_runtime_config;
 mod version;
+
+pub use recover::{recover, Recovered};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -82,7 +95,10 @@ impl Cri {
             images: Arc::new(images),
             store: Arc::new(store),
             networks: PodNetworks::new(&config),
-            host: HostFacts::detect(),
+            host: HostFacts {
+                oom_score_adj_floor: config.restrict_oom_score_adj.then(own_oom_score_adj).flatten(),
+                ..HostFacts::detect()
+            },
             layout: Layout::new(&config.state),
             runtime,
             events: Events::default(),
@@ -90,6 +106,11 @@ impl Cri {
             config,
         }))
     }
+}
+
+/// The daemon's own oom_score_adj (the floor of `restrict_oom_score_adj`).
+fn own_oom_score_adj() -> Option<i32> {
+    std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok())
 }
 
 /// Both services, for one tonic router.
@@ -109,23 +130,6 @@ fn image_status(rpc: &str, e: ImageError) -> Status {
         _ => {
             tracing::error!(rpc, error = %e, "failed");
             Status::unknown(message)
-        }
-    }
-}
-
-/// The gRPC status of a store error, as containerd answers: an unknown or ambiguous id NotFound, a
-/// name in use AlreadyExists, a change the lifecycle does not allow FailedPrecondition.
-pub(crate) fn store_status(e: StoreError) -> Status {
-    let message = e.to_string();
-    match e {
-        StoreError::NotFound { .. } | StoreError::Ambiguous { .. } => Status::not_found(message),
-        StoreError::NameReserved { .. } | StoreError::Exists { .. } => Status::already_exists(message),
-        StoreError::Transition { .. } | StoreError::NotRemovable { .. } | StoreError::PodHasContainers { .. } => {
-            Status::failed_precondition(message)
-        }
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
-            tracing::error!(error = %message, "store");
-            Status::internal(message)
         }
     }
 }
@@ -209,6 +213,41 @@ impl RuntimeService for Runtime {
         Ok(Response::new(update_pod_sandbox_resources::update_pod_sandbox_resources(&self.0, request.get_ref()).await?))
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        Ok(Response::new(run_pod_sandbox::run_pod_sandbox(&self.0, request.into_inner()).await?))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        Ok(Response::new(stop_pod_sandbox::stop_pod_sandbox(&self.0, request.get_ref()).await?))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        Ok(Response::new(remove_pod_sandbox::remove_pod_sandbox(&self.0, request.get_ref()).await?))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        Ok(Response::new(pod_sandbox_status::pod_sandbox_status(&self.0, request.get_ref()).await?))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        Ok(Response::new(list_pod_sandbox::list_pod_sandbox(&self.0, request.get_ref()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -217,11 +256,6 @@ impl RuntimeService for Runtime {
     type StreamPodSandboxMetricsStream = Streamed<v1::StreamPodSandboxMetricsResponse>;
 
     unimplemented_rpcs! {
-        run_pod_sandbox(RunPodSandboxRequest) -> v1::RunPodSandboxResponse = "RunPodSandbox";
-        stop_pod_sandbox(StopPodSandboxRequest) -> v1::StopPodSandboxResponse = "StopPodSandbox";
-        remove_pod_sandbox(RemovePodSandboxRequest) -> v1::RemovePodSandboxResponse = "RemovePodSandbox";
-        pod_sandbox_status(PodSandboxStatusRequest) -> v1::PodSandboxStatusResponse = "PodSandboxStatus";
-        list_pod_sandbox(ListPodSandboxRequest) -> v1::ListPodSandboxResponse = "ListPodSandbox";
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
         create_container(CreateContainerRequest) -> v1::CreateContainerResponse = "CreateContainer";
         start_container(StartContainerRequest) -> v1::StartContainerResponse = "StartContainer";

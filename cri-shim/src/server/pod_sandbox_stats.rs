@@ -23,7 +23,7 @@ pub(super) async fn pod_sandbox_stats(
     if req.pod_sandbox_id.is_empty() {
         return Err(Status::invalid_argument("pod_sandbox_id: empty"));
     }
-    let pod = cri.store.pod(&req.pod_sandbox_id).map_err(super::store_status)?;
+    let pod = cri.store.pod(&req.pod_sandbox_id).map_err(|e| super::sandbox::store_status("PodSandboxStats", e))?;
     if pod.state != PodState::Ready {
         return Err(Status::unavailable(format!("pod sandbox {} is not ready: no stats", pod.id)));
     }

@@ -8,7 +8,8 @@ use prost::Message;
 use roci_cri_proto::runtime_v1 as v1;
 use tonic::Status;
 
-use super::{store_status, Cri};
+use super::sandbox::store_status;
+use super::Cri;
 use crate::store::PodState;
 
 pub(super) async fn update_pod_sandbox_resources(
@@ -18,9 +19,9 @@ pub(super) async fn update_pod_sandbox_resources(
     if req.pod_sandbox_id.is_empty() {
         return Err(Status::invalid_argument("pod_sandbox_id: empty"));
     }
-    let pod = cri.store.pod(&req.pod_sandbox_id).map_err(store_status)?;
+    let pod = cri.store.pod(&req.pod_sandbox_id).map_err(|e| store_status("UpdatePodSandboxResources", e))?;
     let _lock = cri.store.lock(&pod.id).await;
-    let pod = cri.store.pod(&pod.id).map_err(store_status)?;
+    let pod = cri.store.pod(&pod.id).map_err(|e| store_status("UpdatePodSandboxResources", e))?;
     if pod.state == PodState::Creating {
         return Err(Status::failed_precondition(format!("pod sandbox {} is still being created", pod.id)));
     }
@@ -39,7 +40,7 @@ pub(super) async fn update_pod_sandbox_resources(
     tokio::task::spawn_blocking(move || store.update_pod(&id, |r| r.config = bytes))
         .await
         .map_err(|e| Status::internal(format!("UpdatePodSandboxResources: {e}")))?
-        .map_err(store_status)?;
+        .map_err(|e| store_status("UpdatePodSandboxResources", e))?;
     tracing::info!(pod_id = %pod.id, "pod resources recorded");
     Ok(v1::UpdatePodSandboxResourcesResponse {})
 }

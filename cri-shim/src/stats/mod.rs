@@ -50,7 +50,6 @@ mod host_tests;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use libcontainer::cgroups::{self, CgroupPath, Stats, Version};
 
@@ -169,10 +168,7 @@ pub struct PodUsage {
     pub process: ProcessUsage,
 }
 
-/// Nanoseconds since the epoch, as the CRI's timestamps.
-pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-}
+pub use crate::events::now_nanos;
 
 /// One earlier reading of a cgroup's CPU time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
