@@ -10,6 +10,8 @@
 //!   CNI plugin execution (ADD, DEL, CHECK) with cached results.
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
 //! - [`monitor`]: starting a container's monitor (`roci monitor`) and its control client.
+//! - [`containers`]: containers between RPCs: a watcher per monitor, exits recorded, stop,
+//!   removal, recovery before serving.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
 //! The daemon never forks: containers will each have a monitor process of their own
@@ -17,6 +19,7 @@
 //! child of this async process.
 
 pub mod config;
+pub mod containers;
 pub mod images;
 pub mod layout;
 pub mod monitor;
@@ -65,6 +68,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     // Before the socket: a daemon that cannot serve images leaves no socket behind.
     let cri = server::Cri::new(config.clone())?;
+    // Every container found again, before anything is served (nothing is started twice).
+    cri.recover().await?;
     let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
     let (runtime, images) = server::services(cri);
     tracing::info!(socket = %path.display(), root = %config.root.display(), state = %config.state.display(), "serving the CRI");

@@ -7,14 +7,24 @@
 //! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
 
+mod container_status;
+mod containers;
+mod create_container;
+mod exec_sync;
 mod image_fs_info;
 mod image_status;
+mod list_containers;
 mod list_images;
 mod pull_image;
+mod remove_container;
 mod remove_image;
+mod reopen_container_log;
 mod runtime_config;
 pub mod spec;
+mod start_container;
 mod status;
+mod stop_container;
+mod update_container_resources;
 mod update_runtime_config;
 mod version;
 
@@ -30,6 +40,7 @@ use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::containers::{Containers, LifecycleError};
 use crate::images::{self, ImageError};
 use crate::layout::Layout;
 use crate::network::PodNetworks;
@@ -50,6 +61,8 @@ pub struct Cri {
     layout: Layout,
     /// The `roci` binary (`Config::runtime`), resolved once.
     runtime: PathBuf,
+    /// Containers' lifecycle: monitors watched, exits recorded, stop, removal, recovery.
+    containers: Arc<Containers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +71,8 @@ pub enum CriError {
     Images(#[from] ImageError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("recover the containers: {0}")]
+    Recover(#[from] LifecycleError),
 }
 
 impl Cri {
@@ -67,16 +82,29 @@ impl Cri {
         let images = images::Images::open(&config.root, &config.registries_config, &config.pause_image)?;
         let store = Store::open(&config.root)?;
         let runtime = config.runtime();
+        let store = Arc::new(store);
+        let layout = Layout::new(&config.state);
+        let containers =
+            Arc::new(Containers::new(store.clone(), layout.clone(), runtime.clone(), images.image_root().clone()));
         Ok(Arc::new(Cri {
             pod_cidr: RwLock::new(String::new()),
             images: Arc::new(images),
-            store: Arc::new(store),
+            store,
+            containers,
             networks: PodNetworks::new(&config),
             host: HostFacts::detect(),
-            layout: Layout::new(&config.state),
+            layout,
             runtime,
             config,
         }))
+    }
+}
+
+impl Cri {
+    /// Before serving: find every container again (see [`Containers::recover`]).
+    pub async fn recover(&self) -> Result<(), CriError> {
+        self.containers.recover().await?;
+        Ok(())
     }
 }
 
@@ -145,6 +173,63 @@ impl RuntimeService for Runtime {
         Ok(Response::new(update_runtime_config::update_runtime_config(&self.0, request.get_ref())?))
     }
 
+    async fn create_container(
+        &self,
+        request: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        Ok(Response::new(create_container::create_container(&self.0, request.into_inner()).await?))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        Ok(Response::new(start_container::start_container(&self.0, request.get_ref()).await?))
+    }
+
+    async fn stop_container(&self, request: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
+        Ok(Response::new(stop_container::stop_container(&self.0, request.get_ref()).await?))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        Ok(Response::new(remove_container::remove_container(&self.0, request.get_ref()).await?))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        Ok(Response::new(list_containers::list_containers(&self.0, request.get_ref()).await?))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        Ok(Response::new(container_status::container_status(&self.0, request.get_ref()).await?))
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        Ok(Response::new(update_container_resources::update_container_resources(&self.0, request.get_ref()).await?))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        Ok(Response::new(reopen_container_log::reopen_container_log(&self.0, request.get_ref()).await?))
+    }
+
+    async fn exec_sync(&self, request: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        Ok(Response::new(exec_sync::exec_sync(&self.0, request.get_ref()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -160,18 +245,9 @@ impl RuntimeService for Runtime {
         list_pod_sandbox(ListPodSandboxRequest) -> v1::ListPodSandboxResponse = "ListPodSandbox";
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
         update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
-        create_container(CreateContainerRequest) -> v1::CreateContainerResponse = "CreateContainer";
-        start_container(StartContainerRequest) -> v1::StartContainerResponse = "StartContainer";
-        stop_container(StopContainerRequest) -> v1::StopContainerResponse = "StopContainer";
-        remove_container(RemoveContainerRequest) -> v1::RemoveContainerResponse = "RemoveContainer";
-        list_containers(ListContainersRequest) -> v1::ListContainersResponse = "ListContainers";
         stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
-        container_status(ContainerStatusRequest) -> v1::ContainerStatusResponse = "ContainerStatus";
-        update_container_resources(UpdateContainerResourcesRequest) -> v1::UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(ReopenContainerLogRequest) -> v1::ReopenContainerLogResponse = "ReopenContainerLog";
         checkpoint_container(CheckpointContainerRequest) -> v1::CheckpointContainerResponse = "CheckpointContainer";
         get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
-        exec_sync(ExecSyncRequest) -> v1::ExecSyncResponse = "ExecSync";
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";
