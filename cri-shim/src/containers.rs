@@ -334,7 +334,15 @@ impl Containers {
         if self.oci_exists(id) {
             self.roci(&["delete", "--force", id]).await?;
         }
-        if !self.wait_gone(id, DELETE_WAIT).await {
+        // The monitor goes once the init is dead: its exit record is written, then its socket
+        // removed. (A create cut off by a crash has no watcher: its socket tells.)
+        let socket = self.layout.container_monitor(id).socket;
+        let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+        let gone = self.wait_gone(id, DELETE_WAIT).await;
+        while socket.exists() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !gone || socket.exists() {
             tracing::warn!(id, "the monitor is still there after the container was deleted");
         }
         let images = self.images.clone();
