@@ -356,7 +356,9 @@ impl Containers {
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(LifecycleError::Failed { op: "remove the state directory of", id: id.to_owned(), reason: e.to_string() }),
+            Err(e) => {
+                Err(LifecycleError::Failed { op: "remove the state directory of", id: id.to_owned(), reason: e.to_string() })
+            }
         }
     }
 
@@ -499,7 +501,9 @@ mod tests {
 
     #[test]
     fn exits_get_containerds_reasons() {
-        for (code, oom, reason) in [(0, false, "Completed"), (3, false, "Error"), (137, true, "OOMKilled"), (0, true, "OOMKilled")] {
+        for (code, oom, reason) in
+            [(0, false, "Completed"), (3, false, "Error"), (137, true, "OOMKilled"), (0, true, "OOMKilled")]
+        {
             let mut r = record();
             apply_exit(&mut r, &exit(code, oom));
             assert_eq!((r.state, r.exit_code, r.reason.as_str()), (ContainerState::Exited, code, reason));
@@ -510,6 +514,88 @@ mod tests {
         r.started_at = 0;
         apply_exit(&mut r, &exit(0, false));
         assert_eq!(r.started_at, 1_796_637_600_500_000_000, "the monitor's start when none was recorded");
+    }
+
+    /// A store with one pod and `records`, and the Containers over it (runtime: /bin/false,
+    /// never run: no OCI state exists).
+    fn containers(dir: &Path, records: &[ContainerRecord]) -> Arc<Containers> {
+        let store = Arc::new(Store::open(&dir.join("root")).unwrap());
+        let pod = crate::store::PodRecord {
+            version: crate::store::RECORD_VERSION,
+            id: "p".repeat(64),
+            metadata: crate::store::PodMetadata { name: "p".into(), uid: "u".into(), namespace: "n".into(), attempt: 0 },
+            state: crate::store::PodState::Creating,
+            created_at: 1,
+            labels: Default::default(),
+            annotations: Default::default(),
+            runtime_handler: String::new(),
+            netns: None,
+            ips: vec![],
+            pid: 0,
+            cgroups_path: String::new(),
+            config: vec![],
+        };
+        store.create_pod(pod).unwrap();
+        for r in records {
+            let state = r.state;
+            let mut creating = r.clone();
+            creating.state = ContainerState::Creating;
+            store.create_container(creating).unwrap();
+            // The records reach their state the way the lifecycle allows.
+            let path: &[ContainerState] = match state {
+                ContainerState::Creating => &[],
+                ContainerState::Created => &[ContainerState::Created],
+                ContainerState::Running => &[ContainerState::Created, ContainerState::Running],
+                ContainerState::Exited => &[ContainerState::Created, ContainerState::Exited],
+                ContainerState::Unknown => &[ContainerState::Created, ContainerState::Unknown],
+            };
+            for s in path {
+                store.update_container(&r.id, |x| x.state = *s).unwrap();
+            }
+        }
+        let images = Arc::new(ImageRoot::open(&dir.join("root/images")).unwrap());
+        Arc::new(Containers::new(store, Layout::new(&dir.join("state")), PathBuf::from("/bin/false"), images))
+    }
+
+    #[tokio::test]
+    async fn recovery_settles_what_happened_while_the_daemon_was_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_id = |c: char, state: ContainerState, name: &str| {
+            let mut r = record();
+            r.id = c.to_string().repeat(64);
+            r.metadata.name = name.into();
+            r.state = state;
+            // No such monitor: pid 0 is never one.
+            r.monitor_pid = 0;
+            r
+        };
+        let exited = with_id('a', ContainerState::Running, "exited");
+        let vanished = with_id('b', ContainerState::Running, "vanished");
+        let cut_off = with_id('d', ContainerState::Creating, "cut-off");
+        let done = with_id('e', ContainerState::Exited, "done");
+        let c = containers(dir.path(), &[exited.clone(), vanished.clone(), cut_off.clone(), done.clone()]);
+        let layout = Layout::new(&dir.path().join("state"));
+        // `exited` left an exit record; `cut_off` left a state dir.
+        let files = layout.container_monitor(&exited.id);
+        std::fs::create_dir_all(files.exit.parent().unwrap()).unwrap();
+        std::fs::write(&files.exit, serde_json::to_vec(&exit(7, false)).unwrap()).unwrap();
+        std::fs::create_dir_all(layout.container_dir(&cut_off.id)).unwrap();
+
+        c.recover().await.unwrap();
+        let got = c.store.container(&exited.id).unwrap();
+        assert_eq!((got.state, got.exit_code, got.reason.as_str()), (ContainerState::Exited, 7, "Error"));
+        assert_eq!(c.store.container(&vanished.id).unwrap().state, ContainerState::Unknown);
+        assert!(c.store.container(&cut_off.id).is_err(), "a cut-off create is undone");
+        assert!(!layout.container_dir(&cut_off.id).exists());
+        assert_eq!(c.store.container(&done.id).unwrap().state, ContainerState::Exited);
+
+        // Stopping the Unknown one ends it as containerd records a lost task.
+        let stopped = c.stop(&vanished.id, Duration::from_secs(1)).await.unwrap();
+        assert_eq!((stopped.state, stopped.exit_code, stopped.reason.as_str()), (ContainerState::Exited, 255, "Unknown"));
+        // Removal frees the record (nothing of the OCI container exists).
+        c.remove(&exited.id).await.unwrap();
+        assert!(c.store.container(&exited.id).is_err());
+        c.remove(&exited.id).await.expect("removing twice is fine");
     }
 
     #[test]

@@ -26,12 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use libimage::digest::Digest;
-use oci_spec::image::ImageConfiguration;
 use libimage::images::Image;
 use libimage::manager::ImageRoot;
 use libimage::pull::{PullAuth, PullOptions};
 use libimage::reference::Reference;
 use libimage::registries::Registries;
+use oci_spec::image::ImageConfiguration;
 
 /// The image root under roci-cri's `--root`.
 pub const IMAGES_DIR: &str = "images";

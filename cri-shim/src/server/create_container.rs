@@ -233,9 +233,8 @@ impl Work {
             stdin_once: config.stdin_once,
             tty: config.tty,
         };
-        let spawned = crate::monitor::spawn(&cri.runtime, &files.config, &monitor_config, Some(&files.log))
-            .await
-            .map_err(|e| match e {
+        let spawned =
+            crate::monitor::spawn(&cri.runtime, &files.config, &monitor_config, Some(&files.log)).await.map_err(|e| match e {
                 crate::monitor::MonitorError::Create { .. } => Status::unknown(format!("{RPC}: {e}")),
                 e => internal(e),
             })?;

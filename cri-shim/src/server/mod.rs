@@ -84,8 +84,7 @@ impl Cri {
         let runtime = config.runtime();
         let store = Arc::new(store);
         let layout = Layout::new(&config.state);
-        let containers =
-            Arc::new(Containers::new(store.clone(), layout.clone(), runtime.clone(), images.image_root().clone()));
+        let containers = Arc::new(Containers::new(store.clone(), layout.clone(), runtime.clone(), images.image_root().clone()));
         Ok(Arc::new(Cri {
             pod_cidr: RwLock::new(String::new()),
             images: Arc::new(images),
@@ -187,7 +186,10 @@ impl RuntimeService for Runtime {
         Ok(Response::new(start_container::start_container(&self.0, request.get_ref()).await?))
     }
 
-    async fn stop_container(&self, request: Request<v1::StopContainerRequest>) -> Result<Response<v1::StopContainerResponse>, Status> {
+    async fn stop_container(
+        &self,
+        request: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
         Ok(Response::new(stop_container::stop_container(&self.0, request.get_ref()).await?))
     }
 

@@ -23,9 +23,6 @@ pub async fn reopen_container_log(
     if rec.state != ContainerState::Running {
         return Err(Status::failed_precondition(format!("{RPC}: container {} is not running", rec.id)));
     }
-    Client::new(cri.layout.container_monitor(&rec.id).socket)
-        .reopen_log()
-        .await
-        .map_err(|e| lifecycle_status(RPC, e.into()))?;
+    Client::new(cri.layout.container_monitor(&rec.id).socket).reopen_log().await.map_err(|e| lifecycle_status(RPC, e.into()))?;
     Ok(v1::ReopenContainerLogResponse {})
 }

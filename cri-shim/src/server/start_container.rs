@@ -23,15 +23,14 @@ pub async fn start_container(cri: &Arc<Cri>, req: &v1::StartContainerRequest) ->
     let rec = find(cri, RPC, &req.container_id)?;
     let _lock = cri.store.lock(&rec.id).await;
     let containers = &cri.containers;
-    let rec = containers.settle(&rec.id).await.map_err(|e| lifecycle_status(RPC, e))?.ok_or_else(|| {
-        Status::not_found(format!("{RPC}: container {:?} not found", req.container_id))
-    })?;
+    let rec = containers
+        .settle(&rec.id)
+        .await
+        .map_err(|e| lifecycle_status(RPC, e))?
+        .ok_or_else(|| Status::not_found(format!("{RPC}: container {:?} not found", req.container_id)))?;
     if rec.state != ContainerState::Created {
         // containerd 1.6 answers Unknown ("container is in CONTAINER_EXITED state").
-        return Err(Status::failed_precondition(format!(
-            "{RPC}: container {} is {:?}, not created",
-            rec.id, rec.state
-        )));
+        return Err(Status::failed_precondition(format!("{RPC}: container {} is {:?}, not created", rec.id, rec.state)));
     }
     let pod = cri.store.pod(&rec.pod_id).map_err(|e| lifecycle_status(RPC, e.into()))?;
     if pod.state != crate::store::PodState::Ready {

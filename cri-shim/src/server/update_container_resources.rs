@@ -28,9 +28,12 @@ pub async fn update_container_resources(
     };
     let oci = oci_resources(&linux, &cri.host)?;
     let _lock = cri.store.lock(&rec.id).await;
-    let rec = cri.containers.settle(&rec.id).await.map_err(|e| lifecycle_status(RPC, e))?.ok_or_else(|| {
-        Status::not_found(format!("{RPC}: container {:?} not found", req.container_id))
-    })?;
+    let rec = cri
+        .containers
+        .settle(&rec.id)
+        .await
+        .map_err(|e| lifecycle_status(RPC, e))?
+        .ok_or_else(|| Status::not_found(format!("{RPC}: container {:?} not found", req.container_id)))?;
     if matches!(rec.state, ContainerState::Created | ContainerState::Running) {
         let root = cri.layout.roci_root();
         let id = rec.id.clone();
