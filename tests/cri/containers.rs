@@ -475,17 +475,17 @@ async fn bad_input_leaves_nothing() {
     // Nothing on disk either, and every name is free.
     let id = f.create(config("x", "true")).await.expect("the name x is free");
     f.remove(&id).await;
+    f.end_pod().await;
     if !containerd {
         assert_no_container_state(&f);
     }
-    f.end_pod().await;
 }
 
-/// roci-cri's state has no container left: no record, no state dir, no bundle, no snapshot, no
-/// OCI container.
+/// roci-cri's state has no container (and, the pod removed, no pause) left: no record, no state
+/// dir, no bundle, no snapshot, no OCI container.
 fn assert_no_container_state(f: &Fixture) {
     let dir = &f.ps.server.dir;
-    for sub in ["root/containers", "state/containers", "root/images/bundles", "root/images/snapshots"] {
+    for sub in ["root/containers", "state/containers", "root/images/bundles", "root/images/snapshots", "state/roci"] {
         let p = dir.join(sub);
         let left: Vec<_> = std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
         assert!(left.is_empty(), "{} still holds {left:?}", p.display());
