@@ -88,6 +88,10 @@ pub struct Config {
     /// Localhost seccomp profiles (`localhost_ref`) must be files under this directory
     /// (kubelet's `--seccomp-default` profiles live in `<kubelet root>/seccomp`).
     pub seccomp_profile_root: PathBuf,
+    /// containerd's `restrict_oom_score_adj`: no pod or container gets an `oom_score_adj` below
+    /// the daemon's own (for daemons that may not lower it: without CAP_SYS_RESOURCE, in a user
+    /// namespace).
+    pub restrict_oom_score_adj: bool,
     pub cni: Cni,
 }
 
@@ -104,6 +108,7 @@ impl Default for Config {
             stream_server_address: "127.0.0.1:0".into(),
             runtime_path: "roci".into(),
             seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
+            restrict_oom_score_adj: false,
             cni: Cni::default(),
         }
     }
@@ -124,6 +129,7 @@ pub struct Overrides {
     pub stream_server_address: Option<String>,
     pub runtime_path: Option<PathBuf>,
     pub seccomp_profile_root: Option<PathBuf>,
+    pub restrict_oom_score_adj: Option<bool>,
 }
 
 impl Config {
@@ -164,6 +170,7 @@ impl Config {
             stream_server_address,
             runtime_path,
             seccomp_profile_root,
+            restrict_oom_score_adj,
         } = o;
         replace(&mut self.socket, socket);
         replace(&mut self.root, root);
@@ -177,6 +184,7 @@ impl Config {
         replace(&mut self.stream_server_address, stream_server_address);
         replace(&mut self.runtime_path, runtime_path);
         replace(&mut self.seccomp_profile_root, seccomp_profile_root);
+        replace(&mut self.restrict_oom_score_adj, restrict_oom_score_adj);
     }
 
     /// The `roci` binary to run: `runtime_path` when it names a path; a bare name beside this
@@ -268,6 +276,7 @@ log_level = "debug"
 stream_server_address = "[::1]:10010"
 runtime_path = "/opt/roci"
 seccomp_profile_root = "/k/seccomp"
+restrict_oom_score_adj = true
 [cni]
 conf_dir = "/c/net.d"
 bin_dir = "/c/bin"
@@ -287,6 +296,7 @@ bin_dir = "/c/bin"
                 stream_server_address: "[::1]:10010".into(),
                 runtime_path: "/opt/roci".into(),
                 seccomp_profile_root: "/k/seccomp".into(),
+                restrict_oom_score_adj: true,
                 cni: Cni { conf_dir: "/c/net.d".into(), bin_dir: "/c/bin".into() },
             }
         );

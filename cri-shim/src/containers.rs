@@ -410,32 +410,42 @@ impl Containers {
     /// Before serving: every container record checked against the host. A create cut off by a
     /// crash (Creating) is undone; a created or running container whose monitor lives is
     /// watched again; one whose monitor is gone is Exited (its exit record) or Unknown (none);
-    /// containers whose pod record is gone are removed. Nothing is started.
-    pub async fn recover(self: &Arc<Self>) -> Result<()> {
+    /// containers whose pod record is gone are removed. Nothing is started. A container that
+    /// cannot be recovered is logged and kept (RemoveContainer retries); the others still are.
+    /// Returns how many failed.
+    pub async fn recover(self: &Arc<Self>) -> usize {
         let orphans: Vec<String> = self.store.orphans().into_iter().map(|c| c.id).collect();
+        let mut failed = 0;
         for rec in self.store.containers() {
             let id = rec.id.clone();
-            match rec.state {
-                ContainerState::Creating => {
-                    tracing::info!(id, "recovery: undo a create cut off by the daemon's end");
-                    self.dismantle(&id).await?;
-                    self.forget(&id).await?;
-                    continue;
-                }
-                ContainerState::Created | ContainerState::Running => {
-                    if self.open_monitor(&id, rec.monitor_pid).is_some() {
-                        self.watch(&id, rec.monitor_pid);
-                    } else {
-                        let rec = self.settle(&id).await?;
-                        tracing::info!(id, state = ?rec.map(|r| r.state), "recovery: the monitor is gone");
-                    }
-                }
-                ContainerState::Exited | ContainerState::Unknown => {}
+            if let Err(e) = self.recover_one(rec, orphans.contains(&id)).await {
+                tracing::error!(id, error = %e, "recovery: container kept as it is");
+                failed += 1;
             }
-            if orphans.contains(&id) {
-                tracing::info!(id, "recovery: remove a container whose pod is gone");
-                self.remove(&id).await?;
+        }
+        failed
+    }
+
+    async fn recover_one(self: &Arc<Self>, rec: ContainerRecord, orphan: bool) -> Result<()> {
+        let id = rec.id.clone();
+        match rec.state {
+            ContainerState::Creating => {
+                tracing::info!(id, "recovery: undo a create cut off by the daemon's end");
+                return self.dismantle_and_forget(&id).await;
             }
+            ContainerState::Created | ContainerState::Running => {
+                if self.open_monitor(&id, rec.monitor_pid).is_some() {
+                    self.watch(&id, rec.monitor_pid);
+                } else {
+                    let rec = self.settle(&id).await?;
+                    tracing::info!(id, state = ?rec.map(|r| r.state), "recovery: the monitor is gone");
+                }
+            }
+            ContainerState::Exited | ContainerState::Unknown => {}
+        }
+        if orphan {
+            tracing::info!(id, "recovery: remove a container whose pod is gone");
+            self.remove(&id).await?;
         }
         Ok(())
     }
@@ -581,7 +591,7 @@ mod tests {
         std::fs::write(&files.exit, serde_json::to_vec(&exit(7, false)).unwrap()).unwrap();
         std::fs::create_dir_all(layout.container_dir(&cut_off.id)).unwrap();
 
-        c.recover().await.unwrap();
+        assert_eq!(c.recover().await, 0);
         let got = c.store.container(&exited.id).unwrap();
         assert_eq!((got.state, got.exit_code, got.reason.as_str()), (ContainerState::Exited, 7, "Error"));
         assert_eq!(c.store.container(&vanished.id).unwrap().state, ContainerState::Unknown);

@@ -14,9 +14,9 @@
 //!   removal, recovery before serving.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
-//! The daemon never forks: containers will each have a monitor process of their own
-//! ([`monitor::spawn`]; the RPCs use it from a later increment on), so that no container is ever a
-//! child of this async process.
+//! The daemon never forks: every pod's pause container (and every container) has a monitor
+//! process of its own ([`monitor::spawn`]), so that no container is ever a child of this async
+//! process. Before it serves, [`serve`] recovers the pods on disk ([`server::recover`]).
 
 pub mod config;
 pub mod containers;
@@ -68,8 +68,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     // Before the socket: a daemon that cannot serve images leaves no socket behind.
     let cri = server::Cri::new(config.clone())?;
+    // Recovery before serving: no RPC sees a pod half-made by a daemon that was killed.
+    let recovered = server::recover(&cri).await;
+    tracing::info!(?recovered, "recovered the pods on disk");
     // Every container found again, before anything is served (nothing is started twice).
-    cri.recover().await?;
+    let failed = cri.recover_containers().await;
+    tracing::info!(failed, "recovered the containers on disk");
     let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
     let (runtime, images) = server::services(cri);
     tracing::info!(socket = %path.display(), root = %config.root.display(), state = %config.state.display(), "serving the CRI");

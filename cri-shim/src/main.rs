@@ -53,6 +53,9 @@ struct Args {
     /// Directory Localhost seccomp profiles must be in [default: /var/lib/kubelet/seccomp]
     #[arg(long, value_name = "DIR")]
     seccomp_profile_root: Option<PathBuf>,
+    /// No oom_score_adj below the daemon's own (containerd's restrict_oom_score_adj) [default: off]
+    #[arg(long)]
+    restrict_oom_score_adj: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         stream_server_address: args.stream_server_address,
         runtime_path: args.runtime_path,
         seccomp_profile_root: args.seccomp_profile_root,
+        restrict_oom_score_adj: args.restrict_oom_score_adj.then_some(true),
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     // The level applies to roci-cri's own events; the libraries' (tonic, h2, hyper) debug output

@@ -242,7 +242,8 @@ async fn lifecycle_logs_exit_codes_and_list() {
     let names: Vec<_> = all.iter().map(|c| c.metadata.as_ref().unwrap().name.clone()).collect();
     assert_eq!(names, ["created", "failing", "ok", "runner"]);
     assert!(all.iter().all(|c| c.pod_sandbox_id == f.pod && c.image.as_ref().map(|i| i.image.as_str()) == Some(BUSYBOX)));
-    let by_state = |s: v1::ContainerState| ContainerFilter { state: Some(ContainerStateValue { state: s as i32 }), ..Default::default() };
+    let by_state =
+        |s: v1::ContainerState| ContainerFilter { state: Some(ContainerStateValue { state: s as i32 }), ..Default::default() };
     let running = f.list(Some(by_state(v1::ContainerState::ContainerRunning))).await;
     assert_eq!(running.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [runner.as_str()]);
     assert_eq!(f.list(Some(by_state(v1::ContainerState::ContainerExited))).await.len(), 2);

@@ -153,7 +153,9 @@ impl CriServer {
             args.push(flag.into());
             args.push(path.to_string_lossy().into_owned());
         }
-        args.extend(["--cni-bin-dir", "/usr/lib/cni", "--log-level", "debug"].map(String::from));
+        // As containerd's `restrict_oom_score_adj = true` below: this host refuses a negative
+        // oom_score_adj (no CAP_SYS_RESOURCE).
+        args.extend(["--cni-bin-dir", "/usr/lib/cni", "--log-level", "debug", "--restrict-oom-score-adj"].map(String::from));
         args.extend(extra.iter().map(|a| a.to_string()));
         prepare(&server.dir);
         server.spawn(&args);
@@ -285,6 +287,11 @@ disabled_plugins = [
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The daemon's pid (its network namespace is the one the CNI bridge lives in).
+    pub fn pid(&self) -> Option<i32> {
+        self.daemon.as_ref().map(|c| c.id() as i32)
     }
 
     /// The daemon's exit status, if it has exited.

@@ -299,7 +299,8 @@ impl Cni {
                 path: cache,
             });
         }
-        let added = self.add_all(network, att).await;
+        let mut reached = 0;
+        let added = self.add_all(network, att, &mut reached).await;
         let saved = added.and_then(|(raw, result)| {
             let file = CacheFile {
                 version: CACHE_VERSION,
@@ -318,8 +319,13 @@ impl Cni {
                 Ok(result)
             }
             Err(e) => {
+                // DEL of the plugins ADD ran (the failed one may have half-made its part); one
+                // that was never found has nothing to undo, and its DEL would fail before the
+                // others ran.
+                let mut ran = network.clone();
+                ran.plugins.truncate(reached);
                 let netns = netns_for_del(&att.netns);
-                if let Err(undo) = self.run_list(Command::Del, network, att, &netns, &att.runtime, None).await {
+                if let Err(undo) = self.run_list(Command::Del, &ran, att, &netns, &att.runtime, None).await {
                     tracing::warn!(container_id = %att.container_id, error = %undo, "undo a failed CNI ADD");
                 }
                 Err(e)
@@ -327,13 +333,30 @@ impl Cni {
         }
     }
 
-    async fn add_all(&self, network: &NetworkConfig, att: &Attachment) -> Result<(Value, CniResult), CniError> {
+    /// ADD each plugin in order; `reached` counts the plugins that were run (whatever their
+    /// outcome), for the undo.
+    async fn add_all(
+        &self,
+        network: &NetworkConfig,
+        att: &Attachment,
+        reached: &mut usize,
+    ) -> Result<(Value, CniResult), CniError> {
         let netns = att.netns.clone().into_os_string();
         let mut prev: Option<Value> = None;
         for plugin in &network.plugins {
             let call = call(Command::Add, network, att, plugin);
             let stdin = plugin_stdin(network, plugin, &att.runtime, prev.as_ref());
-            let out = self.exec(&call, att, &netns, &stdin).await?;
+            let out = match self.exec(&call, att, &netns, &stdin).await {
+                Ok(out) => {
+                    *reached += 1;
+                    out
+                }
+                Err(e @ CniError::PluginNotFound { .. }) => return Err(e),
+                Err(e) => {
+                    *reached += 1;
+                    return Err(e);
+                }
+            };
             let value: Value = serde_json::from_slice(&out)
                 .map_err(|e| CniError::InvalidResult { call: Box::new(call.clone()), reason: format!("not JSON: {e}") })?;
             if !value.is_object() {

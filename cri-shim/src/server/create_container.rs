@@ -158,7 +158,7 @@ impl Work {
         let rootfs = bundle.join("rootfs");
 
         // 3. The spec.
-        let (namespaces, files) = pod_environment(&cri, &pod);
+        let (namespaces, files) = pod_environment(&cri, &pod)?;
         let target = target_pid_namespace(&cri, &pod, &config)?;
         let container_dir = cri.layout.container_dir(&id);
         let volumes_dir = container_dir.join("volumes");
@@ -263,18 +263,9 @@ fn meta_name(config: &v1::ContainerConfig) -> &str {
 
 /// The pod's namespaces (the pause container's, the pinned network namespace) and the files
 /// its containers get.
-fn pod_environment(cri: &Cri, pod: &PodRecord) -> (PodNamespaces, SandboxFiles) {
-    let ns = |t: &str| PathBuf::from(format!("/proc/{}/ns/{t}", pod.pid));
-    let namespaces =
-        PodNamespaces { network: pod.netns.clone().unwrap_or_else(|| ns("net")), ipc: ns("ipc"), uts: ns("uts"), pid: ns("pid") };
-    let hostname = cri.layout.pod_hostname(&pod.id);
-    let files = SandboxFiles {
-        hostname: hostname.exists().then_some(hostname),
-        hosts: cri.layout.pod_hosts(&pod.id),
-        resolv_conf: cri.layout.pod_resolv_conf(&pod.id),
-        shm: cri.layout.pod_shm(&pod.id),
-    };
-    (namespaces, files)
+fn pod_environment(cri: &Cri, pod: &PodRecord) -> Result<(PodNamespaces, SandboxFiles), Status> {
+    let sandbox = super::sandbox::Sandbox::of(pod.clone())?;
+    Ok((sandbox.namespaces(), sandbox.files(&cri.layout)))
 }
 
 /// With `namespace_options.pid` TARGET: the PID namespace of the running container of the pod

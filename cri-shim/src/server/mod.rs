@@ -1,8 +1,12 @@
 //! The CRI services: the only place where protobuf types meet roci-cri's own.
 //!
 //! One file per implemented RPC; the trait impls below only dispatch. The RPCs that later work
-//! fills in (pods, containers, stats, events, streaming, StreamImages) answer `Unimplemented` with the
+//! fills in (containers, stats, events, streaming, StreamImages) answer `Unimplemented` with the
 //! RPC's name, the one temporary answer allowed: kubelet and crictl report it as such.
+//!
+//! Pods: `run_pod_sandbox.rs`, `stop_pod_sandbox.rs`, `remove_pod_sandbox.rs`,
+//! `pod_sandbox_status.rs`, `list_pod_sandbox.rs` over [`sandbox`] (a pod's runtime pieces, which
+//! the container RPCs use too); [`recover`] runs before the daemon serves.
 //!
 //! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
@@ -15,18 +19,27 @@ mod image_fs_info;
 mod image_status;
 mod list_containers;
 mod list_images;
+mod list_pod_sandbox;
+mod pod_sandbox_status;
 mod pull_image;
+mod recover;
 mod remove_container;
 mod remove_image;
+mod remove_pod_sandbox;
 mod reopen_container_log;
+mod run_pod_sandbox;
 mod runtime_config;
+pub mod sandbox;
 pub mod spec;
 mod start_container;
 mod status;
 mod stop_container;
+mod stop_pod_sandbox;
 mod update_container_resources;
 mod update_runtime_config;
 mod version;
+
+pub use recover::{recover, Recovered};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -40,7 +53,7 @@ use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
-use crate::containers::{Containers, LifecycleError};
+use crate::containers::Containers;
 use crate::images::{self, ImageError};
 use crate::layout::Layout;
 use crate::network::PodNetworks;
@@ -71,8 +84,6 @@ pub enum CriError {
     Images(#[from] ImageError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("recover the containers: {0}")]
-    Recover(#[from] LifecycleError),
 }
 
 impl Cri {
@@ -91,7 +102,10 @@ impl Cri {
             store,
             containers,
             networks: PodNetworks::new(&config),
-            host: HostFacts::detect(),
+            host: HostFacts {
+                oom_score_adj_floor: config.restrict_oom_score_adj.then(own_oom_score_adj).flatten(),
+                ..HostFacts::detect()
+            },
             layout,
             runtime,
             config,
@@ -100,11 +114,16 @@ impl Cri {
 }
 
 impl Cri {
-    /// Before serving: find every container again (see [`Containers::recover`]).
-    pub async fn recover(&self) -> Result<(), CriError> {
-        self.containers.recover().await?;
-        Ok(())
+    /// Before serving, after the pods: find every container again (see
+    /// [`Containers::recover`]); how many could not be recovered.
+    pub async fn recover_containers(&self) -> usize {
+        self.containers.recover().await
     }
+}
+
+/// The daemon's own oom_score_adj (the floor of `restrict_oom_score_adj`).
+fn own_oom_score_adj() -> Option<i32> {
+    std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok())
 }
 
 /// Both services, for one tonic router.
@@ -232,6 +251,41 @@ impl RuntimeService for Runtime {
         Ok(Response::new(exec_sync::exec_sync(&self.0, request.get_ref()).await?))
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        Ok(Response::new(run_pod_sandbox::run_pod_sandbox(&self.0, request.into_inner()).await?))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        Ok(Response::new(stop_pod_sandbox::stop_pod_sandbox(&self.0, request.get_ref()).await?))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        Ok(Response::new(remove_pod_sandbox::remove_pod_sandbox(&self.0, request.get_ref()).await?))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        Ok(Response::new(pod_sandbox_status::pod_sandbox_status(&self.0, request.get_ref()).await?))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        Ok(Response::new(list_pod_sandbox::list_pod_sandbox(&self.0, request.get_ref()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -240,11 +294,6 @@ impl RuntimeService for Runtime {
     type StreamPodSandboxMetricsStream = Streamed<v1::StreamPodSandboxMetricsResponse>;
 
     unimplemented_rpcs! {
-        run_pod_sandbox(RunPodSandboxRequest) -> v1::RunPodSandboxResponse = "RunPodSandbox";
-        stop_pod_sandbox(StopPodSandboxRequest) -> v1::StopPodSandboxResponse = "StopPodSandbox";
-        remove_pod_sandbox(RemovePodSandboxRequest) -> v1::RemovePodSandboxResponse = "RemovePodSandbox";
-        pod_sandbox_status(PodSandboxStatusRequest) -> v1::PodSandboxStatusResponse = "PodSandboxStatus";
-        list_pod_sandbox(ListPodSandboxRequest) -> v1::ListPodSandboxResponse = "ListPodSandbox";
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
         update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> v1::UpdatePodSandboxResourcesResponse = "UpdatePodSandboxResources";
         stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";

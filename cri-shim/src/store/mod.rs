@@ -483,6 +483,7 @@ mod tests {
             ips: vec![],
             pid: 0,
             cgroups_path: String::new(),
+            image: String::new(),
             config: vec![1, 2, 3],
         }
     }

@@ -72,6 +72,9 @@ pub struct PodRecord {
     /// The OCI `linux.cgroupsPath` of the pause container: the pod's cgroup.
     #[serde(default)]
     pub cgroups_path: String,
+    /// The pause image as configured when the pod was made (its reference).
+    #[serde(default)]
+    pub image: String,
     /// The `PodSandboxConfig` as sent (protobuf).
     #[serde(default, with = "bytes_base64")]
     pub config: Vec<u8>,
@@ -196,6 +199,7 @@ mod tests {
             ips: vec![],
             pid: 0,
             cgroups_path: String::new(),
+            image: String::new(),
             config: vec![0, 1, 2, 255],
         };
         let json = serde_json::to_string(&record).unwrap();

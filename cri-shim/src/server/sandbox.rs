@@ -1,0 +1,358 @@
+//! A pod's runtime pieces, shared by the pod RPCs (`run_pod_sandbox.rs`, `stop_pod_sandbox.rs`,
+//! ...) and the container RPCs: what a container of the pod joins and binds, and how the pause
+//! container is looked at and ended.
+//!
+//! - [`Sandbox::of`]: a pod record with its `PodSandboxConfig` decoded (the record keeps the bytes
+//!   as sent).
+//! - [`Sandbox::namespaces`]: the pod's namespaces for a container's spec: the pinned network
+//!   namespace (or the pause's own with host network), the pause's `/proc/<pid>/ns/{ipc,uts,pid}`.
+//! - [`Sandbox::files`]: the pod's hostname, hosts, resolv.conf and `/dev/shm` on the host.
+//! - [`Sandbox::cgroup_parent`]: the `cgroup_parent` the pod was made with.
+//! - [`pause_state`]: whether the pause runs, from its exit record and its process.
+//! - [`kill_init`] / [`wait_exit`]: signal a monitor's child by pidfd (after checking it is the
+//!   monitor's running child), wait for the monitor's exit record. For the pause container and for
+//!   any container.
+//! - [`roci_delete`]: `roci --root <roci root> delete --force ID`, a short-lived child of the
+//!   daemon (the daemon never forks into a container).
+//! - [`store_status`]: a store error as the gRPC status containerd returns for it.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::monitor::{ExitRecord, Status as MonitorStatus};
+use nix::unistd::Pid;
+use prost::Message;
+use roci_cri_proto::runtime_v1 as v1;
+use tonic::Status;
+use v1::NamespaceMode;
+
+use super::spec::{PodNamespaces, SandboxFiles};
+use super::Cri;
+use crate::layout::{Layout, MonitorFiles};
+use crate::monitor::{self, MonitorError};
+use crate::network::{self, PodIdentity, PodRequest, RuntimeArgs};
+use crate::store::{PodRecord, StoreError};
+
+/// A pod: its record and the config it was made with.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub record: PodRecord,
+    pub config: v1::PodSandboxConfig,
+}
+
+impl Sandbox {
+    /// The pod of `record`, its config decoded from the bytes kept in the record.
+    pub fn of(record: PodRecord) -> Result<Sandbox, Status> {
+        let config = v1::PodSandboxConfig::decode(record.config.as_slice()).map_err(|e| {
+            Status::internal(format!("pod sandbox {}: decode the PodSandboxConfig kept in its record: {e}", record.id))
+        })?;
+        Ok(Sandbox { record, config })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The pod's namespace options (NamespaceOption's defaults when unset: every mode POD).
+    pub fn namespace_options(&self) -> v1::NamespaceOption {
+        namespace_options(&self.config)
+    }
+
+    /// The pod uses the node's network namespace.
+    pub fn host_network(&self) -> bool {
+        self.namespace_options().network == NamespaceMode::Node as i32
+    }
+
+    /// The pod uses the node's IPC namespace (and the host's `/dev/shm`).
+    pub fn host_ipc(&self) -> bool {
+        self.namespace_options().ipc == NamespaceMode::Node as i32
+    }
+
+    /// The pod's `linux.cgroup_parent` as sent (containers' cgroups go beside the pause's).
+    pub fn cgroup_parent(&self) -> &str {
+        self.config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or("")
+    }
+
+    /// The namespaces a container of the pod joins. The network namespace is the pinned one (it
+    /// outlives the pause); with host network it is the pause's, which is the host's. IPC, UTS and
+    /// PID are the pause's, valid while it runs ([`pause_state`]).
+    pub fn namespaces(&self) -> PodNamespaces {
+        let ns = |kind: &str| PathBuf::from(format!("/proc/{}/ns/{kind}", self.record.pid));
+        PodNamespaces {
+            network: self.record.netns.clone().unwrap_or_else(|| ns("net")),
+            ipc: ns("ipc"),
+            uts: ns("uts"),
+            pid: ns("pid"),
+        }
+    }
+
+    /// The pod's files every container binds: hostname, hosts, resolv.conf under the pod's
+    /// directory; `/dev/shm` the pod's tmpfs, or the host's with host IPC.
+    pub fn files(&self, layout: &Layout) -> SandboxFiles {
+        let id = self.id();
+        SandboxFiles {
+            hostname: Some(layout.pod_hostname(id)),
+            hosts: layout.pod_hosts(id),
+            resolv_conf: layout.pod_resolv_conf(id),
+            shm: if self.host_ipc() { PathBuf::from(super::spec::defaults::DEV_SHM) } else { layout.pod_shm(id) },
+        }
+    }
+
+    /// What the pod's network setup and teardown are given: its id, its identity in `CNI_ARGS`,
+    /// its port mappings (those with a host port, as containerd) and bandwidth annotations.
+    pub fn network_request(&self) -> Result<PodRequest, Status> {
+        network_request(self.id(), &self.config)
+    }
+
+    /// The pause container's monitor files.
+    pub fn monitor(&self, layout: &Layout) -> MonitorFiles {
+        layout.pod_monitor(self.id())
+    }
+}
+
+pub(super) fn namespace_options(config: &v1::PodSandboxConfig) -> v1::NamespaceOption {
+    config.linux.as_ref().and_then(|l| l.security_context.as_ref()).and_then(|s| s.namespace_options.clone()).unwrap_or_default()
+}
+
+/// See [`Sandbox::network_request`].
+pub(super) fn network_request(id: &str, config: &v1::PodSandboxConfig) -> Result<PodRequest, Status> {
+    let meta = config.metadata.clone().unwrap_or_default();
+    let mut port_mappings = Vec::new();
+    for (n, p) in config.port_mappings.iter().enumerate() {
+        if p.host_port <= 0 {
+            continue;
+        }
+        let field = |what: &str| format!("config.port_mappings[{n}].{what}");
+        let port = |v: i32, what: &str| {
+            u16::try_from(v).map_err(|_| Status::invalid_argument(format!("{}: {v} is not a port number", field(what))))
+        };
+        let protocol = match v1::Protocol::try_from(p.protocol) {
+            Ok(v1::Protocol::Tcp) => network::Protocol::Tcp,
+            Ok(v1::Protocol::Udp) => network::Protocol::Udp,
+            Ok(v1::Protocol::Sctp) => network::Protocol::Sctp,
+            Err(_) => return Err(Status::invalid_argument(format!("{}: unknown protocol {}", field("protocol"), p.protocol))),
+        };
+        port_mappings.push(network::PortMapping {
+            host_port: port(p.host_port, "host_port")?,
+            container_port: port(p.container_port, "container_port")?,
+            protocol,
+            host_ip: p.host_ip.clone(),
+        });
+    }
+    let bandwidth = network::Bandwidth::from_pod_annotations(&config.annotations)
+        .map_err(|e| Status::invalid_argument(format!("config.annotations[{:?}]: {e}", e.annotation)))?;
+    Ok(PodRequest {
+        id: id.to_owned(),
+        pod: PodIdentity { namespace: meta.namespace, name: meta.name, uid: meta.uid },
+        runtime: RuntimeArgs { port_mappings, bandwidth },
+    })
+}
+
+/// What became of a pause (or any monitored) container's init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitState {
+    /// Never created (pid 0 in the record).
+    None,
+    Running,
+    /// The monitor's exit record says how it ended.
+    Exited(ExitRecord),
+    /// Gone without an exit record (its monitor was killed too).
+    Gone,
+}
+
+impl InitState {
+    pub fn running(&self) -> bool {
+        matches!(self, InitState::Running)
+    }
+
+    /// containerd's `processStatus` words.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InitState::None => "unknown",
+            InitState::Running => "running",
+            InitState::Exited(_) | InitState::Gone => "stopped",
+        }
+    }
+}
+
+/// The state of the init `pid` watched by the monitor of `files`: the exit record first (the
+/// monitor writes it once it has reaped the init), then the process itself (a monitor killed with
+/// its init leaves no record). A zombie is dead.
+pub async fn init_state(files: &MonitorFiles, pid: i32) -> InitState {
+    if pid <= 0 {
+        return InitState::None;
+    }
+    match monitor::read_exit_record(&files.exit).await {
+        Ok(Some(record)) => return InitState::Exited(record),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "read an exit record"),
+    }
+    if process_alive(pid) {
+        InitState::Running
+    } else {
+        // The monitor may have written the record between the two looks.
+        match monitor::read_exit_record(&files.exit).await {
+            Ok(Some(record)) => InitState::Exited(record),
+            _ => InitState::Gone,
+        }
+    }
+}
+
+/// The pause container's state.
+pub async fn pause_state(layout: &Layout, pod: &PodRecord) -> InitState {
+    init_state(&layout.pod_monitor(&pod.id), pod.pid).await
+}
+
+/// `/proc/<pid>` exists and is not a zombie.
+fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name's closing parenthesis.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_some_and(|s| s != 'Z' && s != 'X')
+}
+
+/// Send `signal` to init `pid` of the container `id` whose monitor has `files`: by pidfd, once the
+/// monitor says that pid is its running child (a pidfd opened before that answer cannot name a
+/// reused pid: the monitor had not reaped its child yet). When the monitor does not answer (it was
+/// killed), `roci kill` does it with roci's own state checks. An init that has exited is done.
+pub async fn kill_init(cri: &Cri, id: &str, files: &MonitorFiles, pid: i32, signal: i32) -> Result<(), Status> {
+    if pid <= 0 || !matches!(init_state(files, pid).await, InitState::Running) {
+        return Ok(());
+    }
+    let pidfd = match libcontainer::sys::pidfd_open(Pid::from_raw(pid)) {
+        Ok(fd) => fd,
+        // ESRCH: it is gone (and reaped) already.
+        Err(e) if e.raw_os_error() == Some(libc_esrch()) => return Ok(()),
+        Err(e) => return Err(Status::internal(format!("{id}: pidfd_open({pid}): {e}"))),
+    };
+    match monitor::Client::new(&files.socket).state().await {
+        Ok(state) if state.pid == pid && state.status != MonitorStatus::Exited => {
+            match libcontainer::sys::pidfd_send_signal(pidfd.as_fd(), signal) {
+                Ok(()) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc_esrch()) => Ok(()),
+                Err(e) => Err(Status::internal(format!("{id}: signal {signal} to its init {pid}: {e}"))),
+            }
+        }
+        Ok(_) => Ok(()),
+        Err(MonitorError::Io { .. }) => {
+            tracing::warn!(id, pid, "the monitor does not answer: signalling through roci kill");
+            roci(cri, &["kill", id, &signal.to_string()]).await.or_else(|e| {
+                if e.contains("not running") || e.contains("does not exist") || e.contains("stopped") {
+                    Ok(())
+                } else {
+                    Err(Status::internal(format!("{id}: roci kill {signal}: {e}")))
+                }
+            })
+        }
+        Err(e) => Err(Status::internal(format!("{id}: ask its monitor: {e}"))),
+    }
+}
+
+fn libc_esrch() -> i32 {
+    nix::errno::Errno::ESRCH as i32
+}
+
+/// Wait up to `timeout` for init `pid` to be gone (its exit record written, or the process gone
+/// when its monitor is). The state at the end.
+pub async fn wait_exit(files: &MonitorFiles, pid: i32, timeout: Duration) -> InitState {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = init_state(files, pid).await;
+        if !state.running() || Instant::now() >= deadline {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Kill the pause container (SIGKILL, as containerd stops a sandbox) and wait for its monitor's
+/// exit record. Done when it has exited already.
+pub async fn stop_pause(cri: &Cri, pod: &PodRecord) -> Result<(), Status> {
+    let files = cri.layout.pod_monitor(&pod.id);
+    kill_init(cri, &pod.id, &files, pod.pid, nix::sys::signal::Signal::SIGKILL as i32).await?;
+    match wait_exit(&files, pod.pid, Duration::from_secs(10)).await {
+        InitState::Running => Err(Status::deadline_exceeded(format!(
+            "stop pod sandbox {}: its pause process {} still runs 10 s after SIGKILL",
+            pod.id, pod.pid
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Run `roci --root <roci root> ARGS` and wait; its stderr on failure.
+pub async fn roci(cri: &Cri, args: &[&str]) -> Result<(), String> {
+    let out = tokio::process::Command::new(&cri.runtime)
+        .arg("--root")
+        .arg(cri.layout.roci_root())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("run {}: {e}", cri.runtime.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} ({})", String::from_utf8_lossy(&out.stderr).trim(), out.status))
+    }
+}
+
+/// `roci delete --force ID`: the OCI container goes with its processes, its cgroup and its state;
+/// an id roci does not know is done already.
+pub async fn roci_delete(cri: &Cri, id: &str) -> Result<(), String> {
+    roci(cri, &["delete", "--force", id]).await
+}
+
+/// Unmount `path` (lazily) if it is a mount point; nothing there is done already.
+pub fn unmount(path: &Path) -> Result<(), String> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(format!("unmount {}: {e}", path.display())),
+    }
+}
+
+/// Remove a directory tree; nothing there is done already.
+pub fn remove_dir(path: &Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("remove {}: {e}", path.display())),
+    }
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A store error as the gRPC status containerd 1.6 answers: NotFound for an unknown id,
+/// FailedPrecondition for a state that does not allow the call, Unknown for a reserved name
+/// (containerd returns its reservation error as a plain error), Internal for disk failures.
+pub fn store_status(rpc: &str, e: StoreError) -> Status {
+    let message = format!("{rpc}: {e}");
+    match e {
+        StoreError::NotFound { .. } => Status::not_found(message),
+        StoreError::Ambiguous { .. } => Status::invalid_argument(message),
+        StoreError::NameReserved { .. } | StoreError::Exists { .. } => Status::unknown(message),
+        StoreError::Transition { .. } | StoreError::NotRemovable { .. } | StoreError::PodHasContainers { .. } => {
+            Status::failed_precondition(message)
+        }
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+            tracing::error!(rpc, error = %e, "store");
+            Status::internal(message)
+        }
+    }
+}
+
+/// Run a blocking store call (fsync) on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    rpc: &'static str,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("{rpc}: the blocking task failed: {e}")))?
+        .map_err(|e| store_status(rpc, e))
+}
