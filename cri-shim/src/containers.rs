@@ -543,6 +543,7 @@ mod tests {
             ips: vec![],
             pid: 0,
             cgroups_path: String::new(),
+            image: String::new(),
             config: vec![],
         };
         store.create_pod(pod).unwrap();
