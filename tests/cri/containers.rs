@@ -334,12 +334,17 @@ async fn the_pods_namespaces_are_shared() {
     let hostname = f.exec(&own, &["hostname"], 10).await.expect("ExecSync hostname");
     assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "c-namespaces");
     // Removing a running container stops it first.
-    f.remove(&own).await;
     f.remove(&shared).await;
-    for pid in [own_pid, shared_pid] {
-        assert!(roci_integration::is_dead(pid), "{pid} still runs after RemoveContainer");
-    }
-    f.end_pod().await;
+    assert!(roci_integration::is_dead(shared_pid), "{shared_pid} still runs after RemoveContainer");
+    // StopPodSandbox stops the pod's containers (this one, in a PID namespace of its own, would
+    // outlive the pause); RemovePodSandbox removes them.
+    let pod = f.pod.clone();
+    f.client.runtime.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("StopPod");
+    let s = f.status(&own).await;
+    assert_eq!(s.state, v1::ContainerState::ContainerExited as i32, "stopped with its pod: {s:?}");
+    assert!(roci_integration::is_dead(own_pid), "{own_pid} still runs after StopPodSandbox");
+    f.client.runtime.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("RemovePod");
+    assert!(f.list(None).await.is_empty(), "RemovePodSandbox removed the pod's containers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -549,6 +554,63 @@ async fn a_killed_daemon_finds_its_containers_again() {
     let mounts: Vec<_> = roci_integration::host_mount_points().into_iter().filter(|m| m.starts_with(&prefix)).collect();
     // containerd keeps its snapshotter's own mounts (none of a container once removed).
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    if !f.ps.server.is_containerd() {
+        assert_no_container_state(&f);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_and_a_contested_name() {
+    let mut f = fixture("c-concurrent").await;
+    let request = |name: &str| v1::CreateContainerRequest {
+        pod_sandbox_id: f.pod.clone(),
+        config: Some(config(name, "sleep 1000")),
+        sandbox_config: Some(f.pod_config.clone()),
+    };
+    // kubelet calls in parallel: four containers at once, and two of one name.
+    let names = ["a", "b", "c", "d", "same", "same"];
+    let calls: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let mut runtime = f.client.runtime.clone();
+            let req = request(n);
+            tokio::spawn(async move { runtime.create_container(req).await.map(|r| r.into_inner().container_id) })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut refused = Vec::new();
+    for call in calls {
+        match call.await.expect("the call's task") {
+            Ok(id) => ids.push(id),
+            Err(e) => refused.push(e),
+        }
+    }
+    // containerd 1.6 answers Unknown ("failed to reserve container name"), roci-cri AlreadyExists;
+    // both name the reserved name.
+    assert_eq!(refused.len(), 1, "exactly one of the two creates of one name is refused: {refused:?}");
+    assert!(refused[0].message().contains("same_c-concurrent"), "{:?}", refused[0]);
+    assert_eq!(ids.len(), 5);
+    assert_eq!(f.list(None).await.len(), 5);
+    let starts: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut runtime = f.client.runtime.clone();
+            let req = v1::StartContainerRequest { container_id: id.clone() };
+            tokio::spawn(async move { runtime.start_container(req).await })
+        })
+        .collect();
+    for s in starts {
+        s.await.expect("the call's task").expect("StartContainer");
+    }
+    let running = ContainerFilter {
+        state: Some(ContainerStateValue { state: v1::ContainerState::ContainerRunning as i32 }),
+        ..Default::default()
+    };
+    assert_eq!(f.list(Some(running)).await.len(), 5);
+    // RemovePodSandbox of a ready pod with running containers: everything goes.
+    let pod = f.pod.clone();
+    f.client.runtime.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("RemovePod");
+    assert!(f.list(None).await.is_empty());
     if !f.ps.server.is_containerd() {
         assert_no_container_state(&f);
     }
