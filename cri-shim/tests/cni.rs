@@ -319,6 +319,17 @@ exit 1"#,
         assert_eq!(veths(), "");
         assert!(env.allocations("roci-fail").is_empty());
         env.assert_clean();
+
+        // A plugin that is not there: the undo runs DEL of the plugins before it (whose DEL
+        // would otherwise never run: the missing plugin's DEL fails first, the list in reverse).
+        env.write_bridge_network("roci-fail", "cni-fail", "10.93.0.0/24", &[serde_json::json!({"type": "roci-absent"})]);
+        match networks.setup(&doomed).await {
+            Err(NetworkError::Cni(CniError::PluginNotFound { call, .. })) => assert_eq!(call.plugin, "roci-absent"),
+            other => panic!("not PluginNotFound: {other:?}"),
+        }
+        assert_eq!(veths(), "", "the bridge's veth is gone");
+        assert!(env.allocations("roci-fail").is_empty(), "host-local's address released");
+        env.assert_clean();
     });
 }
 

@@ -94,28 +94,43 @@ fn mount_of(pid: i32, point: &str) -> Option<(String, String)> {
 }
 
 /// Connect from the daemon's network namespace (where the bridge is) to a listener opened in
-/// the pod's: a thread enters each (setns moves only the calling thread).
+/// the pod's.
 fn tcp_reaches(pod_netns: &Path, daemon_netns: &Path, ip: &str) -> bool {
+    tcp_between(pod_netns, 0, daemon_netns, |port| format!("{ip}:{port}"))
+}
+
+/// Listen on `port` (0: any) in `server_netns`, connect to `addr(port)` from `client_netns`: a
+/// thread enters each (setns moves only the calling thread, which ends after). Whether the
+/// listener's greeting arrived.
+fn tcp_between(server_netns: &Path, port: u16, client_netns: &Path, addr: impl FnOnce(u16) -> String) -> bool {
     use std::net::{TcpListener, TcpStream};
     let enter = |path: &Path| {
         let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
     };
-    let pod = pod_netns.to_path_buf();
+    let server_ns = server_netns.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
-        enter(&pod);
-        let listener = TcpListener::bind("0.0.0.0:0").expect("listen in the pod's netns");
+        enter(&server_ns);
+        let listener = TcpListener::bind(("0.0.0.0", port)).expect("listen in the server's netns");
         tx.send(listener.local_addr().unwrap().port()).unwrap();
-        let (mut conn, _) = listener.accept().expect("accept");
-        std::io::Write::write_all(&mut conn, b"pod").ok();
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok((mut conn, _)) = listener.accept() {
+                std::io::Write::write_all(&mut conn, b"pod").ok();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     });
     let port = rx.recv().expect("the listener's port");
-    let daemon = daemon_netns.to_path_buf();
-    let addr = format!("{ip}:{port}");
+    let client_ns = client_netns.to_path_buf();
+    let addr = addr(port);
     let client = std::thread::spawn(move || {
-        enter(&daemon);
+        enter(&client_ns);
         let mut conn = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
         let mut got = String::new();
         std::io::Read::read_to_string(&mut conn, &mut got).ok()?;
         Some(got)
@@ -230,8 +245,8 @@ async fn a_pod_on_the_bridge_runs_and_goes() {
     assert_nothing_left(&ps, &pod);
 }
 
-/// A pod on the host's network: no netns of its own, no CNI, no IP in its status; its own IPC and
-/// UTS as asked.
+/// A pod on the host's network, IPC and PID namespaces: no netns of its own, no CNI, no IP in its
+/// status, no /dev/shm of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_network_pod() {
     let ps = PodServer::start("pod-hostnet");
@@ -241,6 +256,8 @@ async fn a_host_network_pod() {
     config.hostname = String::new();
     let ns = config.linux.as_mut().unwrap().security_context.as_mut().unwrap().namespace_options.as_mut().unwrap();
     ns.network = NamespaceMode::Node as i32;
+    ns.ipc = NamespaceMode::Node as i32;
+    ns.pid = NamespaceMode::Node as i32;
     let id = run(&mut client, &config).await.unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}"));
     let pod = look(&mut client, &id).await;
     assert_eq!(pod.state, PodSandboxState::SandboxReady as i32);
@@ -248,10 +265,15 @@ async fn a_host_network_pod() {
     assert_eq!(pod.netns, None, "no network namespace in the pause's spec");
     let daemon_net = ns_id(&ps.daemon_netns().to_string_lossy());
     assert_eq!(ns_id(&format!("/proc/{}/ns/net", pod.pid)), daemon_net, "the pause is in the daemon's (the host's) netns");
-    assert_ne!(ns_id(&format!("/proc/{}/ns/ipc", pod.pid)), ns_id("/proc/self/ns/ipc"));
+    // Host IPC and PID: the host's namespaces (the daemon shares them with this test), the
+    // host's /dev/shm; UTS stays the pod's.
+    for kind in ["ipc", "pid"] {
+        assert_eq!(ns_id(&format!("/proc/{}/ns/{kind}", pod.pid)), ns_id(&format!("/proc/self/ns/{kind}")), "{kind}");
+    }
     assert!(ps.allocated_ips().is_empty(), "no CNI ADD for a host-network pod");
-    // The pause gets the pod's /dev/shm (IPC is the pod's own).
-    assert_eq!(mount_of(pod.pid, "/dev/shm").map(|m| m.0).as_deref(), Some("tmpfs"));
+    if !ps.server.is_containerd() {
+        assert!(!ps.server.dir.join("state/pods").join(&id).join("shm").exists(), "no pod /dev/shm with host IPC");
+    }
     stop(&mut client, &id).await.expect("StopPodSandbox");
     remove(&mut client, &id).await.expect("RemovePodSandbox");
     assert_nothing_left(&ps, &pod);
@@ -518,4 +540,33 @@ async fn recovery_undoes_a_pod_left_creating() {
     // The name is free.
     let again = run(&mut client, &config).await.expect("RunPodSandbox of the name again");
     remove(&mut client, &again).await.expect("RemovePodSandbox");
+}
+
+/// Two pods on the bridge reach each other by IP; a port mapping (portmap) reaches a server in a
+/// pod from the bridge's host side (the daemon's netns) through the host port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_reach_each_other_and_host_ports_reach_pods() {
+    let ps = PodServer::start("pod-ports");
+    let mut client = ps.client().await;
+    let a = run(&mut client, &ps.pod_config("a")).await.expect("RunPodSandbox a");
+    let mut b_config = ps.pod_config("b");
+    b_config.port_mappings = vec![v1::PortMapping {
+        protocol: v1::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: 18080,
+        host_ip: String::new(),
+    }];
+    let b = run(&mut client, &b_config).await.expect("RunPodSandbox b");
+    let (pa, pb) = (look(&mut client, &a).await, look(&mut client, &b).await);
+    let (na, nb) = (pa.netns.clone().unwrap(), pb.netns.clone().unwrap());
+    assert_ne!(pa.ip, pb.ip);
+    assert!(tcp_between(&nb, 0, &na, |port| format!("{}:{port}", pb.ip)), "a reaches b at {}", pb.ip);
+    assert!(tcp_between(&na, 0, &nb, |port| format!("{}:{port}", pa.ip)), "b reaches a at {}", pa.ip);
+    // The bridge's address is the host's side of the pod network (isGateway).
+    assert!(tcp_between(&nb, 8080, &ps.daemon_netns(), |_| "10.88.0.1:18080".into()), "host port 18080 reaches b's port 8080");
+    for id in [&a, &b] {
+        remove(&mut client, id).await.expect("RemovePodSandbox");
+    }
+    assert_nothing_left(&ps, &pa);
+    assert_nothing_left(&ps, &pb);
 }

@@ -53,7 +53,9 @@ pub(super) async fn pod_sandbox_status(
     };
     let mut info = HashMap::new();
     if request.verbose {
-        info.insert("info".to_owned(), verbose_info(cri, &pod, &pause, !netns_open).await.to_string());
+        // As containerd: a pod without a netns of its own (host network) has none to close.
+        let netns_closed = pod.record.netns.is_some() && !netns_open;
+        info.insert("info".to_owned(), verbose_info(cri, &pod, &pause, netns_closed).await.to_string());
     }
     Ok(v1::PodSandboxStatusResponse { status: Some(status), info, containers_statuses: Vec::new(), timestamp: now_nanos() })
 }
