@@ -249,8 +249,8 @@ async fn rpcs_not_in_this_build_name_themselves() {
         return;
     }
     let mut client = server.client().await;
-    let e = client.runtime.list_pod_sandbox(v1::ListPodSandboxRequest::default()).await.expect_err("ListPodSandbox");
-    assert_eq!((e.code(), e.message()), (Code::Unimplemented, "ListPodSandbox is not implemented in this build of roci-cri"));
+    let e = client.runtime.container_stats(v1::ContainerStatsRequest::default()).await.expect_err("ContainerStats");
+    assert_eq!((e.code(), e.message()), (Code::Unimplemented, "ContainerStats is not implemented in this build of roci-cri"));
     let e = client.images.stream_images(v1::StreamImagesRequest::default()).await.expect_err("StreamImages");
     assert_eq!((e.code(), e.message()), (Code::Unimplemented, "StreamImages is not implemented in this build of roci-cri"));
     let e = client.runtime.get_container_events(v1::GetEventsRequest {}).await.expect_err("GetContainerEvents");
