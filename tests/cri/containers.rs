@@ -615,3 +615,21 @@ async fn concurrent_creates_and_a_contested_name() {
         assert_no_container_state(&f);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tty_container_logs_on_stdout() {
+    let mut f = fixture("c-tty").await;
+    let mut cfg = config("tty", "echo out; echo err >&2; test -t 1 && echo on-a-tty");
+    cfg.tty = true;
+    cfg.stdin = true;
+    let id = f.run(cfg).await;
+    let s = f.wait_state(&id, v1::ContainerState::ContainerExited).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let records = log_records(&f.log_file("tty"));
+    // One terminal: every line is stdout, with the terminal's carriage return.
+    let messages: Vec<_> =
+        records.iter().map(|(stream, tag, m)| (stream.as_str(), tag.as_str(), m.trim_end_matches('\r'))).collect();
+    assert_eq!(messages, [("stdout", "F", "out"), ("stdout", "F", "err"), ("stdout", "F", "on-a-tty")], "{records:?}");
+    f.remove(&id).await;
+    f.end_pod().await;
+}
