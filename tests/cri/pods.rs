@@ -218,6 +218,26 @@ async fn a_pod_on_the_bridge_runs_and_goes() {
     );
     assert_eq!(output(&["nsenter", "-t", &pid_s, "-n", "cat", "/proc/sys/net/ipv4/ip_local_port_range"]), "40000\t50000");
     assert_eq!(output(&["nsenter", "-t", &pid_s, "-i", "cat", "/proc/sys/kernel/shm_rmid_forced"]), "1");
+    // The pod's cgroup: `<cgroup_parent>/<id>` (containerd makes the parent relative to its own
+    // cgroup, which the fixture put inside the test's tree too), with the sandbox's 2 CPU shares.
+    let procfile = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("the pause's cgroups");
+    let cpu = procfile
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let wanted = if roci_integration::cgroups::is_v2() {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == "cpu")
+            };
+            wanted.then(|| path.to_string())
+        })
+        .expect("the pause's cpu cgroup");
+    assert!(cpu.starts_with(&ps.cgroup.rel) && cpu.ends_with(&format!("/pods/{id}")), "the pause's cgroup: {cpu}");
+    if !roci_integration::cgroups::is_v2() {
+        assert_eq!(roci_integration::cgroups::read("cpu", &cpu, "cpu.shares").as_deref(), Some("2"), "{cpu}");
+    }
     // The pod's address is reachable from the bridge's side.
     assert!(tcp_reaches(&netns, &ps.daemon_netns(), &pod.ip), "TCP to {} from the daemon's netns", pod.ip);
 
@@ -432,9 +452,7 @@ async fn a_pod_survives_a_killed_daemon() {
     assert_nothing_left(&ps, &before);
     assert!(netns_files(&ps).is_empty(), "{:?}", netns_files(&ps));
     if !ps.server.is_containerd() {
-        let records: Vec<_> =
-            std::fs::read_dir(ps.server.dir.join("root/pods")).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert!(records.is_empty(), "pod records left: {records:?}");
+        assert!(records(&ps).is_empty(), "pod records left: {:?}", records(&ps));
         assert!(!ps.server.dir.join("state/pods").join(&id).exists(), "the pod's directory is left");
         assert!(!ps.server.dir.join("state/roci").join(&id).exists(), "roci's state of the pause is left");
     }
@@ -569,4 +587,70 @@ async fn pods_reach_each_other_and_host_ports_reach_pods() {
     }
     assert_nothing_left(&ps, &pa);
     assert_nothing_left(&ps, &pb);
+}
+
+/// A client that gives up on RunPodSandbox (its deadline passes at some step): the pod is undone,
+/// not finished for nobody; nothing is left and the name is free for kubelet's retry. Deadlines
+/// from 5 ms up, so that some land in the middle of the steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_gives_up_leaves_nothing() {
+    let ps = PodServer::start("pod-gives-up");
+    let mut client = ps.client().await;
+    let config = ps.pod_config("impatient");
+    let mut gave_up = 0;
+    for ms in [5u64, 20, 50, 100, 200, 400] {
+        // The handler of the previous attempt may still hold the name for a moment after its
+        // client gave up (containerd notices the deadline at its next step): retry then.
+        let retry_until = std::time::Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            let mut request =
+                tonic::Request::new(RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() });
+            request.set_timeout(Duration::from_millis(ms));
+            match client.runtime.run_pod_sandbox(request).await {
+                Err(e) if e.message().contains("reserve") && std::time::Instant::now() < retry_until => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other,
+            }
+        };
+        match answer {
+            Ok(answer) => {
+                remove(&mut client, &answer.into_inner().pod_sandbox_id).await.expect("RemovePodSandbox");
+            }
+            Err(e) => {
+                assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{ms} ms: {e:?}");
+                gave_up += 1;
+            }
+        }
+        // The undo runs after the answer: wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let listed = list(&mut client, None).await;
+            // A pod being undone is not listed; roci-cri's record shows it until it is gone.
+            let records = if ps.server.is_containerd() { 0 } else { records(&ps).len() };
+            let clean = listed.is_empty() && records == 0 && ps.allocated_ips().is_empty() && netns_files(&ps).is_empty();
+            if clean && ps.cgroup.pod_cgroups().is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{ms} ms: left behind: {listed:?} {:?} {:?} {:?}",
+                ps.allocated_ips(),
+                netns_files(&ps),
+                ps.cgroup.pod_cgroups()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(gave_up > 0, "no deadline was short enough");
+    if !ps.server.is_containerd() {
+        assert!(ps.server.log().contains("undoing it"), "no attempt was given up between two steps:\n{}", ps.server.log());
+    }
+    let id = run(&mut client, &config).await.expect("RunPodSandbox once the client waits");
+    remove(&mut client, &id).await.expect("RemovePodSandbox");
+}
+
+/// roci-cri's pod records.
+fn records(ps: &PodServer) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(ps.server.dir.join("root/pods")).into_iter().flatten().flatten().map(|e| e.file_name()).collect()
 }

@@ -5,11 +5,15 @@
 //! which creates it; start; the record `Ready`.
 //!
 //! Every step registers its undo in the change's [`Rollback`] and the whole runs through
-//! [`store::change`]: a failed step, or a client that gives up, leaves no record, name, netns,
-//! CNI allocation, mount, cgroup, process or directory. A daemon killed in the middle leaves the
-//! record in `Creating`, which recovery (`recover.rs`) undoes from what is on disk.
+//! [`store::change`], on a task of its own: a failed step leaves no record, name, netns, CNI
+//! allocation, mount, cgroup, process or directory. A client that gives up (its deadline passes,
+//! it disconnects: tonic drops this handler's future) is noticed between steps ([`Wanted`]) and
+//! the pod is undone the same way, rather than finished for nobody: kubelet's retry then finds
+//! the name free. A daemon killed in the middle leaves the record in `Creating`, which recovery
+//! (`recover.rs`) undoes from what is on disk.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use libcontainer::monitor::Config as MonitorConfig;
@@ -68,8 +72,11 @@ pub(super) async fn run_pod_sandbox(
         config: config.encode_to_vec(),
     };
     let rollback = Rollback::new(format!("run pod sandbox {id}"));
-    let work = run(cri.clone(), rollback.clone(), record, config);
-    match store::change(rollback, work).await {
+    let wanted = Wanted::new();
+    let work = run(cri.clone(), rollback.clone(), record, config, wanted.clone());
+    let done = store::change(rollback, work).await;
+    wanted.answered();
+    match done {
         Ok(()) => Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id }),
         Err(ChangeError::Failed { source, undo_failures }) => {
             if undo_failures.is_empty() {
@@ -82,12 +89,61 @@ pub(super) async fn run_pod_sandbox(
     }
 }
 
+/// Whether the client still waits for the answer: set to "gave up" when the RPC's future is
+/// dropped before the change returned (the [`Wanted`] held by the handler goes without
+/// [`Wanted::answered`]).
+struct Wanted {
+    gave_up: Arc<AtomicBool>,
+    /// Only the handler's copy marks the client gone when dropped.
+    handler: bool,
+}
+
+impl Wanted {
+    fn new() -> Wanted {
+        Wanted { gave_up: Arc::new(AtomicBool::new(false)), handler: true }
+    }
+
+    /// The change returned to the handler: its drop no longer means the client gave up.
+    fn answered(mut self) {
+        self.handler = false;
+    }
+
+    /// Between two steps: an error (and so the undo of every step) once the client gave up.
+    fn check(&self, id: &str) -> Result<(), Status> {
+        if self.gave_up.load(Ordering::SeqCst) {
+            tracing::info!(pod = id, "the client gave up on RunPodSandbox: undoing it");
+            return Err(Status::cancelled(format!("{RPC}: the client gave up; pod sandbox {id} was undone")));
+        }
+        Ok(())
+    }
+}
+
+impl Clone for Wanted {
+    fn clone(&self) -> Wanted {
+        Wanted { gave_up: self.gave_up.clone(), handler: false }
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        if self.handler {
+            self.gave_up.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 fn fail(what: &str, e: impl std::fmt::Display) -> Status {
     Status::unknown(format!("{RPC}: {what}: {e}"))
 }
 
 /// The steps, each registering its undo.
-async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::PodSandboxConfig) -> Result<(), Status> {
+async fn run(
+    cri: Arc<Cri>,
+    rollback: Rollback,
+    record: PodRecord,
+    config: v1::PodSandboxConfig,
+    wanted: Wanted,
+) -> Result<(), Status> {
     let id = record.id.clone();
     let layout = cri.layout.clone();
 
@@ -108,6 +164,8 @@ async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::P
         }
     });
 
+    wanted.check(&id)?;
+
     // The pause image, pulled when missing (containerd's ensureImageExists).
     let pause = cri.images.pause_image().to_owned();
     let image = match find_image(&cri, &pause).await? {
@@ -127,6 +185,8 @@ async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::P
             .map_err(|e| fail("read the pause image's config", e))?
     };
 
+    wanted.check(&id)?;
+
     // The network, unless the pod is on the host's.
     let host_network = sandbox::namespace_options(&config).network == v1::NamespaceMode::Node as i32;
     let host_ipc = sandbox::namespace_options(&config).ipc == v1::NamespaceMode::Node as i32;
@@ -140,6 +200,8 @@ async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::P
         });
         network = Some(net);
     }
+
+    wanted.check(&id)?;
 
     // The pod's directory and files.
     let pod_dir = layout.pod_dir(&id);
@@ -160,6 +222,8 @@ async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::P
         mount_shm(&shm)?;
         rollback.push("the pod's /dev/shm", move || async move { sandbox::unmount(&shm) });
     }
+
+    wanted.check(&id)?;
 
     // The pause's root filesystem and config.json.
     let bundle = {
@@ -194,6 +258,8 @@ async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::P
     let data = serde_json::to_vec_pretty(&spec).map_err(|e| fail("serialise config.json", e))?;
     write(&bundle.join("config.json"), &data).await?;
 
+    wanted.check(&id)?;
+
     // The monitor creates the pause container; then it is started.
     let files = layout.pod_monitor(&id);
     let monitor_config = MonitorConfig {
@@ -227,7 +293,9 @@ async fn run(cri: Arc<Cri>, rollback: Rollback, record: PodRecord, config: v1::P
         }
     })
     .await?;
+    wanted.check(&id)?;
     monitor::Client::new(&files.socket).start().await.map_err(|e| fail("start the pause container", e))?;
+    wanted.check(&id)?;
 
     let ips: Vec<String> = network.as_ref().map(|n| n.ips.iter().map(|ip| ip.to_string()).collect()).unwrap_or_default();
     blocking(RPC, {

@@ -356,3 +356,130 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| Status::internal(format!("{rpc}: the blocking task failed: {e}")))?
         .map_err(|e| store_status(rpc, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Kind, PodMetadata, PodState, RECORD_VERSION};
+
+    fn sandbox(config: v1::PodSandboxConfig) -> Sandbox {
+        let record = PodRecord {
+            version: RECORD_VERSION,
+            id: "a".repeat(64),
+            metadata: PodMetadata { name: "p".into(), uid: "u".into(), namespace: "n".into(), attempt: 0 },
+            state: PodState::Ready,
+            created_at: 1,
+            labels: Default::default(),
+            annotations: Default::default(),
+            runtime_handler: String::new(),
+            netns: Some("/run/netns/p".into()),
+            ips: vec!["10.88.0.2".into()],
+            pid: 4242,
+            cgroups_path: "/k8s.io/a".into(),
+            image: "registry.k8s.io/pause:3.10".into(),
+            config: config.encode_to_vec(),
+        };
+        Sandbox::of(record).expect("the config decodes")
+    }
+
+    fn with_ns(network: NamespaceMode, ipc: NamespaceMode) -> v1::PodSandboxConfig {
+        v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata { name: "p".into(), uid: "u".into(), namespace: "n".into(), attempt: 0 }),
+            linux: Some(v1::LinuxPodSandboxConfig {
+                cgroup_parent: "/kubepods/pod-u".into(),
+                security_context: Some(v1::LinuxSandboxSecurityContext {
+                    namespace_options: Some(v1::NamespaceOption {
+                        network: network as i32,
+                        ipc: ipc as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pods_namespaces_files_and_cgroup_parent() {
+        let layout = Layout::new(Path::new("/run/roci/cri"));
+        let pod = sandbox(with_ns(NamespaceMode::Pod, NamespaceMode::Pod));
+        let ns = pod.namespaces();
+        assert_eq!(ns.network, Path::new("/run/netns/p"), "the pinned netns, not the pause's");
+        assert_eq!(
+            (ns.ipc.as_path(), ns.uts.as_path(), ns.pid.as_path()),
+            (Path::new("/proc/4242/ns/ipc"), Path::new("/proc/4242/ns/uts"), Path::new("/proc/4242/ns/pid"))
+        );
+        let files = pod.files(&layout);
+        assert_eq!(files.shm, layout.pod_shm(pod.id()));
+        assert_eq!(files.hostname, Some(layout.pod_hostname(pod.id())));
+        assert_eq!(files.resolv_conf, layout.pod_resolv_conf(pod.id()));
+        assert_eq!(pod.cgroup_parent(), "/kubepods/pod-u");
+        assert!(!pod.host_network() && !pod.host_ipc());
+
+        let mut host = sandbox(with_ns(NamespaceMode::Node, NamespaceMode::Node));
+        host.record.netns = None;
+        assert!(host.host_network() && host.host_ipc());
+        assert_eq!(host.namespaces().network, Path::new("/proc/4242/ns/net"));
+        assert_eq!(host.files(&layout).shm, Path::new("/dev/shm"), "host IPC: the host's /dev/shm");
+    }
+
+    #[test]
+    fn network_requests_keep_host_ports_only_and_name_bad_fields() {
+        let mut config = with_ns(NamespaceMode::Pod, NamespaceMode::Pod);
+        config.port_mappings = vec![
+            v1::PortMapping { protocol: v1::Protocol::Tcp as i32, container_port: 80, host_port: 8080, host_ip: String::new() },
+            v1::PortMapping { protocol: v1::Protocol::Udp as i32, container_port: 53, host_port: 0, host_ip: String::new() },
+            v1::PortMapping { protocol: v1::Protocol::Sctp as i32, container_port: 9, host_port: 9, host_ip: "127.0.0.1".into() },
+        ];
+        let request = network_request("id1", &config).expect("a request");
+        assert_eq!(request.pod, PodIdentity { namespace: "n".into(), name: "p".into(), uid: "u".into() });
+        let ports: Vec<_> = request.runtime.port_mappings.iter().map(|p| (p.host_port, p.container_port, p.protocol)).collect();
+        assert_eq!(ports, vec![(8080, 80, network::Protocol::Tcp), (9, 9, network::Protocol::Sctp)]);
+        assert_eq!(request.runtime.bandwidth, None);
+
+        config.port_mappings[0].container_port = 70000;
+        let e = network_request("id1", &config).expect_err("a port out of range");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("config.port_mappings[0].container_port"), "{e:?}");
+        config.port_mappings.clear();
+        config.annotations.insert("kubernetes.io/ingress-bandwidth".into(), "lots".into());
+        let e = network_request("id1", &config).expect_err("a bad bandwidth");
+        assert!(e.message().contains("kubernetes.io/ingress-bandwidth"), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn an_init_is_running_exited_or_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let files = layout.pod_monitor("p");
+        assert_eq!(init_state(&files, 0).await, InitState::None);
+        assert_eq!(init_state(&files, std::process::id() as i32).await, InitState::Running);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert_eq!(init_state(&files, pid).await, InitState::Gone, "reaped, no exit record");
+        std::fs::create_dir_all(files.exit.parent().unwrap()).unwrap();
+        std::fs::write(&files.exit, r#"{"version":1,"pid":7,"exit_code":137,"signal":9,"finished_at":"t","oom_killed":false}"#)
+            .unwrap();
+        match init_state(&files, std::process::id() as i32).await {
+            InitState::Exited(r) => assert_eq!(r.exit_code, 137),
+            other => panic!("the exit record wins: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn store_errors_are_containerds_codes() {
+        let code = |e| store_status("RPC", e).code();
+        assert_eq!(code(StoreError::NotFound { kind: Kind::Pod, id: "x".into() }), tonic::Code::NotFound);
+        assert_eq!(
+            code(StoreError::NameReserved { kind: Kind::Pod, name: "n".into(), holder: "h".into() }),
+            tonic::Code::Unknown
+        );
+        assert_eq!(
+            code(StoreError::NotRemovable { kind: Kind::Pod, id: "x".into(), state: "Ready".into() }),
+            tonic::Code::FailedPrecondition
+        );
+    }
+}
