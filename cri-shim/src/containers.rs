@@ -127,11 +127,14 @@ impl Containers {
         Ok(())
     }
 
-    /// Remove container `id`'s record, releasing its name.
+    /// Remove container `id`'s record, releasing its name (done already is fine).
     async fn forget(&self, id: &str) -> Result<()> {
         let store = self.store.clone();
         let key = id.to_owned();
-        blocking(move || store.remove_container(&key)).await?;
+        match blocking(move || store.remove_container(&key)).await {
+            Ok(()) | Err(LifecycleError::Store(StoreError::NotFound { .. })) => {}
+            Err(e) => return Err(e),
+        }
         self.gone.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         tracing::info!(id, "container removed");
         Ok(())

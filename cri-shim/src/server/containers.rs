@@ -81,10 +81,15 @@ pub fn lifecycle_status(rpc: &str, e: LifecycleError) -> Status {
     }
 }
 
-/// The record of container `id` (an id or unique prefix), or NotFound.
+/// The record of container `id` (an id or unique prefix), or NotFound. A container still being
+/// created is not there yet (containerd adds it to its store at the end of CreateContainer).
 pub fn find(cri: &super::Cri, rpc: &str, id: &str) -> Result<ContainerRecord, Status> {
     if id.is_empty() {
         return Err(Status::invalid_argument(format!("{rpc}: container_id: empty")));
     }
-    cri.store.container(id).map_err(|e| lifecycle_status(rpc, e.into()))
+    let rec = cri.store.container(id).map_err(|e| lifecycle_status(rpc, e.into()))?;
+    if rec.state == ContainerState::Creating {
+        return Err(Status::not_found(format!("{rpc}: container {id:?} not found (it is being created)")));
+    }
+    Ok(rec)
 }

@@ -10,9 +10,14 @@
 //! 5. `config.json`, the log file's directory;
 //! 6. the monitor, which creates the OCI container (its init waits for StartContainer);
 //! 7. the record in Created with the init's and the monitor's pids, and a watcher on the monitor.
+//!
+//! A client that gives up (its deadline passes, it disconnects) gets the whole create undone at
+//! the next step, as containerd's cancelled context does: kubelet retries with the same name,
+//! which must then be free.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use prost::Message;
@@ -107,8 +112,21 @@ pub async fn create_container(cri: &Arc<Cri>, req: v1::CreateContainerRequest) -
         resources: None,
     };
     let rollback = Rollback::new(format!("create container {id}"));
-    let work = Work { cri: cri.clone(), rollback: rollback.clone(), pod, config, sandbox, image, image_config, record };
-    match store::change(rollback, work.run()).await {
+    let wanted = Wanted::new();
+    let work = Work {
+        cri: cri.clone(),
+        rollback: rollback.clone(),
+        wanted: wanted.clone(),
+        pod,
+        config,
+        sandbox,
+        image,
+        image_config,
+        record,
+    };
+    let done = store::change(rollback, work.run()).await;
+    wanted.answered();
+    match done {
         Ok(()) => Ok(v1::CreateContainerResponse { container_id: id }),
         Err(store::ChangeError::Failed { source, undo_failures }) => {
             if !undo_failures.is_empty() {
@@ -120,9 +138,50 @@ pub async fn create_container(cri: &Arc<Cri>, req: v1::CreateContainerRequest) -
     }
 }
 
+/// Whether the client still waits: "gave up" once the handler's copy is dropped before the
+/// change answered (tonic drops the handler's future when the client goes).
+struct Wanted {
+    gave_up: Arc<AtomicBool>,
+    handler: bool,
+}
+
+impl Wanted {
+    fn new() -> Wanted {
+        Wanted { gave_up: Arc::new(AtomicBool::new(false)), handler: true }
+    }
+
+    fn answered(mut self) {
+        self.handler = false;
+    }
+
+    /// Between two steps: an error (so every step is undone) once the client gave up.
+    fn check(&self, id: &str) -> Result<(), Status> {
+        if self.gave_up.load(Ordering::SeqCst) {
+            tracing::info!(id, "the client gave up on CreateContainer: undoing it");
+            return Err(Status::cancelled(format!("{RPC}: the client gave up; container {id} was undone")));
+        }
+        Ok(())
+    }
+}
+
+impl Clone for Wanted {
+    fn clone(&self) -> Wanted {
+        Wanted { gave_up: self.gave_up.clone(), handler: false }
+    }
+}
+
+impl Drop for Wanted {
+    fn drop(&mut self) {
+        if self.handler {
+            self.gave_up.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 struct Work {
     cri: Arc<Cri>,
     rollback: Rollback,
+    wanted: Wanted,
     pod: PodRecord,
     config: v1::ContainerConfig,
     sandbox: v1::PodSandboxConfig,
@@ -137,7 +196,7 @@ fn internal(what: impl std::fmt::Display) -> Status {
 
 impl Work {
     async fn run(self) -> Result<(), Status> {
-        let Work { cri, rollback, pod, config, sandbox, image, image_config, record } = self;
+        let Work { cri, rollback, wanted, pod, config, sandbox, image, image_config, record } = self;
         let id = record.id.clone();
         let containers = cri.containers.clone();
 
@@ -148,6 +207,7 @@ impl Work {
             rollback.push("save the record", move || async move { c.dismantle_and_forget(&id).await.map_err(|e| e.to_string()) });
         }
 
+        wanted.check(&id)?;
         // 2. The rootfs (undone with the record: dismantle removes the bundle).
         let root = cri.images.image_root().clone();
         let (key, img) = (id.clone(), image.clone());
@@ -157,6 +217,7 @@ impl Work {
             .map_err(|e| internal(format!("make the rootfs of container {id}: {e}")))?;
         let rootfs = bundle.join("rootfs");
 
+        wanted.check(&id)?;
         // 3. The spec.
         let (namespaces, files) = pod_environment(&cri, &pod)?;
         let target = target_pid_namespace(&cri, &pod, &config)?;
@@ -187,6 +248,7 @@ impl Work {
             Status::new(s.code(), format!("{RPC}: {}", s.message()))
         })?;
 
+        wanted.check(&id)?;
         // 4. Missing mount sources, image volumes.
         for dir in &built.host_dirs {
             let made = make_dirs(dir).map_err(|e| internal(format!("create the mount source {}: {e}", dir.display())))?;
@@ -208,6 +270,7 @@ impl Work {
                 .map_err(|e| internal(format!("seed the image volume {}: {e}", v.container_path)))?;
         }
 
+        wanted.check(&id)?;
         // 5. config.json and the log's directory.
         let spec_json = serde_json::to_vec_pretty(&built.spec).map_err(internal)?;
         write_atomic(&bundle.join("config.json"), &spec_json).map_err(internal)?;
@@ -219,6 +282,7 @@ impl Work {
                 .map_err(|e| internal(format!("create the log directory {}: {e}", dir.display())))?;
         }
 
+        wanted.check(&id)?;
         // 6. The monitor, which creates the container.
         let files = cri.layout.container_monitor(&id);
         let monitor_config = libcontainer::monitor::Config {
@@ -241,6 +305,7 @@ impl Work {
         containers.watch(&id, spawned.monitor_pid);
         let cgroups_path = built.spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).unwrap_or_default();
 
+        wanted.check(&id)?;
         // 7. Created, watched.
         let cgroups_path = cgroups_path.to_string_lossy().into_owned();
         containers

@@ -1,7 +1,7 @@
 //! ListContainers: every container, or those the filter selects (containerd 1.6's rules: `id`
 //! and `pod_sandbox_id` match a full id or a unique prefix of one, `state` exactly, every
 //! `label_selector` pair must be among the labels). An exit the watcher has not recorded yet
-//! is seen already.
+//! is seen already; a container still being created is not listed.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use tonic::Status;
 
 use super::containers::{config_of, cri_state, to_container};
 use super::Cri;
+use crate::store::ContainerState;
 
 pub async fn list_containers(cri: &Arc<Cri>, req: &v1::ListContainersRequest) -> Result<v1::ListContainersResponse, Status> {
     let filter = req.filter.clone().unwrap_or_default();
@@ -31,7 +32,9 @@ pub async fn list_containers(cri: &Arc<Cri>, req: &v1::ListContainersRequest) ->
         }
     };
     let mut containers = Vec::new();
-    for rec in cri.store.containers() {
+    // A container being created (or undone) is not listed, as containerd lists only what it
+    // finished creating.
+    for rec in cri.store.containers().into_iter().filter(|r| r.state != ContainerState::Creating) {
         if id.as_ref().is_some_and(|id| *id != rec.id) || pod.as_ref().is_some_and(|p| *p != rec.pod_id) {
             continue;
         }

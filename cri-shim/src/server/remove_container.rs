@@ -19,6 +19,8 @@ pub async fn remove_container(cri: &Arc<Cri>, req: &v1::RemoveContainerRequest) 
         return Err(Status::invalid_argument(format!("{RPC}: container_id: empty")));
     }
     let id = match cri.store.container(&req.container_id) {
+        // Still being created: not there yet for the client (its create undoes itself or ends).
+        Ok(rec) if rec.state == crate::store::ContainerState::Creating => return Ok(v1::RemoveContainerResponse {}),
         Ok(rec) => rec.id,
         Err(StoreError::NotFound { .. }) => return Ok(v1::RemoveContainerResponse {}),
         Err(e) => return Err(lifecycle_status(RPC, e.into())),
