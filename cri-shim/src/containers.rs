@@ -401,9 +401,12 @@ impl Containers {
         Ok(())
     }
 
-    /// Every container of pod `pod_id` removed (RemovePodSandbox does this first).
+    /// Every container of pod `pod_id` removed (RemovePodSandbox does this first). One still
+    /// being created is left to its create, which finishes or undoes itself (the pod's removal
+    /// is then refused until it is gone: kubelet retries).
     pub async fn remove_all_of_pod(&self, pod_id: &str) -> Result<()> {
-        for rec in self.store.containers().into_iter().filter(|c| c.pod_id == pod_id) {
+        let of_pod = |c: &ContainerRecord| c.pod_id == pod_id && c.state != ContainerState::Creating;
+        for rec in self.store.containers().into_iter().filter(of_pod) {
             let _lock = self.store.lock(&rec.id).await;
             self.remove(&rec.id).await?;
         }
