@@ -629,7 +629,10 @@ async fn a_client_that_gives_up_leaves_nothing() {
             // A pod being undone is not listed; roci-cri's record shows it until it is gone.
             let records = if ps.server.is_containerd() { 0 } else { records(&ps).len() };
             let clean = listed.is_empty() && records == 0 && ps.allocated_ips().is_empty() && netns_files(&ps).is_empty();
-            if clean && ps.cgroup.pod_cgroups().is_empty() {
+            // containerd 1.6.20 may leave the sandbox's (empty) cgroup behind when the client
+            // gives up while it creates the pause (its cleanup runs with the cancelled request's
+            // context); roci-cri leaves none. The fixture removes it at the end.
+            if clean && (ps.server.is_containerd() || ps.cgroup.pod_cgroups().is_empty()) {
                 break;
             }
             assert!(
@@ -653,4 +656,80 @@ async fn a_client_that_gives_up_leaves_nothing() {
 /// roci-cri's pod records.
 fn records(ps: &PodServer) -> Vec<std::ffi::OsString> {
     std::fs::read_dir(ps.server.dir.join("root/pods")).into_iter().flatten().flatten().map(|e| e.file_name()).collect()
+}
+
+/// The pause's monitor killed (the pause lives on, reparented): the pod is still Ready, and
+/// StopPodSandbox still kills the pause (through `roci kill`, roci's own state checks, since no
+/// monitor answers); remove leaves nothing. roci-cri's monitors: the roci leg only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_monitor_died_is_still_stopped() {
+    let ps = PodServer::start("pod-monitor-dies");
+    if ps.server.is_containerd() {
+        eprintln!("roci-cri's monitors: tested in the roci leg");
+        return;
+    }
+    let mut client = ps.client().await;
+    let id = run(&mut client, &ps.pod_config("orphan")).await.expect("RunPodSandbox");
+    let pod = look(&mut client, &id).await;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pod.pid)).expect("the pause's stat");
+    let ppid: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+    assert!(String::from_utf8_lossy(&cmdline).contains("monitor"), "the pause's parent {ppid} is its monitor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(ppid), nix::sys::signal::Signal::SIGKILL).expect("kill the monitor");
+    roci_integration::wait_for(Duration::from_secs(10), || is_dead(ppid));
+    assert!(!is_dead(pod.pid), "the pause outlives its monitor");
+    assert_eq!(look(&mut client, &id).await.state, PodSandboxState::SandboxReady as i32);
+    stop(&mut client, &id).await.expect("StopPodSandbox without a monitor");
+    assert!(is_dead(pod.pid), "the pause was killed");
+    remove(&mut client, &id).await.expect("RemovePodSandbox");
+    assert_nothing_left(&ps, &pod);
+    assert!(records(&ps).is_empty());
+}
+
+/// Pods run and removed in parallel (kubelet calls in parallel): each gets its own address, and
+/// nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_and_go_in_parallel() {
+    let ps = PodServer::start("pod-parallel");
+    let client = ps.client().await;
+    let runs: Vec<_> = (0..5)
+        .map(|n| {
+            let mut client =
+                Client { channel: client.channel.clone(), runtime: client.runtime.clone(), images: client.images.clone() };
+            let config = ps.pod_config(&format!("par{n}"));
+            tokio::spawn(async move { run(&mut client, &config).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for r in runs {
+        ids.push(r.await.expect("the RunPodSandbox task").expect("RunPodSandbox"));
+    }
+    let mut client = client;
+    let mut pods = Vec::new();
+    for id in &ids {
+        let pod = look(&mut client, id).await;
+        assert_eq!(pod.state, PodSandboxState::SandboxReady as i32);
+        pods.push(pod);
+    }
+    let mut ips: Vec<_> = pods.iter().map(|p| p.ip.clone()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 5, "five distinct addresses: {ips:?}");
+    let removals: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut client =
+                Client { channel: client.channel.clone(), runtime: client.runtime.clone(), images: client.images.clone() };
+            let id = id.clone();
+            tokio::spawn(async move { remove(&mut client, &id).await })
+        })
+        .collect();
+    for r in removals {
+        r.await.expect("the RemovePodSandbox task").expect("RemovePodSandbox");
+    }
+    assert!(list(&mut client, None).await.is_empty());
+    for pod in &pods {
+        assert_nothing_left(&ps, pod);
+    }
+    assert!(netns_files(&ps).is_empty(), "{:?}", netns_files(&ps));
 }

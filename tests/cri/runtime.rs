@@ -249,8 +249,15 @@ async fn rpcs_not_in_this_build_name_themselves() {
         return;
     }
     let mut client = server.client().await;
-    let e = client.runtime.container_stats(v1::ContainerStatsRequest::default()).await.expect_err("ContainerStats");
-    assert_eq!((e.code(), e.message()), (Code::Unimplemented, "ContainerStats is not implemented in this build of roci-cri"));
+    let e = client
+        .runtime
+        .update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest::default())
+        .await
+        .expect_err("UpdatePodSandboxResources");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::Unimplemented, "UpdatePodSandboxResources is not implemented in this build of roci-cri")
+    );
     let e = client.images.stream_images(v1::StreamImagesRequest::default()).await.expect_err("StreamImages");
     assert_eq!((e.code(), e.message()), (Code::Unimplemented, "StreamImages is not implemented in this build of roci-cri"));
     let e = client.runtime.get_container_events(v1::GetEventsRequest {}).await.expect_err("GetContainerEvents");
