@@ -31,6 +31,7 @@ use libimage::manager::ImageRoot;
 use libimage::pull::{PullAuth, PullOptions};
 use libimage::reference::Reference;
 use libimage::registries::Registries;
+use oci_spec::image::ImageConfiguration;
 
 /// The image root under roci-cri's `--root`.
 pub const IMAGES_DIR: &str = "images";
@@ -167,6 +168,26 @@ impl Images {
             let pinned = me.resolve_in(&records, &me.pause_image)?;
             let group: Vec<Image> = records.into_iter().filter(|r| r.config == id).collect();
             me.describe(&group, pinned.as_ref()).map(Some)
+        })
+        .await
+    }
+
+    /// The image `what` names (reference or ID) if it is here: a record of its ID (the one `what`
+    /// names when it is a reference) and its configuration, for a container's rootfs and spec.
+    pub async fn local(self: &Arc<Self>, what: &str) -> Result<Option<(Image, ImageConfiguration)>, ImageError> {
+        let (me, what) = (self.clone(), what.to_owned());
+        blocking("resolve a local image", move || {
+            let records = me.root.images.list()?;
+            let Some(id) = me.resolve_in(&records, &what)? else { return Ok(None) };
+            let named = Reference::parse(&what).map(digest_only).ok().map(|r| r.to_string());
+            let record = records
+                .iter()
+                .find(|r| r.config == id && Some(&r.name) == named.as_ref())
+                .or_else(|| records.iter().find(|r| r.config == id))
+                .cloned()
+                .expect("an ID resolved from the records has a record");
+            let config = me.root.config(&record)?;
+            Ok(Some((record, config)))
         })
         .await
     }

@@ -12,6 +12,8 @@
 //! - [`store`]: pods and containers on disk, their names and lifecycles.
 //! - [`stats`]: what the stats RPCs report: cgroup CPU and memory, writable layers, pod networks.
 //! - [`monitor`]: starting a container's monitor (`roci monitor`) and its control client.
+//! - [`containers`]: containers between RPCs: a watcher per monitor, exits recorded, stop,
+//!   removal, recovery before serving.
 //! - [`serve`]: binds the socket and serves until SIGTERM or SIGINT, then removes the socket.
 //!
 //! The daemon never forks: every pod's pause container (and every container) has a monitor
@@ -19,6 +21,7 @@
 //! process. Before it serves, [`serve`] recovers the pods on disk ([`server::recover`]).
 
 pub mod config;
+pub mod containers;
 pub mod events;
 pub mod images;
 pub mod layout;
@@ -72,6 +75,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // Recovery before serving: no RPC sees a pod half-made by a daemon that was killed.
     let recovered = server::recover(&cri).await;
     tracing::info!(?recovered, "recovered the pods on disk");
+    // Every container found again, before anything is served (nothing is started twice).
+    let failed = cri.recover_containers().await;
+    tracing::info!(failed, "recovered the containers on disk");
     let socket::Listener { listener, path, lock } = socket::Listener::bind(&config.socket)?;
     let (runtime, images) = server::services(cri);
     tracing::info!(socket = %path.display(), root = %config.root.display(), state = %config.state.display(), "serving the CRI");

@@ -412,6 +412,14 @@ impl ImageRoot {
         write_atomic(&bundle.join("config.json"), &data)
     }
 
+    /// Fill the existing directory `dir` with what the image at `rootfs` (a mounted snapshot)
+    /// holds at `dest` (owners, modes, links kept), as an image volume is seeded; nothing when
+    /// `dest` is missing or not a directory there.
+    pub fn seed_volume(&self, rootfs: &Path, dest: &str, dir: &Path) -> Result<()> {
+        let root_dir = File::open(rootfs).map_err(|e| Error::io("open", rootfs, e))?;
+        seed_volume(&root_dir, rootfs, dest, dir)
+    }
+
     /// Remove container `id`'s bundle and snapshot: see [`remove_bundle`].
     pub fn remove_bundle(&self, id: &str) -> Result<()> {
         remove_bundle(&self.root, id)

@@ -11,9 +11,13 @@
 //!   ListPodSandbox on a CNI bridge, seen on the pause process; recovery after a SIGKILL.
 //! - pod_fixture.rs: what pod tests share: the pause image (from `roci-pause`), a cgroup tree of
 //!   the test's own for the daemon and its pods, the CNI bridge configuration.
+//! - containers.rs: the container RPCs (create, start, stop, remove, list, status, resources,
+//!   ExecSync, ReopenContainerLog) with busybox in pods of the pod fixture, seen from outside
+//!   (namespaces, cgroups, the CRI log file) and inside; recovery after a SIGKILL.
 //! - daemon.rs: roci-cri as a daemon (socket ownership, signals, configuration file and flags);
 //!   these run only in the roci leg.
 
+mod containers;
 mod daemon;
 mod images;
 mod pod_fixture;

@@ -12,23 +12,33 @@
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
 
 mod container_stats;
+mod container_status;
+mod containers;
+mod create_container;
+mod exec_sync;
 mod filter;
 mod image_fs_info;
 mod image_status;
+mod list_containers;
 mod list_images;
 mod list_pod_sandbox;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod pull_image;
 mod recover;
+mod remove_container;
 mod remove_image;
 mod remove_pod_sandbox;
+mod reopen_container_log;
 mod run_pod_sandbox;
 mod runtime_config;
 pub mod sandbox;
 pub mod spec;
+mod start_container;
 mod status;
+mod stop_container;
 mod stop_pod_sandbox;
+mod update_container_resources;
 mod update_pod_sandbox_resources;
 mod update_runtime_config;
 mod version;
@@ -47,6 +57,7 @@ use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::containers::Containers;
 use crate::events::Events;
 use crate::images::{self, ImageError};
 use crate::layout::Layout;
@@ -73,6 +84,8 @@ pub struct Cri {
     events: Events,
     /// The previous CPU sample of each pod and container, for `usage_nano_cores`.
     sampler: Arc<Sampler>,
+    /// Containers' lifecycle: monitors watched, exits recorded, stop, removal, recovery.
+    containers: Arc<Containers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,21 +103,33 @@ impl Cri {
         let images = images::Images::open(&config.root, &config.registries_config, &config.pause_image)?;
         let store = Store::open(&config.root)?;
         let runtime = config.runtime();
+        let store = Arc::new(store);
+        let layout = Layout::new(&config.state);
+        let containers = Arc::new(Containers::new(store.clone(), layout.clone(), runtime.clone(), images.image_root().clone()));
         Ok(Arc::new(Cri {
             pod_cidr: RwLock::new(String::new()),
             images: Arc::new(images),
-            store: Arc::new(store),
+            store,
+            containers,
             networks: PodNetworks::new(&config),
             host: HostFacts {
                 oom_score_adj_floor: config.restrict_oom_score_adj.then(own_oom_score_adj).flatten(),
                 ..HostFacts::detect()
             },
-            layout: Layout::new(&config.state),
+            layout,
             runtime,
             events: Events::default(),
             sampler: Arc::new(Sampler::new()),
             config,
         }))
+    }
+}
+
+impl Cri {
+    /// Before serving, after the pods: find every container again (see
+    /// [`Containers::recover`]); how many could not be recovered.
+    pub async fn recover_containers(&self) -> usize {
+        self.containers.recover().await
     }
 }
 
@@ -213,6 +238,66 @@ impl RuntimeService for Runtime {
         Ok(Response::new(update_pod_sandbox_resources::update_pod_sandbox_resources(&self.0, request.get_ref()).await?))
     }
 
+    async fn create_container(
+        &self,
+        request: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        Ok(Response::new(create_container::create_container(&self.0, request.into_inner()).await?))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        Ok(Response::new(start_container::start_container(&self.0, request.get_ref()).await?))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
+        Ok(Response::new(stop_container::stop_container(&self.0, request.get_ref()).await?))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        Ok(Response::new(remove_container::remove_container(&self.0, request.get_ref()).await?))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        Ok(Response::new(list_containers::list_containers(&self.0, request.get_ref()).await?))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        Ok(Response::new(container_status::container_status(&self.0, request.get_ref()).await?))
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        Ok(Response::new(update_container_resources::update_container_resources(&self.0, request.get_ref()).await?))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        Ok(Response::new(reopen_container_log::reopen_container_log(&self.0, request.get_ref()).await?))
+    }
+
+    async fn exec_sync(&self, request: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        Ok(Response::new(exec_sync::exec_sync(&self.0, request.get_ref()).await?))
+    }
+
     async fn run_pod_sandbox(
         &self,
         request: Request<v1::RunPodSandboxRequest>,
@@ -257,18 +342,9 @@ impl RuntimeService for Runtime {
 
     unimplemented_rpcs! {
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
-        create_container(CreateContainerRequest) -> v1::CreateContainerResponse = "CreateContainer";
-        start_container(StartContainerRequest) -> v1::StartContainerResponse = "StartContainer";
-        stop_container(StopContainerRequest) -> v1::StopContainerResponse = "StopContainer";
-        remove_container(RemoveContainerRequest) -> v1::RemoveContainerResponse = "RemoveContainer";
-        list_containers(ListContainersRequest) -> v1::ListContainersResponse = "ListContainers";
         stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
-        container_status(ContainerStatusRequest) -> v1::ContainerStatusResponse = "ContainerStatus";
-        update_container_resources(UpdateContainerResourcesRequest) -> v1::UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(ReopenContainerLogRequest) -> v1::ReopenContainerLogResponse = "ReopenContainerLog";
         checkpoint_container(CheckpointContainerRequest) -> v1::CheckpointContainerResponse = "CheckpointContainer";
         get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
-        exec_sync(ExecSyncRequest) -> v1::ExecSyncResponse = "ExecSync";
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";

@@ -51,7 +51,8 @@ pub(super) async fn remove(cri: &Arc<Cri>, id: &str) -> Result<(), Status> {
     if record.state != PodState::NotReady || sandbox::pause_state(&cri.layout, &record).await.running() {
         stop(cri, id).await?;
     }
-    // The pod's containers are removed here, before the pause (the container RPCs' step).
+    // Every container of the pod first (containerd 1.6's RemovePodSandbox).
+    cri.containers.remove_all_of_pod(id).await.map_err(|e| super::containers::lifecycle_status(RPC, e))?;
     release(cri, &Sandbox::of(record)?).await.map_err(|e| Status::internal(format!("{RPC}: pod sandbox {id}: {e}")))?;
     let store = cri.store.clone();
     let id = id.to_owned();

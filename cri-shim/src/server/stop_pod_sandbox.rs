@@ -41,7 +41,8 @@ pub(super) async fn stop_pod_sandbox(
 /// that failed half-way is finished by the next.
 pub(super) async fn stop(cri: &Arc<Cri>, id: &str) -> Result<(), Status> {
     let pod = Sandbox::of(cri.store.pod(id).map_err(|e| store_status(RPC, e))?)?;
-    // The pod's containers are stopped here, before the pause (the container RPCs' step).
+    // Every container of the pod first, at once (containerd 1.6's StopPodSandbox).
+    cri.containers.stop_all_of_pod(id).await.map_err(|e| super::containers::lifecycle_status(RPC, e))?;
     sandbox::stop_pause(cri, &pod.record).await?;
     if !pod.host_network() {
         let request = pod.network_request()?;

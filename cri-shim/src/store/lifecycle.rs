@@ -21,13 +21,16 @@
 //!   CreateContainer               StartContainer               exit, or StopContainer
 //!  (none) ─────────▶ Creating ──▶ Created ─────────────────▶ Running ──────────────────▶ Exited
 //!                       │            │                          │                          │
-//!                       │ failed     │ StopContainer            │ the monitor vanished     │
-//!                       ▼            ▼ (never started)          ▼ with no exit record      │
+//!                       │ failed     │ the init died unstarted  │ the monitor vanished     │
+//!                       ▼            ▼ or the start failed      ▼ with no exit record      │
 //!                    (none)        Exited                    Unknown ───── stop ──────▶ Exited
 //!                                                                                          │
 //!                                  (none) ◀──────────── RemoveContainer ◀──────────────────┘
 //!                                                        (also from Created, Unknown)
 //! ```
+//!
+//! A create is also undone when its client gave up; StopContainer leaves a created container
+//! created (containerd 1.6). `crate::containers` makes these changes.
 //!
 //! A record's state changes only through [`PodState::can_become`] / [`ContainerState::can_become`]
 //! checked by the store; the work between two states runs through [`change`].

@@ -502,6 +502,8 @@ mod tests {
             reason: String::new(),
             message: String::new(),
             pid: 0,
+            monitor_pid: 0,
+            stop_signal: String::new(),
             cgroups_path: String::new(),
             image: "busybox".into(),
             image_ref: "sha256:00".into(),
@@ -509,6 +511,7 @@ mod tests {
             annotations: BTreeMap::new(),
             log_path: None,
             config: vec![],
+            resources: None,
         }
     }
 

@@ -104,6 +104,14 @@ pub struct ContainerRecord {
     /// The container's init (its monitor's child); 0 before it was created.
     #[serde(default)]
     pub pid: i32,
+    /// The container's monitor (the init's parent); 0 before it was created. Checked against
+    /// `/proc/<pid>/cmdline` (it names the monitor's config) before it is trusted after a restart.
+    #[serde(default)]
+    pub monitor_pid: i32,
+    /// The image's `StopSignal` when the container was created (as the image wrote it:
+    /// `SIGTERM`, `15`, `RTMIN+3`); empty: SIGTERM.
+    #[serde(default)]
+    pub stop_signal: String,
     /// The OCI `linux.cgroupsPath` the container was created with.
     #[serde(default)]
     pub cgroups_path: String,
@@ -121,6 +129,31 @@ pub struct ContainerRecord {
     /// The `ContainerConfig` as sent (protobuf).
     #[serde(default, with = "bytes_base64")]
     pub config: Vec<u8>,
+    /// The `LinuxContainerResources` of the last UpdateContainerResources as sent (protobuf);
+    /// `None`: the config's.
+    #[serde(default, with = "bytes_base64_opt", skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<u8>>,
+}
+
+/// Optional bytes as one base64 string.
+mod bytes_base64_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => super::bytes_base64::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(t.as_bytes()).map_err(serde::de::Error::custom)
+        })
+        .transpose()
+    }
 }
 
 /// Bytes as one base64 string rather than a JSON array of numbers.

@@ -127,11 +127,23 @@ pub fn seccomp(
 /// `allowed_dir` (a relative name is taken inside it).
 fn load_localhost(name: &str, allowed_dir: &Path, field: &str) -> Result<Value, SpecError> {
     let path = allowed_dir.join(name);
-    let root = allowed_dir.canonicalize().map_err(|source| SpecError::Io {
-        op: "resolve the seccomp profile directory",
-        path: allowed_dir.to_owned(),
-        source,
-    })?;
+    let root = match allowed_dir.canonicalize() {
+        Ok(root) => root,
+        // No directory: no profile is inside it (the request's fault, not the host's).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SpecError::invalid(
+                field,
+                format!(
+                    "{} is outside the seccomp profile directory {} (which does not exist)",
+                    path.display(),
+                    allowed_dir.display()
+                ),
+            ));
+        }
+        Err(source) => {
+            return Err(SpecError::Io { op: "resolve the seccomp profile directory", path: allowed_dir.to_owned(), source });
+        }
+    };
     let real = path.canonicalize().map_err(|e| SpecError::invalid(field, format!("seccomp profile {}: {e}", path.display())))?;
     if !real.starts_with(&root) {
         return Err(SpecError::invalid(
