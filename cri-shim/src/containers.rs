@@ -33,8 +33,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::watch;
 
+use crate::events::{EventKind, Events};
 use crate::layout::Layout;
 use crate::monitor::{self, MonitorError};
+use crate::stats::Sampler;
 use crate::store::{ContainerRecord, ContainerState, Kind, Store, StoreError};
 
 /// The exit code of a container whose end is not known (containerd's `unknownExitCode`).
@@ -61,10 +63,7 @@ pub enum LifecycleError {
 
 pub type Result<T> = std::result::Result<T, LifecycleError>;
 
-/// Nanoseconds since the epoch, now.
-pub fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-}
+pub use crate::events::now_nanos as now_ns;
 
 /// An RFC 3339 time (the monitor's) in nanoseconds since the epoch; 0 when unreadable.
 pub fn parse_time(t: &str) -> i64 {
@@ -97,11 +96,22 @@ pub struct Containers {
     images: Arc<ImageRoot>,
     /// Per watched container: true once its monitor is gone.
     gone: Mutex<HashMap<String, watch::Receiver<bool>>>,
+    /// Where a change of state is told (GetContainerEvents).
+    events: Events,
+    /// The CPU samples of the stats RPCs: a removed container's is dropped.
+    sampler: Arc<Sampler>,
 }
 
 impl Containers {
-    pub fn new(store: Arc<Store>, layout: Layout, runtime: PathBuf, images: Arc<ImageRoot>) -> Containers {
-        Containers { store, layout, runtime, images, gone: Mutex::new(HashMap::new()) }
+    pub fn new(
+        store: Arc<Store>,
+        layout: Layout,
+        runtime: PathBuf,
+        images: Arc<ImageRoot>,
+        events: Events,
+        sampler: Arc<Sampler>,
+    ) -> Containers {
+        Containers { store, layout, runtime, images, gone: Mutex::new(HashMap::new()), events, sampler }
     }
 
     /// Change container `id`'s record with `f` (on the blocking pool: the store fsyncs). The one
@@ -116,6 +126,15 @@ impl Containers {
         .await?;
         if before != after.state {
             tracing::info!(id, from = ?before, to = ?after.state, exit_code = after.exit_code, reason = after.reason, "container");
+            let event = match after.state {
+                ContainerState::Created => Some(EventKind::Created),
+                ContainerState::Running => Some(EventKind::Started),
+                ContainerState::Exited => Some(EventKind::Stopped),
+                ContainerState::Creating | ContainerState::Unknown => None,
+            };
+            if let Some(kind) = event {
+                self.events.emit(&after.id, &after.pod_id, kind);
+            }
         }
         Ok(after)
     }
@@ -131,11 +150,16 @@ impl Containers {
     async fn forget(&self, id: &str) -> Result<()> {
         let store = self.store.clone();
         let key = id.to_owned();
+        let pod_id = self.store.container(id).ok().map(|r| r.pod_id);
         match blocking(move || store.remove_container(&key)).await {
             Ok(()) | Err(LifecycleError::Store(StoreError::NotFound { .. })) => {}
             Err(e) => return Err(e),
         }
         self.gone.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.sampler.forget(id);
+        if let Some(pod_id) = pod_id {
+            self.events.emit(id, &pod_id, EventKind::Deleted);
+        }
         tracing::info!(id, "container removed");
         Ok(())
     }
@@ -571,7 +595,14 @@ mod tests {
             }
         }
         let images = Arc::new(ImageRoot::open(&dir.join("root/images")).unwrap());
-        Arc::new(Containers::new(store, Layout::new(&dir.join("state")), PathBuf::from("/bin/false"), images))
+        Arc::new(Containers::new(
+            store,
+            Layout::new(&dir.join("state")),
+            PathBuf::from("/bin/false"),
+            images,
+            Events::default(),
+            Arc::new(Sampler::new()),
+        ))
     }
 
     #[tokio::test]

@@ -20,15 +20,15 @@ use crate::server::Client;
 const BUSYBOX: &str = "docker.io/library/busybox:1.36";
 
 /// A daemon with busybox pulled and one pod running, its logs under `logs`.
-struct Fixture {
-    ps: PodServer,
-    client: Client,
-    pod: String,
-    pod_config: PodSandboxConfig,
+pub(crate) struct Fixture {
+    pub(crate) ps: PodServer,
+    pub(crate) client: Client,
+    pub(crate) pod: String,
+    pub(crate) pod_config: PodSandboxConfig,
     logs: tempfile::TempDir,
 }
 
-async fn fixture(name: &str) -> Fixture {
+pub(crate) async fn fixture(name: &str) -> Fixture {
     let ps = PodServer::start(name);
     ps.registry.push(&roci_integration::image::busybox().oci_ref(), "library/busybox:1.36", &Push::default());
     let mut client = ps.client().await;
@@ -48,7 +48,7 @@ fn image() -> ImageSpec {
 
 /// A container running `sh -c script` in a PID namespace of its own (as kubelet asks), logging
 /// to `<name>.log`.
-fn config(name: &str, script: &str) -> ContainerConfig {
+pub(crate) fn config(name: &str, script: &str) -> ContainerConfig {
     ContainerConfig {
         metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
         image: Some(image()),
@@ -68,7 +68,7 @@ fn config(name: &str, script: &str) -> ContainerConfig {
 }
 
 impl Fixture {
-    async fn create(&mut self, config: ContainerConfig) -> Result<String, Status> {
+    pub(crate) async fn create(&mut self, config: ContainerConfig) -> Result<String, Status> {
         let req = v1::CreateContainerRequest {
             pod_sandbox_id: self.pod.clone(),
             config: Some(config),
@@ -77,33 +77,33 @@ impl Fixture {
         self.client.runtime.create_container(req).await.map(|r| r.into_inner().container_id)
     }
 
-    async fn start(&mut self, id: &str) {
+    pub(crate) async fn start(&mut self, id: &str) {
         let req = v1::StartContainerRequest { container_id: id.into() };
         self.client.runtime.start_container(req).await.unwrap_or_else(|e| panic!("StartContainer {id}: {e:?}"));
     }
 
-    async fn run(&mut self, config: ContainerConfig) -> String {
+    pub(crate) async fn run(&mut self, config: ContainerConfig) -> String {
         let id = self.create(config).await.expect("CreateContainer");
         self.start(&id).await;
         id
     }
 
-    async fn stop(&mut self, id: &str, timeout: i64) -> Result<(), Status> {
+    pub(crate) async fn stop(&mut self, id: &str, timeout: i64) -> Result<(), Status> {
         let req = v1::StopContainerRequest { container_id: id.into(), timeout };
         self.client.runtime.stop_container(req).await.map(drop)
     }
 
-    async fn remove(&mut self, id: &str) {
+    pub(crate) async fn remove(&mut self, id: &str) {
         let req = v1::RemoveContainerRequest { container_id: id.into() };
         self.client.runtime.remove_container(req).await.unwrap_or_else(|e| panic!("RemoveContainer {id}: {e:?}"));
     }
 
-    async fn status(&mut self, id: &str) -> v1::ContainerStatus {
+    pub(crate) async fn status(&mut self, id: &str) -> v1::ContainerStatus {
         self.status_verbose(id).await.0
     }
 
     /// The status and the verbose info's JSON.
-    async fn status_verbose(&mut self, id: &str) -> (v1::ContainerStatus, serde_json::Value) {
+    pub(crate) async fn status_verbose(&mut self, id: &str) -> (v1::ContainerStatus, serde_json::Value) {
         let req = v1::ContainerStatusRequest { container_id: id.into(), verbose: true };
         let resp = self.client.runtime.container_status(req).await.unwrap_or_else(|e| panic!("ContainerStatus {id}: {e:?}"));
         let resp = resp.into_inner();
@@ -112,19 +112,19 @@ impl Fixture {
     }
 
     /// The container's init as the host sees it (the verbose info's `pid`, in both daemons).
-    async fn pid(&mut self, id: &str) -> i32 {
+    pub(crate) async fn pid(&mut self, id: &str) -> i32 {
         let (_, info) = self.status_verbose(id).await;
         info["pid"].as_i64().expect("info.pid") as i32
     }
 
-    async fn list(&mut self, filter: Option<ContainerFilter>) -> Vec<v1::Container> {
+    pub(crate) async fn list(&mut self, filter: Option<ContainerFilter>) -> Vec<v1::Container> {
         let req = v1::ListContainersRequest { filter };
         let mut cs = self.client.runtime.list_containers(req).await.expect("ListContainers").into_inner().containers;
         cs.sort_by(|a, b| a.metadata.as_ref().map(|m| m.name.clone()).cmp(&b.metadata.as_ref().map(|m| m.name.clone())));
         cs
     }
 
-    async fn wait_state(&mut self, id: &str, state: v1::ContainerState) -> v1::ContainerStatus {
+    pub(crate) async fn wait_state(&mut self, id: &str, state: v1::ContainerState) -> v1::ContainerStatus {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let s = self.status(id).await;
@@ -136,13 +136,13 @@ impl Fixture {
         }
     }
 
-    async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<v1::ExecSyncResponse, Status> {
+    pub(crate) async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<v1::ExecSyncResponse, Status> {
         let req = v1::ExecSyncRequest { container_id: id.into(), cmd: cmd.iter().map(|c| c.to_string()).collect(), timeout };
         self.client.runtime.exec_sync(req).await.map(|r| r.into_inner())
     }
 
     /// The pause process (the pod's verbose info's `pid`).
-    async fn pause_pid(&mut self) -> i32 {
+    pub(crate) async fn pause_pid(&mut self) -> i32 {
         let req = v1::PodSandboxStatusRequest { pod_sandbox_id: self.pod.clone(), verbose: true };
         let resp = self.client.runtime.pod_sandbox_status(req).await.expect("PodSandboxStatus").into_inner();
         let info: serde_json::Value = serde_json::from_str(&resp.info["info"]).expect("info is JSON");
@@ -150,13 +150,13 @@ impl Fixture {
     }
 
     /// Stop and remove the pod (with whatever containers it still has).
-    async fn end_pod(&mut self) {
+    pub(crate) async fn end_pod(&mut self) {
         let id = self.pod.clone();
         self.client.runtime.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.expect("StopPod");
         self.client.runtime.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: id }).await.expect("RemovePod");
     }
 
-    fn log_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn log_file(&self, name: &str) -> PathBuf {
         self.logs.path().join(format!("{name}.log"))
     }
 }

@@ -14,12 +14,17 @@
 //! - containers.rs: the container RPCs (create, start, stop, remove, list, status, resources,
 //!   ExecSync, ReopenContainerLog) with busybox in pods of the pod fixture, seen from outside
 //!   (namespaces, cgroups, the CRI log file) and inside; recovery after a SIGKILL.
+//! - observe.rs: ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats (the
+//!   numbers against what the containers do), GetContainerEvents (the lifecycle as events; roci
+//!   only: containerd 1.6 does not serve it), UpdatePodSandboxResources (recorded; containerd 1.6
+//!   does not serve it).
 //! - daemon.rs: roci-cri as a daemon (socket ownership, signals, configuration file and flags);
 //!   these run only in the roci leg.
 
 mod containers;
 mod daemon;
 mod images;
+mod observe;
 mod pod_fixture;
 mod pods;
 mod runtime;

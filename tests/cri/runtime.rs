@@ -254,6 +254,9 @@ async fn rpcs_not_in_this_build_name_themselves() {
     assert_eq!((e.code(), e.message()), (Code::Unimplemented, "Exec is not implemented in this build of roci-cri"));
     let e = client.images.stream_images(v1::StreamImagesRequest::default()).await.expect_err("StreamImages");
     assert_eq!((e.code(), e.message()), (Code::Unimplemented, "StreamImages is not implemented in this build of roci-cri"));
-    let e = client.runtime.get_container_events(v1::GetEventsRequest {}).await.expect_err("GetContainerEvents");
-    assert_eq!((e.code(), e.message()), (Code::Unimplemented, "GetContainerEvents is not implemented in this build of roci-cri"));
+    let e = client.runtime.checkpoint_container(v1::CheckpointContainerRequest::default()).await.expect_err("Checkpoint");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::Unimplemented, "CheckpointContainer is not implemented in this build of roci-cri")
+    );
 }

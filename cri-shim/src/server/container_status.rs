@@ -13,7 +13,7 @@ use tonic::Status;
 
 use super::containers::{config_of, cri_state, find, metadata, resources_of, to_map};
 use super::Cri;
-use crate::store::ContainerRecord;
+use crate::store::{ContainerRecord, ContainerState};
 
 const RPC: &str = "ContainerStatus";
 
@@ -21,6 +21,31 @@ pub async fn container_status(cri: &Arc<Cri>, req: &v1::ContainerStatusRequest) 
     let rec = find(cri, RPC, &req.container_id)?;
     let rec = cri.containers.current(rec).await;
     let config = config_of(&rec)?;
+    let (status, spec) = status_of(cri, &rec, &config).await;
+    let mut info = std::collections::HashMap::new();
+    if req.verbose {
+        info.insert("info".to_owned(), verbose_info(&rec, &config, spec).to_string());
+    }
+    Ok(v1::ContainerStatusResponse { status: Some(status), info })
+}
+
+/// The statuses of pod `pod_id`'s containers (but those being created), for PodSandboxStatus and
+/// the events (containerd 1.7+ sends them there); one whose stored config cannot be read is left
+/// out and logged.
+pub(super) async fn statuses_of_pod(cri: &Arc<Cri>, pod_id: &str) -> Vec<v1::ContainerStatus> {
+    let mut out = Vec::new();
+    for rec in cri.store.containers().into_iter().filter(|c| c.pod_id == pod_id && c.state != ContainerState::Creating) {
+        let rec = cri.containers.current(rec).await;
+        match config_of(&rec) {
+            Ok(config) => out.push(status_of(cri, &rec, &config).await.0),
+            Err(e) => tracing::warn!(id = %rec.id, error = %e.message(), "container status"),
+        }
+    }
+    out
+}
+
+/// Container `rec`'s status, and its spec as the bundle has it (for the verbose info).
+async fn status_of(cri: &Arc<Cri>, rec: &ContainerRecord, config: &v1::ContainerConfig) -> (v1::ContainerStatus, Option<Value>) {
     let (mut image, mut image_ref) = (config.image.clone(), rec.image_ref.clone());
     if let Ok(Some(found)) = cri.images.status(&rec.image_ref).await {
         if let Some(tag) = found.repo_tags.first() {
@@ -42,7 +67,7 @@ pub async fn container_status(cri: &Arc<Cri>, req: &v1::ContainerStatusRequest) 
     let stop_signal = signal_of(&rec.stop_signal);
     let status = v1::ContainerStatus {
         id: rec.id.clone(),
-        metadata: Some(metadata(&rec)),
+        metadata: Some(metadata(rec)),
         state: cri_state(rec.state) as i32,
         created_at: rec.created_at,
         started_at: rec.started_at,
@@ -56,16 +81,12 @@ pub async fn container_status(cri: &Arc<Cri>, req: &v1::ContainerStatusRequest) 
         annotations: to_map(&rec.annotations),
         mounts: config.mounts.clone(),
         log_path: rec.log_path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
-        resources: resources_of(&rec, &config).map(|linux| v1::ContainerResources { linux: Some(linux), windows: None }),
+        resources: resources_of(rec, config).map(|linux| v1::ContainerResources { linux: Some(linux), windows: None }),
         image_id: rec.image_ref.clone(),
         user,
         stop_signal: stop_signal as i32,
     };
-    let mut info = std::collections::HashMap::new();
-    if req.verbose {
-        info.insert("info".to_owned(), verbose_info(&rec, &config, spec).to_string());
-    }
-    Ok(v1::ContainerStatusResponse { status: Some(status), info })
+    (status, spec)
 }
 
 /// The CRI signal an image's stop signal names (RUNTIME_DEFAULT when none or not one of CRI's).

@@ -9,6 +9,7 @@ use roci_cri_proto::runtime_v1 as v1;
 use tonic::Status;
 
 use super::containers::{config_of, cri_state, to_container};
+use super::filter::labels_match;
 use super::Cri;
 use crate::store::ContainerState;
 
@@ -38,7 +39,7 @@ pub async fn list_containers(cri: &Arc<Cri>, req: &v1::ListContainersRequest) ->
         if id.as_ref().is_some_and(|id| *id != rec.id) || pod.as_ref().is_some_and(|p| *p != rec.pod_id) {
             continue;
         }
-        if !filter.label_selector.iter().all(|(k, v)| rec.labels.get(k) == Some(v)) {
+        if !labels_match(&filter.label_selector, &rec.labels) {
             continue;
         }
         let rec = cri.containers.current(rec).await;

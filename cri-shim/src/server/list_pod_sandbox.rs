@@ -8,6 +8,7 @@ use std::sync::Arc;
 use roci_cri_proto::runtime_v1 as v1;
 use tonic::Status;
 
+use super::filter::labels_match;
 use super::pod_sandbox_status::state_of;
 use super::sandbox;
 use super::Cri;
@@ -29,7 +30,7 @@ pub(super) async fn list_pod_sandbox(
         if record.state == PodState::Creating || id.as_ref().is_some_and(|id| *id != record.id) {
             continue;
         }
-        if !filter.label_selector.iter().all(|(k, v)| record.labels.get(k) == Some(v)) {
+        if !labels_match(&filter.label_selector, &record.labels) {
             continue;
         }
         let pause = sandbox::pause_state(&cri.layout, &record).await;

@@ -17,6 +17,7 @@ mod containers;
 mod create_container;
 mod exec_sync;
 mod filter;
+mod get_container_events;
 mod image_fs_info;
 mod image_status;
 mod list_containers;
@@ -105,7 +106,16 @@ impl Cri {
         let runtime = config.runtime();
         let store = Arc::new(store);
         let layout = Layout::new(&config.state);
-        let containers = Arc::new(Containers::new(store.clone(), layout.clone(), runtime.clone(), images.image_root().clone()));
+        let events = Events::default();
+        let sampler = Arc::new(Sampler::new());
+        let containers = Arc::new(Containers::new(
+            store.clone(),
+            layout.clone(),
+            runtime.clone(),
+            images.image_root().clone(),
+            events.clone(),
+            sampler.clone(),
+        ));
         Ok(Arc::new(Cri {
             pod_cidr: RwLock::new(String::new()),
             images: Arc::new(images),
@@ -118,8 +128,8 @@ impl Cri {
             },
             layout,
             runtime,
-            events: Events::default(),
-            sampler: Arc::new(Sampler::new()),
+            events,
+            sampler,
             config,
         }))
     }
@@ -333,6 +343,13 @@ impl RuntimeService for Runtime {
         Ok(Response::new(list_pod_sandbox::list_pod_sandbox(&self.0, request.get_ref()).await?))
     }
 
+    async fn get_container_events(
+        &self,
+        _: Request<v1::GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        Ok(Response::new(get_container_events::get_container_events(&self.0)))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -344,7 +361,6 @@ impl RuntimeService for Runtime {
         stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
         stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
         checkpoint_container(CheckpointContainerRequest) -> v1::CheckpointContainerResponse = "CheckpointContainer";
-        get_container_events(GetEventsRequest) -> Self::GetContainerEventsStream = "GetContainerEvents";
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";

@@ -2,8 +2,9 @@
 //! reads it), its network namespace's interfaces, the process count of its running containers and
 //! their own stats.
 //!
-//! As containerd 1.6: only ready pods are measured (a list leaves the others out, PodSandboxStats
-//! of a pod that is not ready is Unavailable); a pod without `cgroup_parent` cannot be measured
+//! Only ready pods are measured: PodSandboxStats of a pod that is not ready fails with Unknown
+//! (containerd 1.6's code for it), a list leaves such pods out (containerd 1.7; 1.6 fails the
+//! whole list); a pod without `cgroup_parent` cannot be measured
 //! (FailedPrecondition: containerd fails it too).
 
 use prost::Message;
@@ -25,7 +26,7 @@ pub(super) async fn pod_sandbox_stats(
     }
     let pod = cri.store.pod(&req.pod_sandbox_id).map_err(|e| super::sandbox::store_status("PodSandboxStats", e))?;
     if pod.state != PodState::Ready {
-        return Err(Status::unavailable(format!("pod sandbox {} is not ready: no stats", pod.id)));
+        return Err(Status::unknown(format!("PodSandboxStats: pod sandbox {} is not ready: no stats", pod.id)));
     }
     Ok(v1::PodSandboxStatsResponse { stats: Some(measure(cri, &pod).await?) })
 }

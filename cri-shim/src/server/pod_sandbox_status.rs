@@ -3,7 +3,8 @@
 //! containerd), the namespace options of the request, labels, annotations, metadata, runtime
 //! handler; with `verbose`, `info["info"]` as JSON with containerd's keys where they apply: pid,
 //! processStatus, netNamespaceClosed, image, runtimeHandler, runtimeType, config, runtimeSpec,
-//! cniResult.
+//! cniResult. `containers_statuses` holds the statuses of the pod's containers (containerd 1.7+
+//! fills it for kubelet's evented PLEG; 1.6 leaves it empty).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use roci_cri_proto::runtime_v1 as v1;
 use serde_json::{json, Value};
 use tonic::Status;
 
+use super::container_status::statuses_of_pod;
 use super::sandbox::{self, now_nanos, store_status, InitState, Sandbox};
 use super::Cri;
 use crate::network::netns;
@@ -27,6 +29,20 @@ pub(super) async fn pod_sandbox_status(
     if record.state == PodState::Creating {
         return Err(Status::not_found(format!("{RPC}: pod sandbox {:?} not found (it is being created)", record.id)));
     }
+    let (status, pod, pause) = status_of(cri, record).await?;
+    let netns_open = pod.record.netns.as_deref().is_some_and(netns::is_pinned);
+    let mut info = HashMap::new();
+    if request.verbose {
+        // As containerd: a pod without a netns of its own (host network) has none to close.
+        let netns_closed = pod.record.netns.is_some() && !netns_open;
+        info.insert("info".to_owned(), verbose_info(cri, &pod, &pause, netns_closed).await.to_string());
+    }
+    let containers_statuses = statuses_of_pod(cri, pod.id()).await;
+    Ok(v1::PodSandboxStatusResponse { status: Some(status), info, containers_statuses, timestamp: now_nanos() })
+}
+
+/// Pod `record`'s status (its state from the pause's), with the pod decoded and the pause's state.
+pub(super) async fn status_of(cri: &Arc<Cri>, record: PodRecord) -> Result<(v1::PodSandboxStatus, Sandbox, InitState), Status> {
     let pod = Sandbox::of(record)?;
     let pause = sandbox::pause_state(&cri.layout, &pod.record).await;
     let state = state_of(&pod.record, &pause);
@@ -51,13 +67,7 @@ pub(super) async fn pod_sandbox_status(
         annotations: pod.config.annotations.clone(),
         runtime_handler: pod.record.runtime_handler.clone(),
     };
-    let mut info = HashMap::new();
-    if request.verbose {
-        // As containerd: a pod without a netns of its own (host network) has none to close.
-        let netns_closed = pod.record.netns.is_some() && !netns_open;
-        info.insert("info".to_owned(), verbose_info(cri, &pod, &pause, netns_closed).await.to_string());
-    }
-    Ok(v1::PodSandboxStatusResponse { status: Some(status), info, containers_statuses: Vec::new(), timestamp: now_nanos() })
+    Ok((status, pod, pause))
 }
 
 /// Ready while the record is and the pause runs.
@@ -117,6 +127,8 @@ fn config_json(c: &v1::PodSandboxConfig) -> Value {
         "linux": {
             "cgroup_parent": linux.cgroup_parent,
             "sysctls": linux.sysctls,
+            "overhead": linux.overhead.as_ref().map(resources_json),
+            "resources": linux.resources.as_ref().map(resources_json),
             "security_context": {
                 "namespace_options": { "network": mode(ns.network), "pid": mode(ns.pid), "ipc": mode(ns.ipc), "target_id": ns.target_id },
                 "privileged": sc.privileged,
@@ -126,5 +138,21 @@ fn config_json(c: &v1::PodSandboxConfig) -> Value {
                 "supplemental_groups": sc.supplemental_groups,
             },
         },
+    })
+}
+
+/// LinuxContainerResources as JSON with the protobuf field names.
+fn resources_json(r: &v1::LinuxContainerResources) -> Value {
+    json!({
+        "cpu_period": r.cpu_period,
+        "cpu_quota": r.cpu_quota,
+        "cpu_shares": r.cpu_shares,
+        "memory_limit_in_bytes": r.memory_limit_in_bytes,
+        "oom_score_adj": r.oom_score_adj,
+        "cpuset_cpus": r.cpuset_cpus,
+        "cpuset_mems": r.cpuset_mems,
+        "memory_swap_limit_in_bytes": r.memory_swap_limit_in_bytes,
+        "hugepage_limits": r.hugepage_limits.iter().map(|h| json!({ "page_size": h.page_size, "limit": h.limit })).collect::<Vec<_>>(),
+        "unified": r.unified,
     })
 }

@@ -12,6 +12,7 @@ use tonic::Status;
 use super::sandbox::{self, blocking, store_status, Sandbox};
 use super::stop_pod_sandbox::stop;
 use super::Cri;
+use crate::events::EventKind;
 use crate::store::{self, ChangeError, PodState, Rollback, StoreError};
 
 const RPC: &str = "RemovePodSandbox";
@@ -55,8 +56,11 @@ pub(super) async fn remove(cri: &Arc<Cri>, id: &str) -> Result<(), Status> {
     cri.containers.remove_all_of_pod(id).await.map_err(|e| super::containers::lifecycle_status(RPC, e))?;
     release(cri, &Sandbox::of(record)?).await.map_err(|e| Status::internal(format!("{RPC}: pod sandbox {id}: {e}")))?;
     let store = cri.store.clone();
-    let id = id.to_owned();
-    blocking(RPC, move || store.remove_pod(&id)).await
+    let key = id.to_owned();
+    blocking(RPC, move || store.remove_pod(&key)).await?;
+    cri.sampler.forget(id);
+    cri.events.emit(id, id, EventKind::Deleted);
+    Ok(())
 }
 
 /// Everything the pod has on the host but its record: the pause container, its root

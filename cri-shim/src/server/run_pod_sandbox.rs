@@ -24,6 +24,7 @@ use tonic::Status;
 use super::sandbox::{self, blocking, now_nanos};
 use super::spec::{pod_spec, PodInputs};
 use super::Cri;
+use crate::events::EventKind;
 use crate::monitor;
 use crate::store::{self, ChangeError, PodMetadata, PodRecord, PodState, Rollback, RECORD_VERSION};
 
@@ -300,6 +301,7 @@ async fn run(
     let ips: Vec<String> = network.as_ref().map(|n| n.ips.iter().map(|ip| ip.to_string()).collect()).unwrap_or_default();
     blocking(RPC, {
         let store = cri.store.clone();
+        let id = id.clone();
         move || {
             store.update_pod(&id, |r| {
                 r.state = PodState::Ready;
@@ -309,6 +311,9 @@ async fn run(
         }
     })
     .await?;
+    // containerd 1.7+ sends both once the pod runs.
+    cri.events.emit(&id, &id, EventKind::Created);
+    cri.events.emit(&id, &id, EventKind::Started);
     Ok(())
 }
 

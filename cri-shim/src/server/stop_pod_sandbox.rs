@@ -11,6 +11,7 @@ use tonic::Status;
 
 use super::sandbox::{self, blocking, store_status, Sandbox};
 use super::Cri;
+use crate::events::EventKind;
 use crate::store::{self, ChangeError, PodState, Rollback};
 
 const RPC: &str = "StopPodSandbox";
@@ -54,6 +55,10 @@ pub(super) async fn stop(cri: &Arc<Cri>, id: &str) -> Result<(), Status> {
     sandbox::unmount(&cri.layout.pod_shm(id)).map_err(|e| Status::internal(format!("{RPC}: pod sandbox {id}: {e}")))?;
     let store = cri.store.clone();
     let id = id.to_owned();
+    let was = pod.record.state;
     blocking(RPC, move || store.update_pod(&id, |r| r.state = PodState::NotReady)).await?;
+    if was != PodState::NotReady {
+        cri.events.emit(&pod.record.id, &pod.record.id, EventKind::Stopped);
+    }
     Ok(())
 }
