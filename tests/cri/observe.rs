@@ -251,3 +251,67 @@ async fn pod_resources_are_recorded() {
     assert_eq!(e.await.expect_err("no id").code(), Code::InvalidArgument);
     f.end_pod().await;
 }
+
+/// Every message of a streamed list, within 20 s.
+async fn drain<T>(stream: tonic::Streaming<T>) -> Vec<T> {
+    let mut stream = stream;
+    let mut out = Vec::new();
+    while let Some(m) =
+        tokio::time::timeout(Duration::from_secs(20), stream.message()).await.expect("the stream ends").expect("a message")
+    {
+        out.push(m);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_lists_hold_what_the_lists_hold() {
+    let mut f = fixture("streams").await;
+    let id = f.run(config("streamed", "exec sleep 1000")).await;
+    let pods = f.client.runtime.stream_pod_sandboxes(v1::StreamPodSandboxesRequest { filter: None }).await;
+    if f.ps.server.is_containerd() {
+        // Difference: containerd 1.6 has no streaming lists (cri-api 0.36 added them).
+        assert_eq!(pods.expect_err("containerd 1.6").code(), Code::Unimplemented);
+        f.end_pod().await;
+        return;
+    }
+    let pods: Vec<String> = drain(pods.expect("StreamPodSandboxes").into_inner())
+        .await
+        .into_iter()
+        .flat_map(|m| m.pod_sandboxes)
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(pods, [f.pod.clone()]);
+    let filter = v1::ContainerFilter { pod_sandbox_id: f.pod.clone(), ..Default::default() };
+    let containers = f.client.runtime.stream_containers(v1::StreamContainersRequest { filter: Some(filter) }).await;
+    let containers: Vec<String> = drain(containers.expect("StreamContainers").into_inner())
+        .await
+        .into_iter()
+        .flat_map(|m| m.containers)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(containers, [id.clone()]);
+    let stats = f.client.runtime.stream_container_stats(v1::StreamContainerStatsRequest { filter: None }).await;
+    let stats: Vec<v1::ContainerStats> =
+        drain(stats.expect("StreamContainerStats").into_inner()).await.into_iter().flat_map(|m| m.container_stats).collect();
+    assert_eq!(stats.iter().filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone())).collect::<Vec<_>>(), [id.clone()]);
+    let pod_stats = f.client.runtime.stream_pod_sandbox_stats(v1::StreamPodSandboxStatsRequest { filter: None }).await;
+    let pod_stats: Vec<v1::PodSandboxStats> = drain(pod_stats.expect("StreamPodSandboxStats").into_inner())
+        .await
+        .into_iter()
+        .flat_map(|m| m.pod_sandbox_stats)
+        .collect();
+    assert_eq!(pod_stats.len(), 1);
+    let images = f.client.images.stream_images(v1::StreamImagesRequest { filter: None }).await;
+    let images = drain(images.expect("StreamImages").into_inner()).await.into_iter().flat_map(|m| m.images).count();
+    let listed =
+        f.client.images.list_images(v1::ListImagesRequest { filter: None }).await.expect("ListImages").into_inner().images;
+    assert_eq!(images, listed.len());
+    // No match: one empty message, then the end.
+    let none = v1::ContainerFilter { id: "0000".into(), ..Default::default() };
+    let empty = f.client.runtime.stream_containers(v1::StreamContainersRequest { filter: Some(none) }).await;
+    let empty = drain(empty.expect("StreamContainers").into_inner()).await;
+    assert_eq!(empty.len(), 1);
+    assert!(empty[0].containers.is_empty());
+    f.end_pod().await;
+}

@@ -39,6 +39,7 @@ mod start_container;
 mod status;
 mod stop_container;
 mod stop_pod_sandbox;
+mod streams;
 mod update_container_resources;
 mod update_pod_sandbox_resources;
 mod update_runtime_config;
@@ -350,6 +351,34 @@ impl RuntimeService for Runtime {
         Ok(Response::new(get_container_events::get_container_events(&self.0)))
     }
 
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<v1::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        Ok(Response::new(streams::pod_sandboxes(&self.0, request.into_inner()).await?))
+    }
+
+    async fn stream_containers(
+        &self,
+        request: Request<v1::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        Ok(Response::new(streams::containers(&self.0, request.into_inner()).await?))
+    }
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<v1::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        Ok(Response::new(streams::container_stats(&self.0, request.into_inner()).await?))
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<v1::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        Ok(Response::new(streams::pod_sandbox_stats(&self.0, request.into_inner()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -358,14 +387,10 @@ impl RuntimeService for Runtime {
     type StreamPodSandboxMetricsStream = Streamed<v1::StreamPodSandboxMetricsResponse>;
 
     unimplemented_rpcs! {
-        stream_pod_sandboxes(StreamPodSandboxesRequest) -> Self::StreamPodSandboxesStream = "StreamPodSandboxes";
-        stream_containers(StreamContainersRequest) -> Self::StreamContainersStream = "StreamContainers";
         checkpoint_container(CheckpointContainerRequest) -> v1::CheckpointContainerResponse = "CheckpointContainer";
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";
-        stream_container_stats(StreamContainerStatsRequest) -> Self::StreamContainerStatsStream = "StreamContainerStats";
-        stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> Self::StreamPodSandboxStatsStream = "StreamPodSandboxStats";
         list_metric_descriptors(ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse = "ListMetricDescriptors";
         list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> v1::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
         stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";
@@ -375,6 +400,13 @@ impl RuntimeService for Runtime {
 #[tonic::async_trait]
 impl ImageService for Images {
     type StreamImagesStream = Streamed<v1::StreamImagesResponse>;
+
+    async fn stream_images(
+        &self,
+        request: Request<v1::StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        Ok(Response::new(streams::images(&self.0, request.into_inner()).await?))
+    }
 
     async fn list_images(&self, request: Request<v1::ListImagesRequest>) -> Result<Response<v1::ListImagesResponse>, Status> {
         Ok(Response::new(list_images::list_images(&self.0, request.get_ref()).await?))
@@ -394,9 +426,5 @@ impl ImageService for Images {
 
     async fn image_fs_info(&self, request: Request<v1::ImageFsInfoRequest>) -> Result<Response<v1::ImageFsInfoResponse>, Status> {
         Ok(Response::new(image_fs_info::image_fs_info(&self.0, request.get_ref()).await?))
-    }
-
-    unimplemented_rpcs! {
-        stream_images(StreamImagesRequest) -> Self::StreamImagesStream = "StreamImages";
     }
 }
