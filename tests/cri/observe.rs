@@ -290,11 +290,14 @@ async fn streamed_lists_hold_what_the_lists_hold() {
         .flat_map(|m| m.containers)
         .map(|c| c.id)
         .collect();
-    assert_eq!(containers, [id.clone()]);
+    assert_eq!(containers, std::slice::from_ref(&id));
     let stats = f.client.runtime.stream_container_stats(v1::StreamContainerStatsRequest { filter: None }).await;
     let stats: Vec<v1::ContainerStats> =
         drain(stats.expect("StreamContainerStats").into_inner()).await.into_iter().flat_map(|m| m.container_stats).collect();
-    assert_eq!(stats.iter().filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone())).collect::<Vec<_>>(), [id.clone()]);
+    assert_eq!(
+        stats.iter().filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone())).collect::<Vec<_>>(),
+        std::slice::from_ref(&id)
+    );
     let pod_stats = f.client.runtime.stream_pod_sandbox_stats(v1::StreamPodSandboxStatsRequest { filter: None }).await;
     let pod_stats: Vec<v1::PodSandboxStats> = drain(pod_stats.expect("StreamPodSandboxStats").into_inner())
         .await
