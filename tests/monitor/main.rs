@@ -196,6 +196,28 @@ fn monitor_records_exit_code_and_signal() {
 }
 
 #[test]
+fn a_stop_signal_to_the_monitor_stops_the_container_with_its_exit_recorded() {
+    // The container traps SIGTERM, says so and exits 7: what the monitor passes on is seen, and
+    // its exit recorded, instead of a monitor gone and a container orphaned with no record.
+    let m = Monitored::new("monitor-sigterm", |c, _| {
+        c.spec.sh("trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+    });
+    let s = m.spawned();
+    m.start();
+    wait_until("the container's output", Duration::from_secs(5), || m.log().contains("stdout F ready"));
+    let monitor = nix::unistd::Pid::from_raw(s.monitor_pid);
+    // A hang-up is not a stop: the container goes on.
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP the monitor");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!is_dead(s.pid) && !is_dead(s.monitor_pid), "SIGHUP stopped something");
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM the monitor");
+    let rec = m.exit_record(Duration::from_secs(10));
+    assert_eq!((rec.exit_code, rec.signal), (7, None), "{rec:?}");
+    assert!(m.log().contains("stdout F got-term"), "{}", m.log());
+    m.finish(s);
+}
+
+#[test]
 fn monitor_sees_an_oom_kill() {
     let m = Monitored::new("monitor-oom", |c, _| {
         let limit = 16 * 1024 * 1024;

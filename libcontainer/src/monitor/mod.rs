@@ -19,6 +19,10 @@
 //!                          ▼ (temp + fsync + rename), remove the socket, exit
 //! ```
 //!
+//! SIGTERM, SIGINT and SIGQUIT sent to the monitor are passed on to the
+//! init (read from a signalfd in the loop); the monitor still reaps it and
+//! writes the exit record. SIGHUP is ignored.
+//!
 //! The monitor is not the daemon's child (the process the daemon spawned
 //! exits at once, so the monitor is reparented to init or the nearest
 //! subreaper) and shares nothing with it but the files the config names:

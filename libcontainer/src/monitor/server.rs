@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -40,7 +42,16 @@ pub(super) fn main(config: Config, report_to: OwnedFd) -> i32 {
         report(report_to, &SpawnReport::Failed { error: e.to_string() });
         return 1;
     }
-    let mut m = match Monitor::setup(config) {
+    // Blocked before the container is made (its processes start with every signal unblocked,
+    // see `sys::reset_signals`), taken from a signalfd by the loop.
+    let signals = match stop_signals() {
+        Ok(fd) => fd,
+        Err(e) => {
+            report(report_to, &SpawnReport::Failed { error: e.to_string() });
+            return 1;
+        }
+    };
+    let mut m = match Monitor::setup(config, signals) {
         Ok(m) => m,
         Err(e) => {
             report(report_to, &SpawnReport::Failed { error: e.to_string() });
@@ -67,6 +78,20 @@ fn detach() -> Result<()> {
     }
     nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     Ok(())
+}
+
+/// The signals an operator or a service manager stops a monitor with: SIGTERM, SIGINT and SIGQUIT
+/// are passed on to the container's init (the monitor keeps logging, reaps it and writes the exit
+/// record, so the container ends as if stopped, not orphaned with its exit unknown); SIGHUP is
+/// ignored (the monitor has no terminal; a hang-up is not a stop). Blocked here and read from the
+/// returned signalfd.
+fn stop_signals() -> Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(sys("block the stop signals"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))
 }
 
 fn dev_null() -> Result<OwnedFd> {
@@ -175,10 +200,12 @@ struct Monitor {
     started_at: Option<String>,
     exit: Option<Exit>,
     drain_until: Option<Instant>,
+    /// SIGTERM, SIGINT, SIGQUIT and SIGHUP sent to the monitor (see [`stop_signals`]).
+    signals: SignalFd,
 }
 
 impl Monitor {
-    fn setup(config: Config) -> Result<Monitor> {
+    fn setup(config: Config, signals: SignalFd) -> Result<Monitor> {
         let listener = bind(&config.socket_path)?;
         let log = config.log_path.as_deref().map(LogFile::open).transpose()?;
         if let Some(dir) = config.exit_path.parent() {
@@ -280,6 +307,7 @@ impl Monitor {
             started_at: None,
             exit: None,
             drain_until: None,
+            signals,
             config,
         })
     }
@@ -334,6 +362,7 @@ impl Monitor {
             }
         }
         add(Source::Listener, self.listener.sock.as_fd(), PollFlags::POLLIN);
+        add(Source::Signal, self.signals.as_fd(), PollFlags::POLLIN);
         for c in &self.conns {
             let ev = match c.phase {
                 Phase::Reading => PollFlags::POLLIN,
@@ -375,6 +404,7 @@ impl Monitor {
             Source::Init | Source::JobPid => {}
             Source::Output(i) => self.read_output(i, buf),
             Source::Listener => self.accept(),
+            Source::Signal => self.signalled(),
             Source::Conn(id) => {
                 if revents.intersects(PollFlags::POLLOUT) {
                     self.write_conn(id);
@@ -383,6 +413,25 @@ impl Monitor {
                 }
             }
             Source::JobOutput(conn, i) => self.read_job(conn, i, buf),
+        }
+    }
+
+    /// Pass a stop signal sent to the monitor on to the init (see [`stop_signals`]).
+    fn signalled(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let signo = info.ssi_signo as i32;
+            if signo == libc::SIGHUP || self.exit.is_some() {
+                tracing::debug!(signal = signo, "monitor: signal ignored");
+                continue;
+            }
+            let sent = match &self.init_pidfd {
+                Some(fd) => crate::sys::pidfd_send_signal(fd.as_fd(), signo),
+                None => nix::sys::signal::kill(self.init, Signal::try_from(signo).ok()).map_err(std::io::Error::from),
+            };
+            match sent {
+                Ok(()) => tracing::info!(signal = signo, init = %self.init, "monitor: signal passed on to the container"),
+                Err(e) => tracing::warn!(signal = signo, error = %e, "monitor: pass a signal on to the container"),
+            }
         }
     }
 
@@ -732,6 +781,7 @@ impl Monitor {
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Init,
+    Signal,
     Output(usize),
     Listener,
     Conn(u64),
