@@ -17,7 +17,6 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use prost::Message;
@@ -26,6 +25,7 @@ use tonic::Status;
 
 use super::containers::lifecycle_status;
 use super::spec::{self, ContainerInputs, PodNamespaces, SandboxFiles};
+use super::wanted::Wanted;
 use super::Cri;
 use crate::containers::{now_ns, LifecycleError};
 use crate::store::{self, ContainerMetadata, ContainerRecord, ContainerState, PodRecord, PodState, Rollback};
@@ -112,7 +112,7 @@ pub async fn create_container(cri: &Arc<Cri>, req: v1::CreateContainerRequest) -
         resources: None,
     };
     let rollback = Rollback::new(format!("create container {id}"));
-    let wanted = Wanted::new();
+    let wanted = Wanted::new(RPC, "container");
     let work = Work {
         cri: cri.clone(),
         rollback: rollback.clone(),
@@ -135,46 +135,6 @@ pub async fn create_container(cri: &Arc<Cri>, req: v1::CreateContainerRequest) -
             Err(source)
         }
         Err(e @ store::ChangeError::Interrupted { .. }) => Err(Status::unknown(format!("{RPC}: {e}"))),
-    }
-}
-
-/// Whether the client still waits: "gave up" once the handler's copy is dropped before the
-/// change answered (tonic drops the handler's future when the client goes).
-struct Wanted {
-    gave_up: Arc<AtomicBool>,
-    handler: bool,
-}
-
-impl Wanted {
-    fn new() -> Wanted {
-        Wanted { gave_up: Arc::new(AtomicBool::new(false)), handler: true }
-    }
-
-    fn answered(mut self) {
-        self.handler = false;
-    }
-
-    /// Between two steps: an error (so every step is undone) once the client gave up.
-    fn check(&self, id: &str) -> Result<(), Status> {
-        if self.gave_up.load(Ordering::SeqCst) {
-            tracing::info!(id, "the client gave up on CreateContainer: undoing it");
-            return Err(Status::cancelled(format!("{RPC}: the client gave up; container {id} was undone")));
-        }
-        Ok(())
-    }
-}
-
-impl Clone for Wanted {
-    fn clone(&self) -> Wanted {
-        Wanted { gave_up: self.gave_up.clone(), handler: false }
-    }
-}
-
-impl Drop for Wanted {
-    fn drop(&mut self) {
-        if self.handler {
-            self.gave_up.store(true, Ordering::SeqCst);
-        }
     }
 }
 

@@ -44,6 +44,7 @@ mod update_container_resources;
 mod update_pod_sandbox_resources;
 mod update_runtime_config;
 mod version;
+mod wanted;
 
 pub use recover::{recover, Recovered};
 

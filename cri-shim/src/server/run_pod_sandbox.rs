@@ -13,7 +13,6 @@
 //! (`recover.rs`) undoes from what is on disk.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use libcontainer::monitor::Config as MonitorConfig;
@@ -23,6 +22,7 @@ use tonic::Status;
 
 use super::sandbox::{self, blocking, now_nanos};
 use super::spec::{pod_spec, PodInputs};
+use super::wanted::Wanted;
 use super::Cri;
 use crate::events::EventKind;
 use crate::monitor;
@@ -73,7 +73,7 @@ pub(super) async fn run_pod_sandbox(
         config: config.encode_to_vec(),
     };
     let rollback = Rollback::new(format!("run pod sandbox {id}"));
-    let wanted = Wanted::new();
+    let wanted = Wanted::new(RPC, "pod sandbox");
     let work = run(cri.clone(), rollback.clone(), record, config, wanted.clone());
     let done = store::change(rollback, work).await;
     wanted.answered();
@@ -87,49 +87,6 @@ pub(super) async fn run_pod_sandbox(
             }
         }
         Err(e @ ChangeError::Interrupted { .. }) => Err(Status::internal(format!("{RPC}: {e}"))),
-    }
-}
-
-/// Whether the client still waits for the answer: set to "gave up" when the RPC's future is
-/// dropped before the change returned (the [`Wanted`] held by the handler goes without
-/// [`Wanted::answered`]).
-struct Wanted {
-    gave_up: Arc<AtomicBool>,
-    /// Only the handler's copy marks the client gone when dropped.
-    handler: bool,
-}
-
-impl Wanted {
-    fn new() -> Wanted {
-        Wanted { gave_up: Arc::new(AtomicBool::new(false)), handler: true }
-    }
-
-    /// The change returned to the handler: its drop no longer means the client gave up.
-    fn answered(mut self) {
-        self.handler = false;
-    }
-
-    /// Between two steps: an error (and so the undo of every step) once the client gave up.
-    fn check(&self, id: &str) -> Result<(), Status> {
-        if self.gave_up.load(Ordering::SeqCst) {
-            tracing::info!(pod = id, "the client gave up on RunPodSandbox: undoing it");
-            return Err(Status::cancelled(format!("{RPC}: the client gave up; pod sandbox {id} was undone")));
-        }
-        Ok(())
-    }
-}
-
-impl Clone for Wanted {
-    fn clone(&self) -> Wanted {
-        Wanted { gave_up: self.gave_up.clone(), handler: false }
-    }
-}
-
-impl Drop for Wanted {
-    fn drop(&mut self) {
-        if self.handler {
-            self.gave_up.store(true, Ordering::SeqCst);
-        }
     }
 }
 
