@@ -35,7 +35,7 @@ impl Wanted {
     /// Between two steps: an error (and so the undo of every step) once the client gave up.
     pub(super) fn check(&self, id: &str) -> Result<(), Status> {
         if self.gave_up.load(Ordering::SeqCst) {
-            tracing::info!(rpc = self.rpc, id, "the client gave up: undoing the change");
+            tracing::info!(id, "the client gave up on {}: undoing it", self.rpc);
             return Err(Status::cancelled(format!("{}: the client gave up; {} {id} was undone", self.rpc, self.kind)));
         }
         Ok(())
