@@ -77,8 +77,6 @@ async fn status_network_not_ready_without_cni_config() {
     assert_eq!(network.reason, "NetworkPluginNotReady");
     assert!(network.message.contains("cni plugin not initialized"), "{network:?}");
     assert!(answer.info.is_empty(), "info without verbose: {:?}", answer.info);
-    // Neither reports runtime handlers or features yet (containerd 1.6 predates them).
-    assert!(answer.runtime_handlers.is_empty() && answer.features.is_none(), "{answer:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +97,18 @@ async fn status_verbose_info_is_json() {
     assert_eq!(value.as_str(), Some(&*conf_dir), "info[config]{key}: {config}");
     let cni_status = answer.info.get("lastCNILoadStatus").expect("info[lastCNILoadStatus]");
     assert!(cni_status.contains(&format!("no network config found in {conf_dir}")), "{cni_status}");
+    if server.is_containerd() {
+        // Difference: containerd 1.6 reports no handlers or features (1.7 and 2.0 added them).
+        assert!(answer.runtime_handlers.is_empty() && answer.features.is_none(), "{answer:?}");
+    } else {
+        // The default handler with recursive read-only mounts (this kernel has mount_setattr), no
+        // user namespaces; Strict supplemental groups.
+        let handlers: Vec<(String, Option<v1::RuntimeHandlerFeatures>)> =
+            answer.runtime_handlers.iter().map(|h| (h.name.clone(), h.features)).collect();
+        let features = v1::RuntimeHandlerFeatures { recursive_read_only_mounts: true, user_namespaces: false };
+        assert_eq!(handlers, [(String::new(), Some(features))]);
+        assert_eq!(answer.features.map(|f| f.supplemental_groups_policy), Some(true));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,13 @@
 //! Status: the RuntimeReady and NetworkReady conditions, and with `verbose` the daemon's
 //! configuration and CNI state as JSON strings in `info` (the keys containerd uses where the
-//! content is the same kind: `config`, `lastCNILoadStatus`).
+//! content is the same kind: `config`, `lastCNILoadStatus`); the runtime handlers and the
+//! runtime's features kubelet checks pods against.
 
 use std::collections::HashMap;
 
-use roci_cri_proto::runtime_v1::{RuntimeCondition, RuntimeStatus, StatusRequest, StatusResponse};
+use roci_cri_proto::runtime_v1::{
+    RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse,
+};
 use tonic::Status;
 
 use super::Cri;
@@ -49,7 +52,20 @@ pub(super) fn status(cri: &Cri, request: &StatusRequest) -> Result<StatusRespons
     Ok(StatusResponse {
         status: Some(RuntimeStatus { conditions: vec![runtime, network] }),
         info,
-        runtime_handlers: Vec::new(),
-        features: None,
+        runtime_handlers: vec![default_handler(cri)],
+        features: Some(RuntimeFeatures { supplemental_groups_policy: true, user_namespaces_host_network: false }),
     })
+}
+
+/// The one runtime handler of this build, the default (`""`), and what it can do, as containerd
+/// 1.7+ reports its handlers (kubelet refuses a pod that needs a feature its handler lacks):
+/// recursive read-only mounts where the kernel has `mount_setattr` (5.12), which the spec
+/// conversion then honours (`Mount.recursive_read_only`); no user namespaces (a pod that asks for
+/// one is refused). `supplemental_groups_policy` (Strict) is honoured by the conversion; a user
+/// namespace with the host's network is not.
+fn default_handler(cri: &Cri) -> RuntimeHandler {
+    RuntimeHandler {
+        name: String::new(),
+        features: Some(RuntimeHandlerFeatures { recursive_read_only_mounts: cri.host.kernel >= (5, 12), user_namespaces: false }),
+    }
 }
