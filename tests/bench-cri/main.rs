@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use roci_cri_proto::runtime_v1::{
-    self as v1, ContainerConfig, ContainerMetadata, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext, NamespaceMode,
-    NamespaceOption, PodSandboxConfig,
+    self as v1, ContainerConfig, ContainerMetadata, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
+    NamespaceMode, NamespaceOption, PodSandboxConfig,
 };
 use roci_integration::registry::Push;
 use serde_json::{json, Value};
@@ -130,7 +130,8 @@ async fn start_daemon(target: Target) -> Result<Daemon> {
     .with_context(|| format!("start {key}"))?;
     let mut client = ps.client().await;
     for image in [BUSYBOX, PAUSE_IMAGE] {
-        let pull = v1::PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
+        let pull =
+            v1::PullImageRequest { image: Some(ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() };
         client.images.pull_image(pull).await.with_context(|| format!("{key}: PullImage {image}"))?;
     }
     let logs = ps.server.dir.join("pod-logs");
@@ -182,9 +183,16 @@ async fn start_pod(client: &mut Client, mut config: PodSandboxConfig, key: &str)
     config.log_directory = dir.to_string_lossy().into_owned();
     let t0 = Instant::now();
     let run = v1::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
-    let pod = client.runtime.run_pod_sandbox(run).await.with_context(|| format!("{key}: RunPodSandbox {name}"))?.into_inner().pod_sandbox_id;
+    let pod = client
+        .runtime
+        .run_pod_sandbox(run)
+        .await
+        .with_context(|| format!("{key}: RunPodSandbox {name}"))?
+        .into_inner()
+        .pod_sandbox_id;
     let t1 = Instant::now();
-    let create = v1::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(sleeper()), sandbox_config: Some(config) };
+    let create =
+        v1::CreateContainerRequest { pod_sandbox_id: pod.clone(), config: Some(sleeper()), sandbox_config: Some(config) };
     let id = client.runtime.create_container(create).await.with_context(|| format!("{key}: CreateContainer in {name}"))?;
     let id = id.into_inner().container_id;
     let t2 = Instant::now();
@@ -216,11 +224,7 @@ fn stats(samples: &[Duration]) -> Value {
 
 /// The daemons in the order of round `i`: roci-cri first in even rounds, containerd in odd ones.
 fn order(i: usize) -> [usize; 2] {
-    if i % 2 == 0 {
-        [0, 1]
-    } else {
-        [1, 0]
-    }
+    [[0, 1], [1, 0]][i % 2]
 }
 
 async fn bench(o: &Options) -> Result<()> {
@@ -280,9 +284,8 @@ async fn bench(o: &Options) -> Result<()> {
     let mut ctrs = Vec::new();
     for d in ds.iter_mut() {
         let (pod, _) = d.start_pod("exec").await?;
-        let list = v1::ListContainersRequest {
-            filter: Some(v1::ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }),
-        };
+        let list =
+            v1::ListContainersRequest { filter: Some(v1::ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }) };
         let cs = d.client.runtime.list_containers(list).await.context("ListContainers")?.into_inner().containers;
         ctrs.push(cs.first().context("the exec pod's container")?.id.clone());
         exec_pods.push(pod);
@@ -325,8 +328,7 @@ async fn bench(o: &Options) -> Result<()> {
     for (k, d) in ds.iter().enumerate() {
         out["rpc_floor"][d.key] = stats(&floor[k]);
         out["pod_start"][d.key] = stats(&start[k]);
-        out["pod_start_rpcs"][d.key] =
-            json!({ "run_pod_sandbox": stats(&rpcs[k][0]), "create_container": stats(&rpcs[k][1]), "start_container": stats(&rpcs[k][2]) });
+        out["pod_start_rpcs"][d.key] = json!({ "run_pod_sandbox": stats(&rpcs[k][0]), "create_container": stats(&rpcs[k][1]), "start_container": stats(&rpcs[k][2]) });
         out["stop_remove"][d.key] = stats(&stop[k]);
         out["exec_sync"][d.key] = stats(&exec[k]);
         out["parallel_start"][d.key] = stats(&par_start[k]);
@@ -375,11 +377,18 @@ async fn parallel(d: &mut Daemon, parallel: usize, round: usize) -> Result<(Dura
 
 /// RSS and PSS in KiB of `pid` (smaps_rollup), `None` when it is gone.
 fn rss_pss(pid: i32) -> Option<(u64, u64)> {
+    let m = smaps_rollup(pid)?;
+    Some((m[0], m[1]))
+}
+
+/// RSS, PSS, and PSS of anonymous memory (heap, stacks) and of files (the executable's text and
+/// data) in KiB of `pid`, from smaps_rollup; `None` when it is gone.
+fn smaps_rollup(pid: i32) -> Option<[u64; 4]> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let field = |name: &str| {
         text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
     };
-    Some((field("Rss:")?, field("Pss:")?))
+    Some([field("Rss:")?, field("Pss:")?, field("Pss_Anon:").unwrap_or(0), field("Pss_File:").unwrap_or(0)])
 }
 
 fn cmdline(pid: i32) -> Vec<String> {
@@ -415,9 +424,8 @@ async fn memory(d: &mut Daemon, pods: usize) -> Result<Value> {
         let req = v1::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: true };
         let info = d.client.runtime.pod_sandbox_status(req).await.context("PodSandboxStatus")?.into_inner().info;
         pauses.push(info_pid(&info).context("the pod's verbose info.pid")?);
-        let list = v1::ListContainersRequest {
-            filter: Some(v1::ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }),
-        };
+        let list =
+            v1::ListContainersRequest { filter: Some(v1::ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }) };
         for c in d.client.runtime.list_containers(list).await.context("ListContainers")?.into_inner().containers {
             let req = v1::ContainerStatusRequest { container_id: c.id, verbose: true };
             let info = d.client.runtime.container_status(req).await.context("ContainerStatus")?.into_inner().info;
@@ -432,7 +440,8 @@ async fn memory(d: &mut Daemon, pods: usize) -> Result<Value> {
     cgroup_pids(&roci_integration::cgroups::dir("memory", &d.ps.cgroup.rel), &mut pids);
     pids.sort_unstable();
     pids.dedup();
-    let mut kinds: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    // Per kind: the count, then RSS, PSS, PSS anon, PSS file.
+    let mut kinds: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
     let mut others = Vec::new();
     for pid in pids {
         if pid == daemon {
@@ -452,32 +461,42 @@ async fn memory(d: &mut Daemon, pods: usize) -> Result<Value> {
             others.push(argv.join(" "));
             "other"
         };
-        let Some((rss, pss)) = rss_pss(pid) else { continue };
+        let Some(m) = smaps_rollup(pid) else { continue };
         let e = kinds.entry(kind).or_default();
-        *e = (e.0 + 1, e.1 + rss, e.2 + pss);
+        e[0] += 1;
+        for (sum, v) in e[1..].iter_mut().zip(m) {
+            *sum += v;
+        }
     }
     for pod in &ids {
         d.end_pod(pod).await?;
     }
     let n = pods as f64;
-    let sum = |pick: fn(&(u64, u64, u64)) -> u64, skip: &[&str]| -> f64 {
-        kinds.iter().filter(|(k, _)| !skip.contains(k)).map(|(_, v)| pick(v) as f64).sum::<f64>()
+    let sum = |field: usize, skip: &[&str]| -> f64 {
+        kinds.iter().filter(|(k, _)| !skip.contains(k)).map(|(_, v)| v[field] as f64).sum::<f64>()
     };
     let growth = ((after.0 as f64 - before.0 as f64), (after.1 as f64 - before.1 as f64));
-    let processes: serde_json::Map<String, Value> =
-        kinds.iter().map(|(k, v)| (k.to_string(), json!({ "count": v.0, "rss_kib": v.1, "pss_kib": v.2 }))).collect();
+    let processes: serde_json::Map<String, Value> = kinds
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!({ "count": v[0], "rss_kib": v[1], "pss_kib": v[2], "pss_anon_kib": v[3], "pss_file_kib": v[4] }),
+            )
+        })
+        .collect();
     Ok(json!({
         "pods": pods,
         "daemon": { "pid": daemon, "rss_kib_before": before.0, "pss_kib_before": before.1, "rss_kib_after": after.0, "pss_kib_after": after.1 },
         "processes": processes,
         "other_processes": others,
         "per_pod_kib": {
-            "rss": (sum(|v| v.1, &[]) + growth.0) / n,
-            "pss": (sum(|v| v.2, &[]) + growth.1) / n,
+            "rss": (sum(1, &[]) + growth.0) / n,
+            "pss": (sum(2, &[]) + growth.1) / n,
         },
         "overhead_per_pod_kib": {
-            "rss": (sum(|v| v.1, &["container"]) + growth.0) / n,
-            "pss": (sum(|v| v.2, &["container"]) + growth.1) / n,
+            "rss": (sum(1, &["container"]) + growth.0) / n,
+            "pss": (sum(2, &["container"]) + growth.1) / n,
         },
         "daemon_growth_per_pod_kib": { "rss": growth.0 / n, "pss": growth.1 / n },
     }))
