@@ -9,11 +9,14 @@
 #   make bench   hack/bench: roci vs runc vs crun start-to-exit time and peak RSS (hyperfine)
 #   make bench-image  hack/bench-image: pull + unpack of a ~100 MB image from a local registry, roci vs
 #                containerd vs skopeo+umoci, and the snapshot cost of running containers from it
+#   make bench-cri  hack/bench-cri: roci-cri vs containerd 1.6's CRI (pod start, stop + remove, ExecSync,
+#                memory per pod, pods started in parallel), as ratios against the goals
 #   make clean   cargo clean and hack/out
 #
 # Single legs: test-unit, test-roci, test-runc, test-cri, test-v2guest. Variables:
 #   IT_THREADS   parallel integration tests (default 4; they mostly wait on processes)
 #   IT_FILTER    test-name filter for the integration suite (e.g. IT_FILTER=cgroup_)
+#   BENCH_CRI_ARGS  hack/bench-cri's options (e.g. BENCH_CRI_ARGS="--runs 50 --pods 20")
 #   CARGO_TARGET_DIR is honoured (default ./target).
 
 SHELL := /bin/bash
@@ -51,7 +54,7 @@ IT_ROCI := $(IT) --test image --test monitor
 # The CRI suite runs against roci-cri and against containerd's CRI plugin (tests/cri/server.rs).
 IT_CRI := $(CARGO) test --no-fail-fast -p roci-integration --test cri
 
-.PHONY: build toolchain demo test deps test-unit test-roci test-runc test-cri test-v2guest bench bench-image clean
+.PHONY: build toolchain demo test deps test-unit test-roci test-runc test-cri test-v2guest bench bench-image bench-cri clean
 
 # One cargo run builds the three: roci depends on libcontainer only; the image code with its registry
 # client, TLS and async runtime is libimage's, which roci-image links, and roci-cri brings its own gRPC
@@ -145,6 +148,11 @@ bench: build
 
 bench-image: build
 	hack/bench-image
+
+# The release binaries just built (ROCI is exported above; roci-pause sits beside it); the client is the tests
+# crate's bench-cri example, which hack/bench-cri builds. BENCH_CRI_ARGS: its options (e.g. --runs 50).
+bench-cri: build
+	ROCI_CRI=$(ROCI_CRI) hack/bench-cri $(BENCH_CRI_ARGS)
 
 clean:
 	$(CARGO) clean

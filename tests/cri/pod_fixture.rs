@@ -25,7 +25,7 @@ use roci_cri_proto::runtime_v1::{
 use roci_integration::cgroups::{self, ParentUse};
 use roci_integration::registry::{Push, Registry};
 
-use crate::server::{Client, CriServer};
+use crate::server::{Client, CriServer, Target};
 
 /// The pause image's name in both daemons' configuration.
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
@@ -252,11 +252,17 @@ impl PodServer {
 
     /// The daemon with the CNI configuration `conflist(ipam_dir)`.
     pub fn start_with(name: &str, conflist: impl FnOnce(&Path) -> String) -> PodServer {
+        PodServer::start_target(crate::server::target(), name, conflist)
+    }
+
+    /// [`PodServer::start_with`] for `target`, whatever `ROCI_CRI_TEST_TARGET` says (the CRI
+    /// benchmark, tests/bench-cri, runs both daemons side by side).
+    pub fn start_target(target: Target, name: &str, conflist: impl FnOnce(&Path) -> String) -> PodServer {
         let registry = Registry::start();
         let pause = PAUSE_IMAGE.strip_prefix("registry.k8s.io/").expect("a registry.k8s.io image");
         registry.push(&format!("oci:{}:latest", pause_image().display()), pause, &Push::default());
         let cgroup = TestCgroup::new(name);
-        let server = CriServer::with_registry(&registry);
+        let server = CriServer::target_with_registry(target, &registry, serde_json::json!({}));
         cgroup.adopt(server.pid().expect("the daemon runs"));
         let ipam_dir = server.dir.join("ipam");
         std::fs::write(server.cni_conf_dir.join("10-roci-pods.conflist"), conflist(&ipam_dir)).expect("write the CNI conf");

@@ -109,8 +109,14 @@ impl CriServer {
     /// [`CriServer::with_registry`], with `auths` (registries.json's credentials) in roci-cri's
     /// registries configuration; containerd gets none.
     pub fn with_registry_auths(registry: &Registry, auths: serde_json::Value) -> CriServer {
+        CriServer::target_with_registry(target(), registry, auths)
+    }
+
+    /// [`CriServer::with_registry_auths`] for `target`, whatever `ROCI_CRI_TEST_TARGET` says (the
+    /// CRI benchmark, tests/bench-cri, runs both daemons side by side).
+    pub fn target_with_registry(target: Target, registry: &Registry, auths: serde_json::Value) -> CriServer {
         let mirror = format!("http://{}", registry.host());
-        let mut server = match target() {
+        let mut server = match target {
             Target::Roci => CriServer::roci_prepared(&[], |dir| {
                 let mirrors: serde_json::Map<String, serde_json::Value> =
                     MIRRORED.iter().map(|r| (r.to_string(), serde_json::json!([mirror]))).collect();
@@ -378,7 +384,9 @@ fn unmount_under(dir: &Path) {
     }
 }
 
-/// The project's CRI client: both services over one HTTP/2 connection to the Unix socket.
+/// The project's CRI client: both services over one HTTP/2 connection to the Unix socket (a
+/// clone shares it).
+#[derive(Clone)]
 pub struct Client {
     pub channel: Channel,
     pub runtime: RuntimeServiceClient<Channel>,
