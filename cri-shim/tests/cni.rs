@@ -223,7 +223,9 @@ fn two_pods_on_one_bridge_reach_each_other_and_their_loopback() {
         assert_eq!(veths().lines().count(), 2, "the host sides: {}", veths());
 
         for request in [&a, &b] {
+            assert!(networks.has_remains(&request.id), "{}: attached, so remains", request.id);
             networks.teardown(request).await.expect("teardown");
+            assert!(!networks.has_remains(&request.id), "{}: nothing left after a teardown", request.id);
             networks.teardown(request).await.expect("teardown again: nothing to do");
         }
         assert!(networks.status("pod-a").expect("status").is_none());

@@ -168,6 +168,16 @@ impl PodNetworks {
         Ok(())
     }
 
+    /// Whether anything of the pod's network is left for [`PodNetworks::teardown`] to undo: its
+    /// namespace file, or a cached ADD result (a teardown that succeeded removed both). An
+    /// unreadable cache counts as left.
+    pub fn has_remains(&self, pod_id: &str) -> bool {
+        let netns = self.netns_path(pod_id);
+        netns.exists()
+            || netns::is_pinned(&netns)
+            || [DEFAULT_IFNAME, LOOPBACK_IFNAME].iter().any(|ifname| !matches!(self.cni.cached(pod_id, ifname), Ok(None)))
+    }
+
     /// CHECK the pod's attachments (loopback, then the network).
     pub async fn check(&self, request: &PodRequest) -> Result<(), NetworkError> {
         let netns = self.netns_path(&request.id);

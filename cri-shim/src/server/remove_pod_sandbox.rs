@@ -75,7 +75,8 @@ pub(super) async fn release(cri: &Arc<Cri>, pod: &Sandbox) -> Result<(), String>
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("remove the pause's root filesystem: {e}"))?;
-    if !pod.host_network() {
+    // A pod stopped cleanly has no network left: no second DEL (containerd does none either).
+    if !pod.host_network() && cri.networks.has_remains(&id) {
         let request = pod.network_request().map_err(|e| e.message().to_owned())?;
         cri.networks.teardown(&request).await.map_err(|e| format!("tear down the network: {e}"))?;
     }
