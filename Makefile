@@ -123,7 +123,8 @@ test-cri: build deps
 # pulls, unpacks and runs CNI plugins under TCG). The guest boots with
 # apparmor=0: Debian's kernel turns AppArmor on, the test hosts have none, and roci-cri loads no
 # AppArmor profile (a pod or container that names none gets RuntimeDefault, which roci-cri refuses
-# on an AppArmor host; see the README's Tests section).
+# on an AppArmor host, while containerd loads its own profile and passes these tests with AppArmor
+# on; see the README's Tests section).
 CRI_V2GUEST_TESTS := pods::a_pod_on_the_bridge_runs_and_goes containers::resources_update_and_oom_kill \
 	observe::container_and_pod_stats_follow_the_containers
 test-v2guest:
