@@ -390,14 +390,28 @@ async fn resources_update_and_oom_kill() {
     let memory = cgroup_dir(pid, "memory");
     let limit_file = if roci_integration::cgroups::is_v2() { "memory.max" } else { "memory.limit_in_bytes" };
     assert_eq!(read_trim(&memory.join(limit_file)), (128u64 << 20).to_string());
+    // cgroup v2 has a weight for the shares (runc's conversion: 512 shares are weight 20, 256 are 10).
+    let shares = |pid| {
+        if roci_integration::cgroups::is_v2() {
+            read_trim(&cgroup_dir(pid, "cpu").join("cpu.weight"))
+        } else {
+            read_trim(&cgroup_dir(pid, "cpu").join("cpu.shares"))
+        }
+    };
+    let want = |shares: u64| {
+        if roci_integration::cgroups::is_v2() {
+            (1 + (shares - 2) * 9999 / 262_142).to_string()
+        } else {
+            shares.to_string()
+        }
+    };
+    assert_eq!(shares(pid), want(512));
 
     let update = LinuxContainerResources { memory_limit_in_bytes: 64 << 20, cpu_shares: 256, ..Default::default() };
     let req = v1::UpdateContainerResourcesRequest { container_id: id.clone(), linux: Some(update), ..Default::default() };
     f.client.runtime.update_container_resources(req).await.expect("UpdateContainerResources");
     assert_eq!(read_trim(&memory.join(limit_file)), (64u64 << 20).to_string());
-    if !roci_integration::cgroups::is_v2() {
-        assert_eq!(read_trim(&cgroup_dir(pid, "cpu").join("cpu.shares")), "256");
-    }
+    assert_eq!(shares(pid), want(256));
     let r = f.status(&id).await.resources.and_then(|r| r.linux).expect("resources in ContainerStatus");
     assert_eq!((r.memory_limit_in_bytes, r.cpu_shares), (64 << 20, 256));
     f.remove(&id).await;

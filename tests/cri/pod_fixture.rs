@@ -180,10 +180,12 @@ fn ensure(rel: &str) {
         for part in rel.trim_start_matches('/').split('/') {
             let parent = dir.clone();
             dir = dir.join(part);
-            if dir.is_dir() {
-                continue;
+            // Tests run in parallel: another may create a shared level (the suite's parent) first.
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create cgroup {}: {e}", dir.display()),
             }
-            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create cgroup {}: {e}", dir.display()));
             if !h.v2 && h.controllers.iter().any(|c| c == "cpuset") {
                 for file in ["cpuset.cpus", "cpuset.mems"] {
                     let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();

@@ -235,7 +235,10 @@ async fn a_pod_on_the_bridge_runs_and_goes() {
         })
         .expect("the pause's cpu cgroup");
     assert!(cpu.starts_with(&ps.cgroup.rel) && cpu.ends_with(&format!("/pods/{id}")), "the pause's cgroup: {cpu}");
-    if !roci_integration::cgroups::is_v2() {
+    if roci_integration::cgroups::is_v2() {
+        // runc's conversion of shares to cgroup v2's weight: 2 shares are weight 1.
+        assert_eq!(roci_integration::cgroups::read("cpu", &cpu, "cpu.weight").as_deref(), Some("1"), "{cpu}");
+    } else {
         assert_eq!(roci_integration::cgroups::read("cpu", &cpu, "cpu.shares").as_deref(), Some("2"), "{cpu}");
     }
     // The pod's address is reachable from the bridge's side.
