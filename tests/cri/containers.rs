@@ -422,7 +422,17 @@ async fn resources_update_and_oom_kill() {
         Some(LinuxContainerResources { memory_limit_in_bytes: 16 << 20, ..Default::default() });
     let hog = f.run(cfg).await;
     let s = f.wait_state(&hog, v1::ContainerState::ContainerExited).await;
-    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
+    let cgroup_v2 =
+        nix::sys::statfs::statfs("/sys/fs/cgroup").is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if f.ps.server.is_containerd() && cgroup_v2 && s.reason == "Error" {
+        // Difference: containerd 1.6's shim learns of an OOM kill on cgroup v2 from a watch of
+        // `memory.events` that races the exit, so a process killed at once can be reported as a
+        // plain Error (seen in the v2 guest); roci-cri's monitor reads the OOM kill count after
+        // the exit, and always says OOMKilled.
+        assert_eq!(s.exit_code, 137, "{s:?}");
+    } else {
+        assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"), "{s:?}");
+    }
     f.remove(&hog).await;
     f.end_pod().await;
 }
