@@ -50,6 +50,8 @@ pub enum ServeError {
     Signal { signal: &'static str, source: std::io::Error },
     #[error(transparent)]
     Cri(#[from] server::CriError),
+    #[error("root {root}: {reason}")]
+    RootInUse { root: std::path::PathBuf, reason: String },
     #[error("serve gRPC on {path}: {source}")]
     Serve { path: std::path::PathBuf, source: tonic::transport::Error },
     #[error("serve gRPC on {path}: the server task failed: {reason}")]
@@ -60,6 +62,9 @@ pub enum ServeError {
 /// keeps its connection open for good, so without a bound a stop would wait for kubelet.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The lock file under `root` that makes its records one daemon's.
+const ROOT_LOCK: &str = "roci-cri.lock";
+
 /// Serve the CRI on the configured socket until SIGTERM or SIGINT. In-flight calls get
 /// [`SHUTDOWN_GRACE`] to finish; the socket is removed before returning. Must run inside a tokio
 /// runtime.
@@ -67,6 +72,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     for (what, path) in [("root", &config.root), ("state", &config.state)] {
         std::fs::create_dir_all(path).map_err(|source| ServeError::CreateDir { what, path: path.clone(), source })?;
     }
+    // The root's records are this daemon's alone: a second roci-cri on them would run its recovery
+    // over pods and containers the first is making or running.
+    let _root_lock = socket::lock_exclusive(&config.root.join(ROOT_LOCK))
+        .map_err(|e| ServeError::RootInUse { root: config.root.clone(), reason: format!("{}: {e}", ROOT_LOCK) })?;
     let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Signal { signal: "SIGTERM", source })?;
     let mut int = signal(SignalKind::interrupt()).map_err(|source| ServeError::Signal { signal: "SIGINT", source })?;
     let config = Arc::new(config);

@@ -51,15 +51,10 @@ impl Listener {
             std::fs::create_dir_all(dir).map_err(|source| SocketError::CreateDir { dir: dir.into(), source })?;
         }
         let lock_path = lock_path(path);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| SocketError::OpenLock { path: lock_path.clone(), source })?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
-            nix::Error::EWOULDBLOCK => SocketError::InUse { socket: path.into(), lock: lock_path.clone() },
-            source => SocketError::Lock { path: lock_path.clone(), source },
+        let lock = lock_exclusive(&lock_path).map_err(|e| match e {
+            LockError::Held => SocketError::InUse { socket: path.into(), lock: lock_path.clone() },
+            LockError::Open(source) => SocketError::OpenLock { path: lock_path.clone(), source },
+            LockError::Lock(source) => SocketError::Lock { path: lock_path.clone(), source },
         })?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
@@ -77,6 +72,27 @@ impl Listener {
         })?;
         Ok(Listener { listener, path: path.into(), lock })
     }
+}
+
+/// Why [`lock_exclusive`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another roci-cri holds it")]
+    Held,
+    #[error("open the lock file: {0}")]
+    Open(std::io::Error),
+    #[error("lock: {0}")]
+    Lock(nix::Error),
+}
+
+/// Take an exclusive `flock` on the file `path` (created if missing), without waiting: held until
+/// the returned lock is dropped or the process ends, however it ends.
+pub fn lock_exclusive(path: &Path) -> Result<Flock<File>, LockError> {
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(LockError::Open)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        nix::Error::EWOULDBLOCK => LockError::Held,
+        source => LockError::Lock(source),
+    })
 }
 
 fn lock_path(socket: &Path) -> PathBuf {

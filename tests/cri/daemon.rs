@@ -56,6 +56,31 @@ async fn a_second_daemon_on_the_same_socket_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_root_is_refused() {
+    if !roci_leg() {
+        return;
+    }
+    // Its recovery would undo what the first is making: it must not start at all.
+    let server = CriServer::roci(&[]);
+    let other_socket = server.dir.join("other.sock");
+    let out = Command::new(roci_cri_binary())
+        .arg("--socket")
+        .arg(&other_socket)
+        .arg("--root")
+        .arg(server.dir.join("root"))
+        .arg("--state")
+        .arg(server.dir.join("other-state"))
+        .output()
+        .expect("run a second roci-cri");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second daemon started: {stderr}");
+    assert!(stderr.contains("roci-cri.lock: another roci-cri holds it"), "{stderr}");
+    assert!(!other_socket.exists(), "the refused daemon made a socket");
+    assert!(!server.dir.join("other-state").join("roci").exists(), "the refused daemon recovered something");
+    server.client().await.runtime.version(VersionRequest::default()).await.expect("Version on the first daemon");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_socket_is_replaced() {
     if !roci_leg() {
         return;
