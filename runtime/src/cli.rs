@@ -47,19 +47,26 @@ const GLOBAL_VALUED: &[&str] = &["--root", "--log", "--log-format", "--image-roo
 /// `run`, `exec` or `monitor`, told from the first word that is neither an option nor
 /// a global option's value, without parsing it all.
 pub fn makes_container_processes(args: impl IntoIterator<Item = OsString>) -> bool {
+    matches!(command_word(args).as_deref(), Some("create" | "run" | "exec" | "monitor"))
+}
+
+/// The command of the command line (without the program name): the first
+/// word that is neither an option nor a global option's value, without
+/// parsing it all. `None` when there is none or it is not UTF-8.
+pub fn command_word(args: impl IntoIterator<Item = OsString>) -> Option<String> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let Some(arg) = arg.to_str() else { return false };
-        if GLOBAL_VALUED.contains(&arg) {
+        let arg = arg.into_string().ok()?;
+        if GLOBAL_VALUED.contains(&arg.as_str()) {
             args.next();
             continue;
         }
         if arg.starts_with('-') {
             continue;
         }
-        return matches!(arg, "create" | "run" | "exec" | "monitor");
+        return Some(arg);
     }
-    false
+    None
 }
 
 // Each subcommand's arguments are built only when it is the one given

@@ -8,8 +8,10 @@ mod image_cmd;
 mod logging;
 mod spec_template;
 
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -25,7 +27,14 @@ static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 /// What `--version` prints, shaped like runc's (clients parse the first line).
 const VERSION_TEXT: &str = concat!("roci version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
 
+/// `roci monitor`'s logging settings (`FORMAT,DEBUG,PATH`), for the monitor's new image: see
+/// [`resumed_monitor`].
+const MONITOR_LOG_ENV: &str = "_ROCI_MONITOR_LOG";
+
 fn main() -> ExitCode {
+    if let Some(code) = resumed_monitor() {
+        return code;
+    }
     // Re-executed from the protected view before the command line is
     // parsed, which would otherwise be done twice (clap builds every
     // subcommand's arguments: a millisecond of a `run`). An error here is
@@ -141,7 +150,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let code = restore(root, cli.criu.as_deref(), &r)?;
             return Ok(code.clamp(0, 255) as u8);
         }
-        Command::Monitor { config } => return Ok(monitor(&config, explicit_root.as_deref())),
+        Command::Monitor { config } => {
+            return Ok(monitor(&config, explicit_root.as_deref(), (cli.log.as_deref(), cli.log_format, cli.debug)))
+        }
         Command::Features => {
             out(&serde_json::to_string_pretty(&libcontainer::features::document())?);
         }
@@ -149,10 +160,40 @@ fn dispatch(cli: Cli) -> Result<u8> {
     Ok(0)
 }
 
+/// The new image of a monitor (`libcontainer::monitor::resume`: it executes itself once it made
+/// its container) serves that container, and skips the command line: clap's parser would leave
+/// tens of KiB on the heap of a process that lives as long as its container. Its logging settings
+/// are `roci monitor`'s, from [`MONITOR_LOG_ENV`]. `None` in any other process.
+fn resumed_monitor() -> Option<ExitCode> {
+    std::env::var_os(libcontainer::monitor::HANDOFF_FD_ENV)?;
+    if cli::command_word(std::env::args_os().skip(1)).as_deref() != Some("monitor") {
+        return None;
+    }
+    let settings = std::env::var_os(MONITOR_LOG_ENV).unwrap_or_default().into_vec();
+    std::env::remove_var(MONITOR_LOG_ENV);
+    let mut parts = settings.splitn(3, |b| *b == b',');
+    let format = match parts.next() {
+        Some(b"json") => logging::Format::Json,
+        _ => logging::Format::Text,
+    };
+    let debug = parts.next() == Some(b"1");
+    let path = parts.next().filter(|p| !p.is_empty()).map(|p| PathBuf::from(OsString::from_vec(p.to_vec())));
+    if let Err(e) = logging::init(path.as_deref(), format, debug) {
+        eprintln!("roci: {e}");
+    }
+    libcontainer::monitor::resume().map(|code| ExitCode::from(code.clamp(0, 255) as u8))
+}
+
 /// `roci monitor CONFIG`: the monitor is forked and creates the container; this process prints
 /// what it reported, one JSON line, and exits (so the daemon that ran it is never the monitor's
 /// parent). The exit code says which: 0 created, 1 not.
-fn monitor(config: &Path, root: Option<&Path>) -> u8 {
+fn monitor(config: &Path, root: Option<&Path>, log: (Option<&Path>, logging::Format, bool)) -> u8 {
+    // Inherited by the monitor, so its new image logs as this process does.
+    let (path, format, debug) = log;
+    let mut settings =
+        OsString::from(format!("{},{},", if format == logging::Format::Json { "json" } else { "text" }, u8::from(debug)));
+    settings.push(path.map(Path::as_os_str).unwrap_or_default());
+    std::env::set_var(MONITOR_LOG_ENV, settings);
     let report = libcontainer::monitor::spawn(config, root);
     let code = match &report {
         libcontainer::monitor::SpawnReport::Created { .. } => 0,

@@ -426,3 +426,79 @@ fn monitor_create_failure_leaves_nothing() {
     assert!(!m.config.socket_path.exists(), "socket left");
     m.c.assert_no_leaks();
 }
+
+/// Once it made the container the monitor executes its binary again and serves from the new image
+/// (`libcontainer::monitor::handoff`), which holds only the fds it serves: the setup's memory is
+/// given back, nothing the setup opened leaks into the image that lives as long as the container,
+/// and the image still runs from the protected view of the runtime (CVE-2019-5736), since the
+/// ExecSync processes it clones would otherwise reach a writable binary.
+#[test]
+fn the_monitor_serves_from_a_fresh_image_holding_only_its_fds() {
+    let m = Monitored::new("monitor-handoff", |c, cfg| {
+        c.spec.sh("echo started; read line; echo got $line");
+        cfg.stdin = true;
+    });
+    let s = m.spawned();
+    let environ = std::fs::read(format!("/proc/{}/environ", s.monitor_pid)).expect("the monitor's environ");
+    assert!(
+        environ.split(|b| *b == 0).any(|kv| kv.starts_with(b"_ROCI_MONITOR_HANDOFF_FD=")),
+        "the monitor did not start over in a new image; its log: {}",
+        m.monitor_log()
+    );
+    // Its fds: stdio on /dev/null, its own log (`roci --log`), the signalfd, the init's pidfd, the
+    // control socket, the container's log file, the read ends of stdout and stderr and the write
+    // end of stdin; nothing else (nothing the setup or the spawner left open).
+    let mut fds: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{}/fd", s.monitor_pid))
+        .expect("the monitor's fds")
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            (e.file_name().to_str().unwrap().parse().unwrap(), target)
+        })
+        .collect();
+    fds.sort();
+    let kinds: Vec<&str> = fds
+        .iter()
+        .map(|(_, t)| match t.as_str() {
+            "/dev/null" => "null",
+            t if t.starts_with("anon_inode:[signalfd]") => "signalfd",
+            t if t.starts_with("anon_inode:[pidfd]") => "pidfd",
+            t if t.starts_with("socket:") => "socket",
+            t if t.starts_with("pipe:") => "pipe",
+            t if t == m.log_path().display().to_string() => "log",
+            t if t == m.c.dir.join("monitor.log").display().to_string() => "own log",
+            _ => "other",
+        })
+        .collect();
+    let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(
+        (
+            count("null"),
+            count("own log"),
+            count("signalfd"),
+            count("pidfd"),
+            count("socket"),
+            count("log"),
+            count("pipe"),
+            count("other")
+        ),
+        (3, 1, 1, 1, 1, 1, 3, 0),
+        "the monitor's fds: {fds:?}"
+    );
+    // Its binary is the read-only view it was executed from (or the sealed memfd copy where no
+    // view can be made), not the writable file.
+    let exe = format!("/proc/{}/exe", s.monitor_pid);
+    let read_only =
+        nix::sys::statvfs::statvfs(exe.as_str()).is_ok_and(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let target = std::fs::read_link(&exe).map(|t| t.display().to_string()).unwrap_or_default();
+    assert!(read_only || target.starts_with("/memfd:"), "the monitor's new image runs from a writable binary: {target}");
+    // And it serves: start, the output logged, an ExecSync, the exit recorded.
+    m.start();
+    wait_until("the container's output", Duration::from_secs(5), || m.log().contains("stdout F started"));
+    let out = m.exec(&["echo", "probe"], Duration::from_secs(10)).expect("exec_sync");
+    assert_eq!((out.exit_code, out.stdout.as_slice()), (0, &b"probe\n"[..]));
+    m.c.kill("KILL");
+    let rec = m.exit_record(Duration::from_secs(10));
+    assert_eq!((rec.pid, rec.signal), (s.pid, Some(9)));
+    m.finish(s);
+}

@@ -22,6 +22,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -135,6 +136,11 @@ impl LogFile {
         Ok(LogFile { path: path.to_owned(), file })
     }
 
+    /// `file`, open for appending at `path` (the log a monitor's earlier image opened).
+    pub(super) fn adopt(path: PathBuf, file: impl Into<File>) -> LogFile {
+        LogFile { path, file: file.into() }
+    }
+
     /// Open the path again: a new file if the old one was renamed away.
     pub fn reopen(&mut self) -> Result<()> {
         *self = LogFile::open(&self.path)?;
@@ -143,6 +149,12 @@ impl LogFile {
 
     pub fn write(&mut self, records: &[u8]) -> Result<()> {
         self.file.write_all(records).map_err(|source| Error::Io { op: "write log file", path: self.path.clone(), source })
+    }
+}
+
+impl AsFd for LogFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

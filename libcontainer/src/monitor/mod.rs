@@ -10,6 +10,8 @@
 //!                          │ container::create in-process (stdio: our pipes or a pty)
 //!                          ├────────────▶ init (the monitor's child)
 //!                          │ bind the control socket
+//!                          │ execve /proc/self/exe, handing over the fds (see [`handoff`]):
+//!                          │ the setup's memory is given back
 //!   {"pid":N,...} ◀─────── │ report over a pipe to `roci monitor`, which prints it
 //!                          ▼
 //!                        event loop (poll): the init's pidfd, its stdout/stderr → CRI log,
@@ -36,8 +38,10 @@
 //! milliseconds, and the container's output waits in its pipes meanwhile.
 //!
 //! The files: [`proto`] (config, control protocol, exit record), [`log`]
-//! (the CRI log format), [`server`] (the event loop).
+//! (the CRI log format), [`server`] (the event loop), [`handoff`] (the
+//! monitor's fresh start once the container is made).
 
+mod handoff;
 pub mod log;
 pub mod proto;
 mod server;
@@ -48,6 +52,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 
+pub use handoff::HANDOFF_FD_ENV;
 pub use proto::{Config, ErrorKind, ExitRecord, Request, Response, SpawnReport, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +177,14 @@ fn spawn_inner(config_path: &Path, root: Option<&Path>) -> Result<SpawnReport> {
         Ok(_) => format!("{status} (it said {text:?})"),
         Err(e) => format!("{status} (reading its report: {e})"),
     }))
+}
+
+/// In the new image a monitor executed once it had created its container
+/// (see [`handoff`]): serve that container until it has exited; the
+/// process's exit code. `None` in any other process: call it first thing
+/// where `roci monitor` is handled.
+pub fn resume() -> Option<i32> {
+    server::resume()
 }
 
 /// Send the report to `roci monitor` and close the pipe.

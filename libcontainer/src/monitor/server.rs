@@ -3,7 +3,6 @@
 //! [`super`]).
 
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,9 +18,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
+use super::handoff::{self, Fds, Handoff};
 use super::log::{timestamp, Lines, LogFile, Stream};
 use super::proto::{self, Config, ErrorKind, ExitRecord, Request, Response, SpawnReport, Status};
 use super::{report, sys, write_durable, Error, Result};
+use crate::cgroups::CgroupPath;
 use crate::container::{self, create, exec};
 use crate::process::Stdio;
 use crate::state;
@@ -51,17 +52,51 @@ pub(super) fn main(config: Config, report_to: OwnedFd) -> i32 {
             return 1;
         }
     };
-    let mut m = match Monitor::setup(config, signals) {
+    let m = match Monitor::setup(config, signals) {
         Ok(m) => m,
         Err(e) => {
             report(report_to, &SpawnReport::Failed { error: e.to_string() });
             return 1;
         }
     };
+    // The loop runs in a new image of the binary, which gives back what the setup left in memory
+    // (see `handoff`); only if that cannot be, in this one.
+    let e = handoff::exec(&m.handoff(&report_to));
+    tracing::warn!(error = %e, "monitor: serving without starting over (it keeps the setup's memory)");
+    serve(m, report_to)
+}
+
+/// Report the container created and serve until it has exited.
+fn serve(mut m: Monitor, report_to: OwnedFd) -> i32 {
     report(report_to, &SpawnReport::Created { pid: m.init.as_raw(), monitor_pid: std::process::id() as i32 });
     tracing::debug!(id = %m.config.id, init = %m.init, "monitor serving");
     m.run();
     0
+}
+
+/// The new image of a monitor (see [`handoff`]): take over from the old one and serve; its exit
+/// code. `None` in any other process.
+pub(super) fn resume() -> Option<i32> {
+    let (h, fds) = match handoff::take()? {
+        Ok(taken) => taken,
+        Err(e) => {
+            // Without the handoff there is no report pipe to say it on: `roci monitor` sees the
+            // monitor die and says so.
+            tracing::error!(error = %e, "monitor: take over from the image before");
+            return Some(1);
+        }
+    };
+    let (root, id) = (h.config.root.clone(), h.config.id.clone());
+    match Monitor::resume(h, fds) {
+        Ok((m, report_to)) => Some(serve(m, report_to)),
+        Err((e, report_to)) => {
+            if let Err(d) = container::delete::delete(&root, &id, true) {
+                tracing::warn!(error = %d, "delete the container the monitor could not watch");
+            }
+            report(report_to, &SpawnReport::Failed { error: e.to_string() });
+            Some(1)
+        }
+    }
 }
 
 /// Leave the caller's session and stdio, so nothing ties us to it: a new
@@ -124,6 +159,23 @@ fn now() -> String {
 struct Output {
     fd: OwnedFd,
     lines: Lines,
+}
+
+/// The loop's read buffer, touched only as far as reads fill it: a monitor
+/// whose container is quiet does not keep 64 KiB of zeroes resident.
+struct ReadBuf(Vec<u8>);
+
+impl ReadBuf {
+    fn new() -> ReadBuf {
+        ReadBuf(Vec::with_capacity(64 * 1024))
+    }
+
+    /// One `read(2)` of `fd`: what it read (empty at the end of the stream).
+    fn read(&mut self, fd: BorrowedFd<'_>) -> nix::Result<&[u8]> {
+        self.0.clear();
+        crate::sys::read_spare(fd, &mut self.0)?;
+        Ok(&self.0)
+    }
 }
 
 /// A control connection.
@@ -195,7 +247,9 @@ struct Monitor {
     jobs: Vec<Job>,
     /// The container's process, which ExecSync processes are made from.
     base_process: Process,
-    cgroup: Option<Box<dyn crate::cgroups::Manager>>,
+    /// The container's cgroup (its manager is made again for the OOM count at the end: the
+    /// loop has no other use for it).
+    cgroup_path: Option<CgroupPath>,
     oom_at_start: Option<u64>,
     started_at: Option<String>,
     exit: Option<Exit>,
@@ -279,6 +333,7 @@ impl Monitor {
             .clone()
             .ok_or_else(|| undo(Error::Container(container::Error::Usage("config.json has no process".into()))))?;
         let cgroup = saved.cgroup().map_err(|e| undo(Error::Container(e.into())))?;
+        let cgroup_path = saved.cgroup_path.clone();
         let oom_at_start = cgroup.as_ref().and_then(|cg| match cg.oom_kill_count() {
             Ok(n) => Some(n),
             Err(e) => {
@@ -302,7 +357,7 @@ impl Monitor {
             next_conn: 0,
             jobs: Vec::new(),
             base_process,
-            cgroup,
+            cgroup_path,
             oom_at_start,
             started_at: None,
             exit: None,
@@ -312,8 +367,71 @@ impl Monitor {
         })
     }
 
+    /// What a new image needs to go on as this monitor (see [`handoff`]); `report_to` is the
+    /// pipe the report is owed on.
+    fn handoff(&self, report_to: &OwnedFd) -> Handoff {
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
+        let output = |i: usize| self.outputs[i].as_ref().map(|o| o.fd.as_raw_fd());
+        Handoff {
+            config: self.config.clone(),
+            init: self.init.as_raw(),
+            base_process: self.base_process.clone(),
+            cgroup_path: self.cgroup_path.clone(),
+            oom_at_start: self.oom_at_start,
+            fds: Fds {
+                report: report_to.as_raw_fd(),
+                listener: self.listener.sock.as_raw_fd(),
+                init_pidfd: raw(&self.init_pidfd),
+                outputs: [output(0), output(1)],
+                stdin: raw(&self.stdin),
+                log: self.log.as_ref().map(|l| l.as_fd().as_raw_fd()),
+            },
+        }
+    }
+
+    /// The monitor the old image handed over, with the pipe its report is owed on; or why not,
+    /// with that pipe.
+    fn resume(h: Handoff, fds: Fds<OwnedFd>) -> std::result::Result<(Monitor, OwnedFd), (Error, OwnedFd)> {
+        let report_to = fds.report;
+        // The process's own settings crossed the execve: the session, the subreaper flag, the
+        // blocked stop signals (still pending if one came meanwhile); the signalfd did not.
+        let signals = match stop_signals() {
+            Ok(s) => s,
+            Err(e) => return Err((e, report_to)),
+        };
+        let log = match (fds.log, &h.config.log_path) {
+            (Some(fd), Some(path)) => Some(LogFile::adopt(path.clone(), fd)),
+            _ => None,
+        };
+        let [out, err] = fds.outputs;
+        let m = Monitor {
+            init: Pid::from_raw(h.init),
+            init_pidfd: fds.init_pidfd,
+            outputs: [
+                out.map(|fd| Output { fd, lines: Lines::new(Stream::Stdout) }),
+                err.map(|fd| Output { fd, lines: Lines::new(Stream::Stderr) }),
+            ],
+            stdin: fds.stdin,
+            log,
+            log_failed: false,
+            listener: Listener { sock: UnixListener::from(fds.listener), path: h.config.socket_path.clone() },
+            conns: Vec::new(),
+            next_conn: 0,
+            jobs: Vec::new(),
+            base_process: h.base_process,
+            cgroup_path: h.cgroup_path,
+            oom_at_start: h.oom_at_start,
+            started_at: None,
+            exit: None,
+            drain_until: None,
+            signals,
+            config: h.config,
+        };
+        Ok((m, report_to))
+    }
+
     fn run(&mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = ReadBuf::new();
         loop {
             self.reap();
             let now = Instant::now();
@@ -398,7 +516,7 @@ impl Monitor {
         Ok(fds.iter().zip(sources).filter_map(|(p, s)| p.revents().filter(|r| !r.is_empty()).map(|r| (s, r))).collect())
     }
 
-    fn handle(&mut self, what: Source, revents: PollFlags, buf: &mut [u8]) {
+    fn handle(&mut self, what: Source, revents: PollFlags, buf: &mut ReadBuf) {
         match what {
             // Reaped with everything else at the top of the loop.
             Source::Init | Source::JobPid => {}
@@ -436,13 +554,13 @@ impl Monitor {
     }
 
     /// Log what the container wrote; at the end of a stream, its last partial line.
-    fn read_output(&mut self, i: usize, buf: &mut [u8]) {
+    fn read_output(&mut self, i: usize, buf: &mut ReadBuf) {
         let Some(o) = self.outputs[i].as_mut() else { return };
         let mut records = Vec::new();
-        let closed = match nix::unistd::read(o.fd.as_fd(), buf) {
-            Ok(0) => true,
-            Ok(n) => {
-                o.lines.feed(&buf[..n], &now(), &mut records);
+        let closed = match buf.read(o.fd.as_fd()) {
+            Ok([]) => true,
+            Ok(data) => {
+                o.lines.feed(data, &now(), &mut records);
                 false
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => false,
@@ -497,12 +615,12 @@ impl Monitor {
         self.conns.retain(|c| c.id != id);
     }
 
-    fn read_conn(&mut self, id: u64, buf: &mut [u8]) {
+    fn read_conn(&mut self, id: u64, buf: &mut ReadBuf) {
         let Some(c) = self.conn(id) else { return };
-        let line = match (&c.sock).read(buf) {
-            Ok(0) => return self.drop_conn(id),
-            Ok(n) => {
-                c.inbuf.extend_from_slice(&buf[..n]);
+        let line = match buf.read(c.sock.as_fd()) {
+            Ok([]) => return self.drop_conn(id),
+            Ok(data) => {
+                c.inbuf.extend_from_slice(data);
                 match c.inbuf.iter().position(|b| *b == b'\n') {
                     Some(end) => c.inbuf[..end].to_vec(),
                     None if c.inbuf.len() > proto::MAX_REQUEST => {
@@ -513,7 +631,7 @@ impl Monitor {
                     None => return,
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => return,
+            Err(Errno::EAGAIN | Errno::EINTR) => return,
             Err(_) => return self.drop_conn(id),
         };
         match Request::decode(&line) {
@@ -588,14 +706,13 @@ impl Monitor {
         if self.exit.is_some() {
             return Response::error(ErrorKind::FailedPrecondition, "cannot start a container that has exited");
         }
-        match container::start::start(&self.config.root, &self.config.id) {
+        match start_in_child(&self.config.root, &self.config.id) {
             Ok(()) => {
                 let at = now();
                 self.started_at = Some(at.clone());
                 Response::Started { started_at: at }
             }
-            Err(e @ container::Error::Status(_)) => Response::error(ErrorKind::FailedPrecondition, e.to_string()),
-            Err(e) => Response::error(ErrorKind::Failed, e.to_string()),
+            Err((kind, message)) => Response::error(kind, message),
         }
     }
 
@@ -614,34 +731,47 @@ impl Monitor {
             return Err(Response::error(ErrorKind::BadRequest, "exec_sync: argv is empty"));
         }
         let failed = |e: Error| Response::error(ErrorKind::Failed, e.to_string());
-        let overrides = exec::Overrides { args: argv, env, ..Default::default() };
-        let process = exec::process_from(&self.base_process, &overrides)
-            .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
-        let (out_r, out_w) = pipe().map_err(failed)?;
-        let (err_r, err_w) = pipe().map_err(failed)?;
-        let stdio = Stdio { stdin: dev_null().map_err(failed)?, stdout: out_w, stderr: err_w };
-        let spawned = exec::spawn(exec::Options {
-            root: &self.config.root,
-            id: &self.config.id,
-            process,
-            console_socket: None,
-            pid_file: None,
-            detach: true,
-            preserve_fds: 0,
-            cgroup: Vec::new(),
-            ignore_paused: false,
-            stdio: Some(stdio),
+        let (mut out_r, out_w) = pipe().map_err(failed)?;
+        let (mut err_r, err_w) = pipe().map_err(failed)?;
+        let (root, id, base) = (&self.config.root, &self.config.id, &self.base_process);
+        // The process is cloned by a helper (see `in_child`); when the helper exits, the process
+        // is reparented to the monitor, the child subreaper, which reaps it as before.
+        let spawned = in_child(&mut [&mut out_r, &mut err_r], move || {
+            let overrides = exec::Overrides { args: argv, env, ..Default::default() };
+            let process = exec::process_from(base, &overrides).map_err(|e| (ErrorKind::BadRequest, e.to_string()))?;
+            let stdin = dev_null().map_err(|e| (ErrorKind::Failed, e.to_string()))?;
+            let stdio = Stdio { stdin, stdout: out_w, stderr: err_w };
+            let spawned = exec::spawn(exec::Options {
+                root,
+                id,
+                process,
+                console_socket: None,
+                pid_file: None,
+                detach: true,
+                preserve_fds: 0,
+                cgroup: Vec::new(),
+                ignore_paused: false,
+                stdio: Some(stdio),
+            })
+            .map_err(|e| match e {
+                container::Error::Status(_) => (ErrorKind::FailedPrecondition, e.to_string()),
+                e => (ErrorKind::Failed, e.to_string()),
+            })?;
+            Ok(spawned.pid.as_raw().to_string())
         })
-        .map_err(|e| match e {
-            container::Error::Status(_) => Response::error(ErrorKind::FailedPrecondition, e.to_string()),
-            e => Response::error(ErrorKind::Failed, e.to_string()),
-        })?;
-        tracing::debug!(pid = %spawned.pid, "exec_sync process started");
+        .map_err(|(kind, message)| Response::error(kind, message))?;
+        let pid = spawned
+            .parse()
+            .map(Pid::from_raw)
+            .map_err(|_| Response::error(ErrorKind::Failed, format!("exec_sync: the helper said {spawned:?}, not a pid")))?;
+        // Our child now: nobody else can reap it, so the pid cannot have been reused.
+        let pidfd = crate::sys::pidfd_open(pid).ok();
+        tracing::debug!(%pid, "exec_sync process started");
         let deadline = (timeout_secs > 0).then(|| Instant::now() + Duration::from_secs(timeout_secs));
         self.jobs.push(Job {
             conn,
-            pid: spawned.pid,
-            pidfd: spawned.pidfd,
+            pid,
+            pidfd,
             out: [Some(out_r), Some(err_r)],
             buf: [Vec::new(), Vec::new()],
             timeout_secs,
@@ -653,15 +783,15 @@ impl Monitor {
         Ok(())
     }
 
-    fn read_job(&mut self, conn: u64, i: usize, buf: &mut [u8]) {
+    fn read_job(&mut self, conn: u64, i: usize, buf: &mut ReadBuf) {
         let Some(j) = self.jobs.iter_mut().find(|j| j.conn == conn) else { return };
         let Some(fd) = j.out[i].as_ref() else { return };
-        match nix::unistd::read(fd.as_fd(), buf) {
-            Ok(0) => j.out[i] = None,
-            Ok(n) => {
+        match buf.read(fd.as_fd()) {
+            Ok([]) => j.out[i] = None,
+            Ok(data) => {
                 // Beyond the cap the output is read and dropped, so the process never blocks on a full pipe.
                 let room = proto::EXEC_OUTPUT_CAP.saturating_sub(j.buf[i].len());
-                j.buf[i].extend_from_slice(&buf[..n.min(room)]);
+                j.buf[i].extend_from_slice(&data[..data.len().min(room)]);
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
             Err(_) => j.out[i] = None,
@@ -725,22 +855,28 @@ impl Monitor {
 
     /// The init has exited and its output is drained: the exit record, the
     /// answers still owed, then nothing is left.
-    fn finish(&mut self, buf: &mut [u8]) {
+    fn finish(&mut self, buf: &mut ReadBuf) {
         let ts = now();
         for i in 0..2 {
             if let Some(mut o) = self.outputs[i].take() {
                 // What is in the pipe now, then the last partial line.
                 let mut records = Vec::new();
-                while let Ok(n @ 1..) = nix::unistd::read(o.fd.as_fd(), buf) {
-                    o.lines.feed(&buf[..n], &ts, &mut records);
+                while let Ok(data @ [_, ..]) = buf.read(o.fd.as_fd()) {
+                    o.lines.feed(data, &ts, &mut records);
                 }
                 o.lines.finish(&ts, &mut records);
                 self.write_log(&records);
             }
         }
         let exit = self.exit.unwrap_or(Exit { code: -1, signal: None });
-        let oom_killed = match (&self.cgroup, self.oom_at_start) {
-            (Some(cg), Some(before)) => cg.oom_kill_count().map(|n| n > before).unwrap_or(false),
+        let oom_killed = match (&self.cgroup_path, self.oom_at_start) {
+            (Some(path), Some(before)) => match crate::cgroups::manager(path).and_then(|cg| cg.oom_kill_count()) {
+                Ok(n) => n > before,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no OOM kill count: oom_killed will be false");
+                    false
+                }
+            },
             _ => false,
         };
         let record = ExitRecord {
@@ -775,6 +911,50 @@ impl Monitor {
         }
         self.reap();
         tracing::debug!(id = %self.config.id, code = exit.code, oom_killed, "monitor done");
+    }
+}
+
+/// libcontainer's `start` of the container, in a helper (see [`in_child`]).
+fn start_in_child(root: &Path, id: &str) -> std::result::Result<(), (ErrorKind, String)> {
+    in_child(&mut [], || match container::start::start(root, id) {
+        Ok(()) => Ok(String::new()),
+        Err(e @ container::Error::Status(_)) => Err((ErrorKind::FailedPrecondition, e.to_string())),
+        Err(e) => Err((ErrorKind::Failed, e.to_string())),
+    })
+    .map(drop)
+}
+
+/// Run `work` in a child of the monitor that exits when it is done, and wait for it: what
+/// `start` and `exec` parse and load (the state, the spec, the seccomp program) and the stack
+/// they go deep into are touched in that child's copy of the memory, which goes with it, not in
+/// memory the monitor keeps resident for the rest of its life (see [`handoff`]). What `work`
+/// returns comes back over a pipe. `close` are fds of the monitor's the child must not hold.
+fn in_child(
+    close: &mut [&mut OwnedFd],
+    work: impl FnOnce() -> std::result::Result<String, (ErrorKind, String)>,
+) -> std::result::Result<String, (ErrorKind, String)> {
+    let failed = |what: String| (ErrorKind::Failed, what);
+    let (mut answer_r, answer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| failed(format!("pipe: {e}")))?;
+    let mut close_in_child: Vec<&mut OwnedFd> = close.iter_mut().map(|fd| &mut **fd).collect();
+    close_in_child.push(&mut answer_r);
+    let child = crate::sys::clone_process(0, None, &mut close_in_child, move || {
+        let answer = serde_json::to_vec(&work()).unwrap_or_default();
+        let _ = std::io::Write::write_all(&mut File::from(answer_w), &answer);
+        0
+    })
+    .map_err(|e| failed(format!("fork a helper: {e}")))?;
+    // The write end went with the child (dropped here with the closure): EOF when it exits.
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut File::from(answer_r), &mut answer);
+    let status = loop {
+        match waitpid(child.pid, None) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    match serde_json::from_slice(&answer) {
+        Ok(result) => result,
+        Err(_) => Err(failed(format!("the helper process ended without an answer: {status:?}"))),
     }
 }
 

@@ -272,6 +272,43 @@ pub fn adopt_inherited_path_fd(fd: RawFd, like: &std::fs::File) -> Option<OwnedF
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Take over `fds`, fds this process got open across its own `execve` from
+/// the image before it (which named them): returned owned, in order, and
+/// close-on-exec. Refused (nothing taken) when one is below 3, named twice
+/// or not open. Takes over at most once in the life of the process (see
+/// [`crate::monitor`]'s handoff, its one caller, before anything else opens
+/// fds of its own).
+pub fn adopt_inherited_fds(fds: &[RawFd]) -> io::Result<Vec<OwnedFd>> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    for (i, fd) in fds.iter().enumerate() {
+        if *fd < 3 {
+            return Err(invalid(format!("fd {fd} is stdio")));
+        }
+        if fds[..i].contains(fd) {
+            return Err(invalid(format!("fd {fd} is named twice")));
+        }
+        // SAFETY: F_GETFD of any integer only reads the fd table (EBADF when it is not open).
+        if unsafe { libc::fcntl(*fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("fd {fd}: {}", io::Error::last_os_error())));
+        }
+    }
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "inherited fds were taken over already"));
+    }
+    Ok(fds
+        .iter()
+        .map(|&fd| {
+            // SAFETY: F_SETFD only changes this fd's close-on-exec flag.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            // SAFETY: the fd is open (checked above) and came with the process image: nothing
+            // in this process opened it, each is named once, and `TAKEN` lets only this call
+            // take them over, so no other owner exists.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        })
+        .collect())
+}
+
 /// Clear `FD_CLOEXEC` on an fd that is to be inherited across exec.
 pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an integer fd; errors are reported, not UB.
@@ -280,6 +317,33 @@ pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Set `FD_CLOEXEC` on an fd again (after [`clear_cloexec`], when the exec did not happen).
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an integer fd; errors are reported, not UB.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `read(2)` into the spare capacity of `buf`, whose length grows by what
+/// was read. Nothing past that is written, so the pages of a large buffer
+/// that was never filled stay untouched (not resident).
+pub fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> nix::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the pointer and length describe `spare`, writable memory that `buf` owns; read(2)
+    // writes at most that many bytes into it.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    if n < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: read(2) initialised the first `n` bytes of the spare capacity, right after the
+    // current length.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
 }
 
 /// `setdomainname(2)`; nix has no wrapper.
