@@ -44,8 +44,10 @@ IT_FILTER ?=
 # criu for checkpoint/restore (which also needs iptables to lock the network during a dump), umoci and
 # skopeo to build the client suites' busybox image, and the clients: containerd (with ctr and its
 # runc v2 shim), Docker (docker.io, with tini for --init) and Podman (with conmon, and catatonit for its
-# pause image); iproute2 for the veth pairs of the netDevices and Docker bridge tests.
-DEB_PACKAGES := musl-tools runc crun busybox-static procps hyperfine time jq util-linux iproute2 criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit docker-registry apache2-utils containernetworking-plugins
+# pause image); iproute2 for the veth pairs of the netDevices and Docker bridge tests; apparmor for
+# apparmor_parser, which roci-cri and containerd load their default profiles with in the v2 guest
+# (AppArmor on) and the AppArmor CRI tests load theirs with.
+DEB_PACKAGES := musl-tools runc crun busybox-static procps hyperfine time jq util-linux iproute2 criu iptables umoci skopeo containerd docker.io tini podman conmon catatonit docker-registry apache2-utils containernetworking-plugins apparmor
 
 IT := $(CARGO) test --no-fail-fast -p roci-integration --test oci --test clients
 # The image suite (pull, `roci image`, `run --image`) and the monitor suite (`roci monitor`, the
@@ -123,13 +125,13 @@ test-cri: build deps
 # cgroup_parent, container limits, UpdateContainerResources and an OOM kill seen through
 # memory.events, container and pod stats) against the release roci-cri and against containerd, each
 # leg in one guest (on an idle host 75 s against roci-cri, 100 s against containerd: the guest
-# pulls, unpacks and runs CNI plugins under TCG). The guest boots with
-# apparmor=0: Debian's kernel turns AppArmor on, the test hosts have none, and roci-cri loads no
-# AppArmor profile (a pod or container that names none gets RuntimeDefault, which roci-cri refuses
-# on an AppArmor host, while containerd loads its own profile and passes these tests with AppArmor
-# on; see the README's Tests section).
+# pulls, unpacks and runs CNI plugins under TCG). The guest runs with AppArmor on (Debian's
+# kernel enables it; the test hosts have none): each daemon loads its default profile at startup,
+# every pod and container naming none runs under it, and the apparmor:: tests check the profiles
+# from inside the containers.
 CRI_V2GUEST_TESTS := pods::a_pod_on_the_bridge_runs_and_goes containers::resources_update_and_oom_kill \
-	observe::container_and_pod_stats_follow_the_containers
+	observe::container_and_pod_stats_follow_the_containers apparmor::profiles_seen_from_inside_the_containers \
+	apparmor::the_default_profile_at_startup
 test-v2guest:
 	@if [[ ! -x hack/v2guest/run ]]; then echo "test-v2guest: hack/v2guest/run not present, skipped"; exit 0; fi; \
 	bin=$$($(IT) --no-run --message-format=json \
@@ -159,7 +161,7 @@ test-v2guest:
 	for target in roci containerd; do \
 		if [[ ! -x $(ROCI_CRI) || ! -x $(ROCI) ]]; then echo "test-v2guest: $(ROCI_CRI) or $(ROCI) not built, CRI tests skipped"; break; fi; \
 		echo "== the CRI suite's cgroup tests in the v2 guest against $$target"; \
-		V2GUEST_APPEND=apparmor=0 hack/v2guest/run --timeout 600 --share $(TARGET_DIR) --env ROCI=$(ROCI) \
+		hack/v2guest/run --timeout 600 --share $(TARGET_DIR) --env ROCI=$(ROCI) \
 			--env ROCI_CRI=$(ROCI_CRI) --env ROCI_CRI_TEST_TARGET=$$target \
 			-- "$$suite" --test-threads=2 --exact $(CRI_V2GUEST_TESTS) || rc=1; \
 	done; \

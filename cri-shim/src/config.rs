@@ -92,6 +92,11 @@ pub struct Config {
     /// the daemon's own (for daemons that may not lower it: without CAP_SYS_RESOURCE, in a user
     /// namespace).
     pub restrict_oom_score_adj: bool,
+    /// On an AppArmor host, the profile a `RuntimeDefault` AppArmor request means:
+    /// [`crate::apparmor::DEFAULT_PROFILE`] (roci-cri loads it at startup), another profile that
+    /// must be loaded already, or empty for none (RuntimeDefault is then refused). Ignored where
+    /// AppArmor is off (see [`crate::apparmor`]).
+    pub apparmor_default_profile: String,
     pub cni: Cni,
 }
 
@@ -109,6 +114,7 @@ impl Default for Config {
             runtime_path: "roci".into(),
             seccomp_profile_root: "/var/lib/kubelet/seccomp".into(),
             restrict_oom_score_adj: false,
+            apparmor_default_profile: crate::apparmor::DEFAULT_PROFILE.into(),
             cni: Cni::default(),
         }
     }
@@ -130,6 +136,7 @@ pub struct Overrides {
     pub runtime_path: Option<PathBuf>,
     pub seccomp_profile_root: Option<PathBuf>,
     pub restrict_oom_score_adj: Option<bool>,
+    pub apparmor_default_profile: Option<String>,
 }
 
 impl Config {
@@ -171,6 +178,7 @@ impl Config {
             runtime_path,
             seccomp_profile_root,
             restrict_oom_score_adj,
+            apparmor_default_profile,
         } = o;
         replace(&mut self.socket, socket);
         replace(&mut self.root, root);
@@ -185,6 +193,7 @@ impl Config {
         replace(&mut self.runtime_path, runtime_path);
         replace(&mut self.seccomp_profile_root, seccomp_profile_root);
         replace(&mut self.restrict_oom_score_adj, restrict_oom_score_adj);
+        replace(&mut self.apparmor_default_profile, apparmor_default_profile);
     }
 
     /// The `roci` binary to run: `runtime_path` when it names a path; a bare name beside this
@@ -229,6 +238,14 @@ impl Config {
         }
         if self.pause_image.trim().is_empty() {
             return Err(ConfigError::Invalid { key: "pause_image", reason: "empty image reference".into() });
+        }
+        // The name is written into /proc/<pid>/attr/exec as `exec <name>`: one word.
+        let profile = &self.apparmor_default_profile;
+        if profile.chars().any(|c| c.is_whitespace() || c.is_control()) || profile == "unconfined" {
+            return Err(ConfigError::Invalid {
+                key: "apparmor_default_profile",
+                reason: format!("{profile:?} is not the name of a profile (no spaces, not \"unconfined\")"),
+            });
         }
         if self.stream_server_address.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
@@ -277,6 +294,7 @@ stream_server_address = "[::1]:10010"
 runtime_path = "/opt/roci"
 seccomp_profile_root = "/k/seccomp"
 restrict_oom_score_adj = true
+apparmor_default_profile = "site-default"
 [cni]
 conf_dir = "/c/net.d"
 bin_dir = "/c/bin"
@@ -297,6 +315,7 @@ bin_dir = "/c/bin"
                 runtime_path: "/opt/roci".into(),
                 seccomp_profile_root: "/k/seccomp".into(),
                 restrict_oom_score_adj: true,
+                apparmor_default_profile: "site-default".into(),
                 cni: Cni { conf_dir: "/c/net.d".into(), bin_dir: "/c/bin".into() },
             }
         );
@@ -354,5 +373,12 @@ bin_dir = "/c/bin"
         let e = Config::load(Some(&file), Overrides { stream_server_address: Some("localhost".into()), ..Overrides::default() })
             .expect_err("no port");
         assert!(e.to_string().starts_with("configuration: stream_server_address:"), "{e}");
+        for bad in ["two words", "unconfined", "x\n"] {
+            let o = Overrides { apparmor_default_profile: Some(bad.into()), ..Overrides::default() };
+            let e = Config::load(Some(&file), o).expect_err(bad);
+            assert!(e.to_string().starts_with("configuration: apparmor_default_profile:"), "{e}");
+        }
+        let none = Overrides { apparmor_default_profile: Some(String::new()), ..Overrides::default() };
+        assert_eq!(Config::load(Some(&file), none).expect("empty: no default profile").apparmor_default_profile, "");
     }
 }

@@ -1,6 +1,7 @@
 //! roci-cri: the Kubernetes Container Runtime Interface (runtime.v1) served over a Unix socket.
 //!
 //! - [`config`]: the TOML file and the flags over it.
+//! - [`apparmor`]: the default AppArmor profile, loaded at startup on an AppArmor host.
 //! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
 //!   types appear.
@@ -20,6 +21,7 @@
 //! process of its own ([`monitor::spawn`]), so that no container is ever a child of this async
 //! process. Before it serves, [`serve`] recovers the pods on disk ([`server::recover`]).
 
+pub mod apparmor;
 pub mod config;
 pub mod containers;
 pub mod events;
@@ -50,6 +52,10 @@ pub enum ServeError {
     Signal { signal: &'static str, source: std::io::Error },
     #[error(transparent)]
     Cri(#[from] server::CriError),
+    #[error(transparent)]
+    AppArmor(#[from] apparmor::AppArmorError),
+    #[error("load the default AppArmor profile: the task failed: {0}")]
+    AppArmorTask(String),
     #[error("root {root}: {reason}")]
     RootInUse { root: std::path::PathBuf, reason: String },
     #[error("serve gRPC on {path}: {source}")]
@@ -78,9 +84,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::RootInUse { root: config.root.clone(), reason: format!("{}: {e}", ROOT_LOCK) })?;
     let mut term = signal(SignalKind::terminate()).map_err(|source| ServeError::Signal { signal: "SIGTERM", source })?;
     let mut int = signal(SignalKind::interrupt()).map_err(|source| ServeError::Signal { signal: "SIGINT", source })?;
+    // The default AppArmor profile before anything is served or recovered: RuntimeDefault means it.
+    let enabled = libcontainer::lsm::apparmor_enabled();
+    let configured = config.apparmor_default_profile.clone();
+    let apparmor_default = tokio::task::spawn_blocking(move || apparmor::ensure_default(enabled, &configured))
+        .await
+        .map_err(|e| ServeError::AppArmorTask(e.to_string()))??;
     let config = Arc::new(config);
     // Before the socket: a daemon that cannot serve images leaves no socket behind.
-    let cri = server::Cri::new(config.clone())?;
+    let cri = server::Cri::new(config.clone(), apparmor_default)?;
     // Recovery before serving: no RPC sees a pod half-made by a daemon that was killed.
     let recovered = server::recover(&cri).await;
     tracing::info!(?recovered, "recovered the pods on disk");

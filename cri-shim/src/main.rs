@@ -56,6 +56,9 @@ struct Args {
     /// No oom_score_adj below the daemon's own (containerd's restrict_oom_score_adj) [default: off]
     #[arg(long)]
     restrict_oom_score_adj: bool,
+    /// AppArmor profile for RuntimeDefault; "" for none [default: roci-cri-default, loaded at start]
+    #[arg(long, value_name = "NAME")]
+    apparmor_default_profile: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         runtime_path: args.runtime_path,
         seccomp_profile_root: args.seccomp_profile_root,
         restrict_oom_score_adj: args.restrict_oom_score_adj.then_some(true),
+        apparmor_default_profile: args.apparmor_default_profile,
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     // The level applies to roci-cri's own events; the libraries' (tonic, h2, hyper) debug output

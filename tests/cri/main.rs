@@ -18,9 +18,12 @@
 //!   numbers against what the containers do), GetContainerEvents (the lifecycle as events; roci
 //!   only: containerd 1.6 does not serve it), UpdatePodSandboxResources (recorded; containerd 1.6
 //!   does not serve it).
+//! - apparmor.rs: AppArmor profiles of pods and containers (the daemon's default, Unconfined,
+//!   privileged, Localhost), seen on their processes; the refusals on a host without AppArmor.
 //! - daemon.rs: roci-cri as a daemon (socket ownership, signals, configuration file and flags);
 //!   these run only in the roci leg.
 
+mod apparmor;
 mod containers;
 mod daemon;
 mod images;

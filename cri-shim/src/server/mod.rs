@@ -101,8 +101,9 @@ pub enum CriError {
 
 impl Cri {
     /// Open the image root and the store under the configured root, read the registries
-    /// configuration and detect the host's facts.
-    pub fn new(config: Arc<Config>) -> Result<Arc<Cri>, CriError> {
+    /// configuration and detect the host's facts; `apparmor_default` is the AppArmor profile
+    /// RuntimeDefault means (see [`crate::apparmor::ensure_default`]).
+    pub fn new(config: Arc<Config>, apparmor_default: Option<String>) -> Result<Arc<Cri>, CriError> {
         let images = images::Images::open(&config.root, &config.registries_config, &config.pause_image)?;
         let store = Store::open(&config.root)?;
         let runtime = config.runtime();
@@ -126,6 +127,7 @@ impl Cri {
             networks: PodNetworks::new(&config),
             host: HostFacts {
                 oom_score_adj_floor: config.restrict_oom_score_adj.then(own_oom_score_adj).flatten(),
+                apparmor_default_profile: apparmor_default,
                 ..HostFacts::detect()
             },
             layout,

@@ -96,9 +96,10 @@ pub struct HostFacts {
     /// Whether the kernel has seccomp.
     pub seccomp: bool,
     pub apparmor: bool,
-    /// On an AppArmor host, the loaded profile a `RuntimeDefault` AppArmor profile means.
-    /// containerd generates and loads its own (`cri-containerd.apparmor.d`); roci-cri does not
-    /// load profiles, so without one named here `RuntimeDefault` is refused on such a host.
+    /// On an AppArmor host, the loaded profile a `RuntimeDefault` AppArmor profile means: the
+    /// one [`crate::apparmor::ensure_default`] loaded or checked at startup (roci-cri's own,
+    /// as containerd loads `cri-containerd.apparmor.d`), `None` when the configuration names
+    /// none, and then `RuntimeDefault` is refused on such a host.
     pub apparmor_default_profile: Option<String>,
     pub selinux: bool,
     /// The memory controller accounts swap (`memory.memsw.limit_in_bytes` on v1,

@@ -19,10 +19,11 @@
 //! without AppArmor (this project's VM), anything but Unconfined or nothing is refused, as
 //! containerd refuses it ("apparmor is not supported"). On an AppArmor host, nothing asked means
 //! RuntimeDefault (kubernetes#51746); RuntimeDefault is no profile for a privileged container,
-//! else the profile named by [`HostFacts::apparmor_default_profile`]: containerd generates and
-//! loads `cri-containerd.apparmor.d` itself, roci-cri loads no profiles, so without one
-//! configured RuntimeDefault is refused rather than run unconfined. Localhost must name a loaded
-//! profile (`/sys/kernel/security/apparmor/profiles`).
+//! else the profile named by [`HostFacts::apparmor_default_profile`]: roci-cri's own
+//! `roci-cri-default`, loaded at startup (`crate::apparmor`), where containerd loads its
+//! `cri-containerd.apparmor.d`; with `apparmor_default_profile = ""` RuntimeDefault is refused
+//! rather than run unconfined. Localhost must name a loaded profile
+//! (`/sys/kernel/security/apparmor/profiles`).
 //!
 //! **SELinux.** The level format is checked as containerd does. Without SELinux on the host
 //! (this project's VM) containerd's label library returns no labels and `selinux_relabel` does
@@ -253,16 +254,17 @@ pub fn apparmor(profile: Option<Profile>, privileged: bool, host: &HostFacts, fi
             Some(p) => Ok(Some(p.clone())),
             None => Err(SpecError::unsupported(
                 field,
-                "RuntimeDefault: roci-cri loads no AppArmor profile and none is configured as the default",
+                "RuntimeDefault: no default AppArmor profile is configured (apparmor_default_profile is empty)",
             )),
         },
         Profile::Localhost { name, field } => {
-            let loaded = std::fs::read_to_string("/sys/kernel/security/apparmor/profiles").map_err(|source| SpecError::Io {
+            let securityfs = Path::new(crate::apparmor::SECURITYFS).join("apparmor");
+            let loaded = crate::apparmor::loaded_profiles(&securityfs).map_err(|e| SpecError::Io {
                 op: "read",
-                path: "/sys/kernel/security/apparmor/profiles".into(),
-                source,
+                path: securityfs.join("profiles"),
+                source: std::io::Error::other(e),
             })?;
-            if loaded.lines().any(|l| l.starts_with(&format!("{name} ("))) {
+            if crate::apparmor::is_loaded(&loaded, &name) {
                 Ok(Some(name))
             } else {
                 Err(SpecError::invalid(field, format!("AppArmor profile {name:?} is not loaded")))
