@@ -1,5 +1,6 @@
 //! roci-cri: the Kubernetes Container Runtime Interface (runtime.v1) served over a Unix socket.
 //!
+//! - [`checkpoint`]: the archive CheckpointContainer writes (CRIU images, specs, rootfs diff).
 //! - [`config`]: the TOML file and the flags over it.
 //! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
 //! - [`server`]: the RuntimeService and ImageService, one file per RPC; the only place protobuf
@@ -20,6 +21,7 @@
 //! process of its own ([`monitor::spawn`]), so that no container is ever a child of this async
 //! process. Before it serves, [`serve`] recovers the pods on disk ([`server::recover`]).
 
+pub mod checkpoint;
 pub mod config;
 pub mod containers;
 pub mod events;

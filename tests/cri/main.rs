@@ -18,9 +18,12 @@
 //!   numbers against what the containers do), GetContainerEvents (the lifecycle as events; roci
 //!   only: containerd 1.6 does not serve it), UpdatePodSandboxResources (recorded; containerd 1.6
 //!   does not serve it).
+//! - checkpoint.rs: CheckpointContainer (CRIU; roci only: containerd 1.6 does not serve it), the
+//!   archive's layout, the container running on, the errors.
 //! - daemon.rs: roci-cri as a daemon (socket ownership, signals, configuration file and flags);
 //!   these run only in the roci leg.
 
+mod checkpoint;
 mod containers;
 mod daemon;
 mod images;
