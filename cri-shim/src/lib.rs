@@ -1,5 +1,6 @@
 //! roci-cri: the Kubernetes Container Runtime Interface (runtime.v1) served over a Unix socket.
 //!
+//! - [`checkpoint`]: the archive CheckpointContainer writes (CRIU images, specs, rootfs diff).
 //! - [`config`]: the TOML file and the flags over it.
 //! - [`apparmor`]: the default AppArmor profile, loaded at startup on an AppArmor host.
 //! - [`socket`]: the daemon's socket (one owner, stale sockets replaced, mode 0660).
@@ -22,6 +23,7 @@
 //! process. Before it serves, [`serve`] recovers the pods on disk ([`server::recover`]).
 
 pub mod apparmor;
+pub mod checkpoint;
 pub mod config;
 pub mod containers;
 pub mod events;

@@ -398,6 +398,22 @@ pub fn external_binds(mounts: &[MountLine], points: &[PathBuf]) -> Vec<PathBuf> 
         .collect()
 }
 
+/// The mount ids (first field) of mountinfo text.
+pub fn mount_ids(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
+}
+
+/// CRIU's key for an open file on a mount outside the dumped mount namespace (`--external
+/// file[MNT_ID:INODE]`, both hex).
+pub fn external_file_key(mnt_id: u64, inode: u64) -> String {
+    format!("file[{mnt_id:x}:{inode:x}]")
+}
+
+/// The `mnt_id:` of an fdinfo text.
+pub fn fdinfo_mnt_id(fdinfo: &str) -> Option<u64> {
+    fdinfo.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse().ok())
+}
+
 /// The `Error` lines of a CRIU log, the last `max` of them, joined.
 pub fn error_excerpt(log: &str, max: usize) -> String {
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).map(str::trim).collect();
@@ -698,6 +714,15 @@ mod tests {
         assert!(e.contains("/nonexistent/criu") && e.contains("apt-get install criu") && e.contains("--criu"), "{e}");
         let e = find_binary(Some(Path::new("no-such-criu-binary"))).unwrap_err().to_string();
         assert!(e.contains("no-such-criu-binary"), "{e}");
+    }
+
+    #[test]
+    fn external_files_are_keyed_by_mount_and_inode_in_hex() {
+        let info = "23 1 0:5 / /dev rw - devtmpfs udev rw\n731 700 0:44 / / rw - overlay overlay rw\n";
+        assert_eq!(mount_ids(info), [23, 731]);
+        assert_eq!(fdinfo_mnt_id("pos:\t0\nflags:\t0100000\nmnt_id:\t27\nino:\t5\n"), Some(27));
+        assert_eq!(fdinfo_mnt_id("pos: 0\n"), None);
+        assert_eq!(external_file_key(27, 0x1f4), "file[1b:1f4]");
     }
 
     #[test]

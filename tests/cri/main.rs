@@ -20,10 +20,13 @@
 //!   does not serve it).
 //! - apparmor.rs: AppArmor profiles of pods and containers (the daemon's default, Unconfined,
 //!   privileged, Localhost), seen on their processes; the refusals on a host without AppArmor.
+//! - checkpoint.rs: CheckpointContainer (CRIU; roci only: containerd 1.6 does not serve it), the
+//!   archive's layout, the container running on, the errors.
 //! - daemon.rs: roci-cri as a daemon (socket ownership, signals, configuration file and flags);
 //!   these run only in the roci leg.
 
 mod apparmor;
+mod checkpoint;
 mod containers;
 mod daemon;
 mod images;

@@ -45,7 +45,11 @@ pub(super) async fn statuses_of_pod(cri: &Arc<Cri>, pod_id: &str) -> Vec<v1::Con
 }
 
 /// Container `rec`'s status, and its spec as the bundle has it (for the verbose info).
-async fn status_of(cri: &Arc<Cri>, rec: &ContainerRecord, config: &v1::ContainerConfig) -> (v1::ContainerStatus, Option<Value>) {
+pub(super) async fn status_of(
+    cri: &Arc<Cri>,
+    rec: &ContainerRecord,
+    config: &v1::ContainerConfig,
+) -> (v1::ContainerStatus, Option<Value>) {
     let (mut image, mut image_ref) = (config.image.clone(), rec.image_ref.clone());
     if let Ok(Some(found)) = cri.images.status(&rec.image_ref).await {
         if let Some(tag) = found.repo_tags.first() {

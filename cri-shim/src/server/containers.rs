@@ -93,3 +93,13 @@ pub fn find(cri: &super::Cri, rpc: &str, id: &str) -> Result<ContainerRecord, St
     }
     Ok(rec)
 }
+
+/// Container `id`'s record once any exit its monitor left is recorded (call with the container's
+/// lock held), or NotFound.
+pub async fn settled(cri: &super::Cri, rpc: &str, id: &str) -> Result<ContainerRecord, Status> {
+    cri.containers
+        .settle(id)
+        .await
+        .map_err(|e| lifecycle_status(rpc, e))?
+        .ok_or_else(|| Status::not_found(format!("{rpc}: container {id:?} not found")))
+}

@@ -11,6 +11,7 @@
 //! [`spec`] turns RunPodSandbox's and CreateContainer's configs into OCI runtime specs, as
 //! containerd 1.6 does; its errors name the request field and convert into a gRPC status.
 
+mod checkpoint_container;
 mod container_stats;
 mod container_status;
 mod containers;
@@ -308,6 +309,13 @@ impl RuntimeService for Runtime {
         Ok(Response::new(reopen_container_log::reopen_container_log(&self.0, request.get_ref()).await?))
     }
 
+    async fn checkpoint_container(
+        &self,
+        request: Request<v1::CheckpointContainerRequest>,
+    ) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
+        Ok(Response::new(checkpoint_container::checkpoint_container(&self.0, request.get_ref()).await?))
+    }
+
     async fn exec_sync(&self, request: Request<v1::ExecSyncRequest>) -> Result<Response<v1::ExecSyncResponse>, Status> {
         Ok(Response::new(exec_sync::exec_sync(&self.0, request.get_ref()).await?))
     }
@@ -390,7 +398,6 @@ impl RuntimeService for Runtime {
     type StreamPodSandboxMetricsStream = Streamed<v1::StreamPodSandboxMetricsResponse>;
 
     unimplemented_rpcs! {
-        checkpoint_container(CheckpointContainerRequest) -> v1::CheckpointContainerResponse = "CheckpointContainer";
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";

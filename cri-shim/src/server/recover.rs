@@ -29,6 +29,11 @@ pub struct Recovered {
 
 pub async fn recover(cri: &Arc<Cri>) -> Recovered {
     let mut done = Recovered::default();
+    // The CRIU work directories of checkpoints a killed daemon was writing (a partial archive,
+    // a hidden `.<name>.partial-<pid>` beside its location, is not known here).
+    if let Err(e) = crate::checkpoint::remove_leftovers(&cri.config.root) {
+        tracing::error!(error = %e, "recovery: remove the work directories of interrupted checkpoints");
+    }
     for record in cri.store.pods() {
         let id = record.id.clone();
         match record.state {

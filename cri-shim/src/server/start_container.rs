@@ -7,7 +7,7 @@ use std::sync::Arc;
 use roci_cri_proto::runtime_v1 as v1;
 use tonic::Status;
 
-use super::containers::{find, lifecycle_status};
+use super::containers::{find, lifecycle_status, settled};
 use super::Cri;
 use crate::containers::{now_ns, parse_time};
 use crate::monitor::Client;
@@ -23,11 +23,7 @@ pub async fn start_container(cri: &Arc<Cri>, req: &v1::StartContainerRequest) ->
     let rec = find(cri, RPC, &req.container_id)?;
     let _lock = cri.store.lock(&rec.id).await;
     let containers = &cri.containers;
-    let rec = containers
-        .settle(&rec.id)
-        .await
-        .map_err(|e| lifecycle_status(RPC, e))?
-        .ok_or_else(|| Status::not_found(format!("{RPC}: container {:?} not found", req.container_id)))?;
+    let rec = settled(cri, RPC, &rec.id).await?;
     if rec.state != ContainerState::Created {
         // containerd 1.6 answers Unknown ("container is in CONTAINER_EXITED state").
         return Err(Status::failed_precondition(format!("{RPC}: container {} is {:?}, not created", rec.id, rec.state)));

@@ -10,7 +10,7 @@ use roci_cri_proto::runtime_v1 as v1;
 use serde_json::json;
 use tonic::Status;
 
-use super::containers::{find, lifecycle_status};
+use super::containers::{find, lifecycle_status, settled};
 use super::spec::container::resources;
 use super::Cri;
 use crate::store::ContainerState;
@@ -28,12 +28,7 @@ pub async fn update_container_resources(
     };
     let oci = oci_resources(&linux, &cri.host)?;
     let _lock = cri.store.lock(&rec.id).await;
-    let rec = cri
-        .containers
-        .settle(&rec.id)
-        .await
-        .map_err(|e| lifecycle_status(RPC, e))?
-        .ok_or_else(|| Status::not_found(format!("{RPC}: container {:?} not found", req.container_id)))?;
+    let rec = settled(cri, RPC, &rec.id).await?;
     if matches!(rec.state, ContainerState::Created | ContainerState::Running) {
         let root = cri.layout.roci_root();
         let id = rec.id.clone();

@@ -126,7 +126,11 @@ pub fn checkpoint(opts: Options<'_>) -> Result<()> {
         parent: opts.parent_path.map(Path::to_owned),
         freeze_cgroup: freezer_dir(&saved)?,
         external_mounts: if opts.pre_dump { Vec::new() } else { external_mounts(&saved, &config, &mounts) },
-        external: external_namespaces(&config)?,
+        external: {
+            let mut e = external_namespaces(&config)?;
+            e.extend(external_stdio(pid, &criu::mount_ids(&mountinfo)));
+            e
+        },
     };
     if !opts.pre_dump {
         write_descriptors(pid, &images_dir)?;
@@ -219,6 +223,31 @@ fn external_namespaces(config: &oci_spec::runtime::Spec) -> Result<Vec<String>> 
         out.push(format!("{kind}[{ino}]:{key}"));
     }
     Ok(out)
+}
+
+/// The init's stdio that are files on mounts outside its mount namespace (a `/dev/null` its
+/// parent opened on the host, as roci-cri's monitor and containerd's shim give a container
+/// without stdin): CRIU cannot find their mount and refuses the dump unless they are declared
+/// external. Pipes and sockets need nothing (CRIU dumps their ends).
+fn external_stdio(pid: i32, mount_ids: &[u64]) -> Vec<String> {
+    let mut out = Vec::new();
+    for fd in 0..3 {
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+        if !link.is_absolute() {
+            continue;
+        }
+        let Some(mnt_id) =
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok().as_deref().and_then(criu::fdinfo_mnt_id)
+        else {
+            continue;
+        };
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) else { continue };
+        let key = criu::external_file_key(mnt_id, meta.ino());
+        if !mount_ids.contains(&mnt_id) && !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
 }
 
 /// runc's `descriptors.json`: what the init's fds 0, 1 and 2 are.
