@@ -39,6 +39,25 @@ use crate::monitor::{self, MonitorError};
 use crate::stats::Sampler;
 use crate::store::{ContainerRecord, ContainerState, Kind, Store, StoreError};
 
+/// Wait until the process of `pidfd` (pid `pid`, of the container or pod `id`) has exited.
+pub async fn exited(pidfd: OwnedFd, pid: i32, id: &str) {
+    // Deprecated because a borrowed raw fd could be closed under the reactor; an OwnedFd moved
+    // in is owned by the AsyncFd for its whole life, the sound case (and keeps `unsafe` out of
+    // this crate).
+    #[allow(deprecated)]
+    let registered = AsyncFd::with_interest(pidfd, Interest::READABLE);
+    match registered {
+        // A pidfd turns readable when its process exits.
+        Ok(fd) => drop(fd.readable().await),
+        Err(e) => {
+            tracing::warn!(id, pid, error = %e, "cannot poll a pidfd: checking the pid every second");
+            while Path::new(&format!("/proc/{pid}")).exists() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// The exit code of a container whose end is not known (containerd's `unknownExitCode`).
 pub const UNKNOWN_EXIT_CODE: i32 = 255;
 
@@ -173,21 +192,7 @@ impl Containers {
         let id = id.to_owned();
         tokio::spawn(async move {
             if let Some(fd) = pidfd {
-                // Deprecated because a borrowed raw fd could be closed under the reactor; an
-                // OwnedFd moved in is owned by the AsyncFd for its whole life, the sound case
-                // (and keeps `unsafe` out of this crate).
-                #[allow(deprecated)]
-                let registered = AsyncFd::with_interest(fd, Interest::READABLE);
-                match registered {
-                    // A pidfd turns readable when its process exits.
-                    Ok(fd) => drop(fd.readable().await),
-                    Err(e) => {
-                        tracing::warn!(id, error = %e, "cannot poll the monitor's pidfd: checking its pid every second");
-                        while Path::new(&format!("/proc/{monitor_pid}")).exists() {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
+                exited(fd, monitor_pid, &id).await;
             }
             tx.send_replace(true);
             let _lock = me.store.lock(&id).await;

@@ -211,8 +211,30 @@ async fn events_follow_the_lifecycle() {
         let e = next(stream).await;
         assert_eq!((e.container_id.as_str(), kind(&e)), (second.as_str(), ContainerStartedEvent));
     }
+
+    // A pause that dies on its own (here SIGKILLed from outside) stops its pod: NotReady, with
+    // the pod's STOPPED event on every stream, as containerd 1.7+ reports a sandbox's exit. The
+    // stop that follows sends no second one; the removal its DELETED.
+    let req = v1::PodSandboxStatusRequest { pod_sandbox_id: second.clone(), verbose: true };
+    let status = client.runtime.pod_sandbox_status(req).await.expect("PodSandboxStatus").into_inner();
+    let info: serde_json::Value = serde_json::from_str(&status.info["info"]).expect("info is JSON");
+    let pause = info["pid"].as_i64().expect("the pod's info.pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pause), nix::sys::signal::Signal::SIGKILL).expect("SIGKILL the pause");
+    for stream in [&mut stream, &mut late] {
+        let e = next(stream).await;
+        assert_eq!((e.container_id.as_str(), kind(&e)), (second.as_str(), ContainerStoppedEvent));
+        let pod = e.pod_sandbox_status.as_ref().expect("the pod's status comes with the event");
+        assert_eq!(pod.state, v1::PodSandboxState::SandboxNotready as i32);
+    }
+    let req = v1::PodSandboxStatusRequest { pod_sandbox_id: second.clone(), verbose: false };
+    let status = client.runtime.pod_sandbox_status(req).await.expect("PodSandboxStatus").into_inner();
+    assert_eq!(status.status.expect("a status").state, v1::PodSandboxState::SandboxNotready as i32);
     client.runtime.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: second.clone() }).await.expect("stop");
-    client.runtime.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: second }).await.expect("remove");
+    client.runtime.remove_pod_sandbox(v1::RemovePodSandboxRequest { pod_sandbox_id: second.clone() }).await.expect("remove");
+    for stream in [&mut stream, &mut late] {
+        let e = next(stream).await;
+        assert_eq!((e.container_id.as_str(), kind(&e)), (second.as_str(), ContainerDeletedEvent), "no second STOPPED");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -449,6 +449,22 @@ async fn a_pod_survives_a_killed_daemon() {
     // The name is still reserved.
     let e = run(&mut client, &ps.pod_config("survivor")).await.expect_err("the name survives the restart");
     assert_eq!(e.code(), Code::Unknown, "{e:?}");
+    if !ps.server.is_containerd() {
+        // The restarted daemon watches the pause again: its death is the pod's STOPPED event.
+        // (containerd 1.6 serves no events.)
+        let mut events = client.runtime.get_container_events(v1::GetEventsRequest {}).await.expect("events").into_inner();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(after.pid), nix::sys::signal::Signal::SIGKILL).expect("kill the pause");
+        let e = tokio::time::timeout(Duration::from_secs(20), events.message())
+            .await
+            .expect("an event within 20 s")
+            .expect("the event stream")
+            .expect("the stream is open");
+        assert_eq!(
+            (e.container_id.as_str(), e.container_event_type),
+            (id.as_str(), v1::ContainerEventType::ContainerStoppedEvent as i32)
+        );
+        assert_eq!(look(&mut client, &id).await.state, PodSandboxState::SandboxNotready as i32);
+    }
 
     stop(&mut client, &id).await.expect("StopPodSandbox");
     remove(&mut client, &id).await.expect("RemovePodSandbox");

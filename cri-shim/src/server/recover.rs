@@ -6,7 +6,8 @@
 //!   cached result, the netns unpinned), `/dev/shm`, directory; then its record, releasing the
 //!   name.
 //! - A `Ready` pod whose pause has gone meanwhile becomes `NotReady` (kubelet then stops and
-//!   removes it); a running pause keeps running, untouched.
+//!   removes it); a running pause keeps running, untouched, and is watched again
+//!   (`sandbox::watch_pause`).
 //!
 //! A pod that cannot be undone is logged and kept (its name stays reserved, RemovePodSandbox
 //! retries); the daemon still serves the others.
@@ -66,6 +67,7 @@ pub async fn recover(cri: &Arc<Cri>) -> Recovered {
             }
             PodState::Ready => {
                 if sandbox::pause_state(&cri.layout, &record).await.running() {
+                    sandbox::watch_pause(cri, &id, record.pid);
                     done.ready += 1;
                     continue;
                 }

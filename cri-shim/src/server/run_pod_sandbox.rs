@@ -271,6 +271,7 @@ async fn run(
     // containerd 1.7+ sends both once the pod runs.
     cri.events.emit(&id, &id, EventKind::Created);
     cri.events.emit(&id, &id, EventKind::Started);
+    sandbox::watch_pause(&cri, &id, spawned.pid);
     Ok(())
 }
 

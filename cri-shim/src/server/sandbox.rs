@@ -9,6 +9,7 @@
 //! - [`Sandbox::files`]: the pod's hostname, hosts, resolv.conf and `/dev/shm` on the host.
 //! - [`Sandbox::cgroup_parent`]: the `cgroup_parent` the pod was made with.
 //! - [`pause_state`]: whether the pause runs, from its exit record and its process.
+//! - [`watch_pause`]: a pause that dies on its own makes its pod NotReady, with its event.
 //! - [`kill_init`] / [`wait_exit`]: signal a monitor's child by pidfd (after checking it is the
 //!   monitor's running child), wait for the monitor's exit record. For the pause container and for
 //!   any container.
@@ -18,6 +19,7 @@
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libcontainer::monitor::{ExitRecord, Status as MonitorStatus};
@@ -29,10 +31,11 @@ use v1::NamespaceMode;
 
 use super::spec::{PodNamespaces, SandboxFiles};
 use super::Cri;
+use crate::events::EventKind;
 use crate::layout::{Layout, MonitorFiles};
 use crate::monitor::{self, MonitorError};
 use crate::network::{self, PodIdentity, PodRequest, RuntimeArgs};
-use crate::store::{PodRecord, StoreError};
+use crate::store::{PodRecord, PodState, StoreError};
 
 /// A pod: its record and the config it was made with.
 #[derive(Debug, Clone)]
@@ -263,6 +266,36 @@ pub async fn wait_exit(files: &MonitorFiles, pid: i32, timeout: Duration) -> Ini
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Watch pod `id`'s pause (init `pid`, running): when it exits while the pod is still Ready, it
+/// died on its own (StopPodSandbox marks the pod NotReady under the pod's lock before it lets go
+/// of it), and the pod becomes NotReady with its STOPPED event sent, as containerd 1.7+ handles a
+/// sandbox's exit. Its network, `/dev/shm` and containers stay until StopPodSandbox or
+/// RemovePodSandbox, as recovery leaves a pod whose pause died while the daemon was away.
+pub fn watch_pause(cri: &Arc<Cri>, id: &str, pid: i32) {
+    let pidfd = match libcontainer::sys::pidfd_open(Pid::from_raw(pid)) {
+        Ok(fd) => fd,
+        // Gone already: the pod's status and the next stop see it.
+        Err(e) => return tracing::debug!(pod = id, pid, error = %e, "no pidfd of the pause to watch"),
+    };
+    let (cri, id) = (cri.clone(), id.to_owned());
+    tokio::spawn(async move {
+        crate::containers::exited(pidfd, pid, &id).await;
+        let _lock = cri.store.lock(&id).await;
+        match cri.store.pod(&id) {
+            Ok(r) if r.state == PodState::Ready && r.pid == pid => {}
+            _ => return,
+        }
+        let (store, key) = (cri.store.clone(), id.clone());
+        match blocking("the pause's exit", move || store.update_pod(&key, |r| r.state = PodState::NotReady)).await {
+            Ok(_) => {
+                tracing::info!(pod = id, pid, "the pause exited on its own: NotReady");
+                cri.events.emit(&id, &id, EventKind::Stopped);
+            }
+            Err(e) => tracing::error!(pod = id, error = %e, "mark a pod whose pause exited NotReady"),
+        }
+    });
 }
 
 /// Kill the pause container (SIGKILL, as containerd stops a sandbox) and wait for its monitor's
