@@ -401,21 +401,7 @@ impl Containers {
 
     /// Run `roci --root <roci root> ARGS` to its end.
     pub async fn roci(&self, args: &[&str]) -> Result<()> {
-        let root = self.layout.roci_root();
-        let cmd = format!("{} --root {} {}", self.runtime.display(), root.display(), args.join(" "));
-        let out = tokio::process::Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| LifecycleError::Roci { cmd: cmd.clone(), reason: e.to_string() })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-            return Err(LifecycleError::Roci { cmd, reason: format!("{}: {stderr}", out.status) });
-        }
-        Ok(())
+        run_roci(&self.runtime, &self.layout.roci_root(), args).await
     }
 
     /// The containers of pod `pod_id`, each stopped at once (StopPodSandbox does this first).
@@ -484,6 +470,25 @@ impl Containers {
         }
         Ok(())
     }
+}
+
+/// Run `RUNTIME --root ROOT ARGS` (a short-lived child: the daemon itself never forks) and wait;
+/// its stderr on failure.
+pub async fn run_roci(runtime: &Path, root: &Path, args: &[&str]) -> Result<()> {
+    let cmd = format!("{} --root {} {}", runtime.display(), root.display(), args.join(" "));
+    let out = tokio::process::Command::new(runtime)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| LifecycleError::Roci { cmd: cmd.clone(), reason: e.to_string() })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(LifecycleError::Roci { cmd, reason: format!("{}: {stderr}", out.status) });
+    }
+    Ok(())
 }
 
 /// The parent pid of `pid` (from `/proc/<pid>/stat`).

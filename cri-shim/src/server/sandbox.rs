@@ -312,21 +312,9 @@ pub async fn stop_pause(cri: &Cri, pod: &PodRecord) -> Result<(), Status> {
     }
 }
 
-/// Run `roci --root <roci root> ARGS` and wait; its stderr on failure.
+/// Run `roci --root <roci root> ARGS` and wait; what failed, with its stderr.
 pub async fn roci(cri: &Cri, args: &[&str]) -> Result<(), String> {
-    let out = tokio::process::Command::new(&cri.runtime)
-        .arg("--root")
-        .arg(cri.layout.roci_root())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("run {}: {e}", cri.runtime.display()))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{} ({})", String::from_utf8_lossy(&out.stderr).trim(), out.status))
-    }
+    crate::containers::run_roci(&cri.runtime, &cri.layout.roci_root(), args).await.map_err(|e| e.to_string())
 }
 
 /// `roci delete --force ID`: the OCI container goes with its processes, its cgroup and its state;
