@@ -23,7 +23,9 @@ mod image_fs_info;
 mod image_status;
 mod list_containers;
 mod list_images;
+mod list_metric_descriptors;
 mod list_pod_sandbox;
+mod list_pod_sandbox_metrics;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod pull_image;
@@ -390,6 +392,27 @@ impl RuntimeService for Runtime {
         Ok(Response::new(streams::pod_sandbox_stats(&self.0, request.into_inner()).await?))
     }
 
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(list_metric_descriptors::list_metric_descriptors()))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        request: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        Ok(Response::new(list_pod_sandbox_metrics::list_pod_sandbox_metrics(&self.0, request.get_ref()).await?))
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        request: Request<v1::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        Ok(Response::new(streams::pod_sandbox_metrics(&self.0, request.into_inner()).await?))
+    }
+
     type StreamPodSandboxesStream = Streamed<v1::StreamPodSandboxesResponse>;
     type StreamContainersStream = Streamed<v1::StreamContainersResponse>;
     type GetContainerEventsStream = Streamed<v1::ContainerEventResponse>;
@@ -401,9 +424,6 @@ impl RuntimeService for Runtime {
         exec(ExecRequest) -> v1::ExecResponse = "Exec";
         attach(AttachRequest) -> v1::AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> v1::PortForwardResponse = "PortForward";
-        list_metric_descriptors(ListMetricDescriptorsRequest) -> v1::ListMetricDescriptorsResponse = "ListMetricDescriptors";
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> v1::ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
-        stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> Self::StreamPodSandboxMetricsStream = "StreamPodSandboxMetrics";
     }
 }
 

@@ -1,5 +1,5 @@
 //! The streaming List RPCs of cri-api 0.36 (StreamPodSandboxes, StreamContainers,
-//! StreamContainerStats, StreamPodSandboxStats, StreamImages): the same items, filters and errors
+//! StreamContainerStats, StreamPodSandboxStats, StreamPodSandboxMetrics, StreamImages): the same items, filters and errors
 //! as their unary List RPCs, sent as a stream of batches so that a node with many pods never
 //! needs one message over gRPC's size limit (kubelet reads until the end of the stream). Each is
 //! its List RPC's answer cut into messages of at most [`BATCH`] items; an error before the first
@@ -11,7 +11,9 @@ use roci_cri_proto::runtime_v1 as v1;
 use tonic::codegen::tokio_stream;
 use tonic::Status;
 
-use super::{container_stats, list_containers, list_images, list_pod_sandbox, pod_sandbox_stats, Cri, Streamed};
+use super::{
+    container_stats, list_containers, list_images, list_pod_sandbox, list_pod_sandbox_metrics, pod_sandbox_stats, Cri, Streamed,
+};
 
 /// Most items per message: a pod sandbox or container is well under 10 KiB, a stats entry under
 /// 2 KiB, so a message stays far below gRPC's 4 MiB default limit.
@@ -62,6 +64,14 @@ pub(super) async fn pod_sandbox_stats(
 ) -> Result<Streamed<v1::StreamPodSandboxStatsResponse>, Status> {
     let list = pod_sandbox_stats::list_pod_sandbox_stats(cri, &v1::ListPodSandboxStatsRequest { filter: req.filter }).await?;
     Ok(batches(list.stats, |pod_sandbox_stats| v1::StreamPodSandboxStatsResponse { pod_sandbox_stats }))
+}
+
+pub(super) async fn pod_sandbox_metrics(
+    cri: &Arc<Cri>,
+    _: v1::StreamPodSandboxMetricsRequest,
+) -> Result<Streamed<v1::StreamPodSandboxMetricsResponse>, Status> {
+    let list = list_pod_sandbox_metrics::list_pod_sandbox_metrics(cri, &v1::ListPodSandboxMetricsRequest::default()).await?;
+    Ok(batches(list.pod_metrics, |pod_sandbox_metrics| v1::StreamPodSandboxMetricsResponse { pod_sandbox_metrics }))
 }
 
 pub(super) async fn images(cri: &Arc<Cri>, req: v1::StreamImagesRequest) -> Result<Streamed<v1::StreamImagesResponse>, Status> {

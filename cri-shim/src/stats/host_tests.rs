@@ -107,6 +107,11 @@ fn cgroup_numbers_move_with_a_busy_process() {
     assert_eq!(m.available_bytes, limit - m.working_set_bytes);
     assert!(m.page_faults > 1000, "{m:?}");
     assert!(u.process_count >= 1, "{u:?}");
+    // The metrics RPCs' extras: a spinning shell spends its time in user mode; the cache key
+    // is there on both versions; failcnt on v1 only.
+    let d = u.detail;
+    assert!(d.cpu_user_nano_seconds > 0, "{d:?}");
+    assert!(d.cache_bytes.is_some(), "{d:?}");
     // Swap: reported where the cgroup accounts it; nothing swaps here (no swap, or far from the limit).
     let memory_dir = guard
         .manager
@@ -120,6 +125,7 @@ fn cgroup_numbers_move_with_a_busy_process() {
     if let Some(swap) = u.swap {
         assert_eq!(swap.swap_usage_bytes, 0, "{swap:?}");
     }
+    assert_eq!(d.failcnt.is_some(), memory_dir.join("memory.failcnt").exists(), "{memory_dir:?}: {d:?}");
 
     // The same cgroup as a container's and as its pod's: the pod counts its containers'
     // processes, and has a CPU sample of its own.

@@ -139,6 +139,22 @@ pub struct CgroupUsage {
     pub swap: Option<SwapUsage>,
     /// Processes in the cgroup and below.
     pub process_count: u64,
+    /// What the metrics RPCs send besides the CRI stats blocks.
+    pub detail: CgroupDetail,
+}
+
+/// The cgroup numbers only the metrics RPCs (cAdvisor-named metrics) send. A number the host does
+/// not keep is `None`, never 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupDetail {
+    /// CPU time in user and in kernel mode, nanoseconds (v1 `cpuacct.stat`, v2 `user_usec`,
+    /// `system_usec`, as libcontainer reads them).
+    pub cpu_user_nano_seconds: u64,
+    pub cpu_system_nano_seconds: u64,
+    /// Page cache: v1 `total_cache`, v2 `file` of `memory.stat`.
+    pub cache_bytes: Option<u64>,
+    /// Times the memory limit was hit: v1 `memory.failcnt` only (v2 keeps no such counter).
+    pub failcnt: Option<u64>,
 }
 
 /// runtime.v1 `ContainerStats`, less the attributes (the server has them).
@@ -341,6 +357,20 @@ fn usage_from_stats(sampler: &Sampler, id: &str, s: &Stats, memory_version: Vers
         memory: memory_usage(s, memory_version, timestamp),
         swap: swap_usage(s, memory_version, timestamp),
         process_count: s.pids.current,
+        detail: detail(s, memory_version),
+    }
+}
+
+fn detail(s: &Stats, memory_version: Version) -> CgroupDetail {
+    let cache_key = match memory_version {
+        Version::V1 => "total_cache",
+        Version::V2 => "file",
+    };
+    CgroupDetail {
+        cpu_user_nano_seconds: s.cpu.usage.user,
+        cpu_system_nano_seconds: s.cpu.usage.kernel,
+        cache_bytes: s.memory.raw.get(cache_key).copied(),
+        failcnt: (memory_version == Version::V1).then_some(s.memory.usage.failcnt),
     }
 }
 
@@ -520,8 +550,24 @@ mod tests {
         let u = usage_from_stats(&sampler, "c", &s, Version::V2, 7 * SEC);
         assert_eq!(u.cpu, CpuUsage { timestamp: 7 * SEC, usage_core_nano_seconds: 5 * SEC as u64, usage_nano_cores: None });
         assert_eq!((u.process_count, u.swap, u.memory.usage_bytes), (3, None, 10));
+        assert_eq!(u.detail, CgroupDetail::default(), "v2: no failcnt, no `file` key: no cache");
         s.cpu.usage.total = 6 * SEC as u64;
         assert_eq!(usage_from_stats(&sampler, "c", &s, Version::V2, 9 * SEC).cpu.usage_nano_cores, Some(500_000_000));
+    }
+
+    #[test]
+    fn detail_per_version() {
+        let mut s = stats(&[("total_cache", 40), ("file", 9)], 10, 0);
+        s.cpu.usage.user = 3;
+        s.cpu.usage.kernel = 4;
+        s.memory.usage.failcnt = 2;
+        let d = detail(&s, Version::V1);
+        assert_eq!(
+            d,
+            CgroupDetail { cpu_user_nano_seconds: 3, cpu_system_nano_seconds: 4, cache_bytes: Some(40), failcnt: Some(2) }
+        );
+        let d = detail(&s, Version::V2);
+        assert_eq!((d.cache_bytes, d.failcnt), (Some(9), None));
     }
 
     #[test]

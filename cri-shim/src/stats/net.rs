@@ -27,14 +27,18 @@ use super::{now_nanos, Result, StatsError};
 /// The name containerd takes for the pod's default interface (CNI's usual `eth0`).
 const DEFAULT_INTERFACE: &str = "eth0";
 
-/// runtime.v1 `NetworkInterfaceUsage`.
+/// runtime.v1 `NetworkInterfaceUsage`, with the packet and drop counters the metrics RPCs send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceUsage {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// runtime.v1 `NetworkUsage`.
@@ -93,9 +97,13 @@ pub fn parse_net_dev(text: &str) -> std::result::Result<Vec<InterfaceUsage>, (us
         out.push(InterfaceUsage {
             name: name.trim().to_owned(),
             rx_bytes: n[0],
+            rx_packets: n[1],
             rx_errors: n[2],
+            rx_dropped: n[3],
             tx_bytes: n[8],
+            tx_packets: n[9],
             tx_errors: n[10],
+            tx_dropped: n[11],
         });
     }
     Ok(out)
@@ -119,7 +127,17 @@ vethabcdef12:12 1 0 0 0 0 0 0 34 1 5 0 0 0 0 0
         assert_eq!(ifs.len(), 3);
         assert_eq!(
             ifs[1],
-            InterfaceUsage { name: "eth0".into(), rx_bytes: 1_234_567, rx_errors: 3, tx_bytes: 765_432, tx_errors: 4 }
+            InterfaceUsage {
+                name: "eth0".into(),
+                rx_bytes: 1_234_567,
+                rx_packets: 900,
+                rx_errors: 3,
+                rx_dropped: 1,
+                tx_bytes: 765_432,
+                tx_packets: 800,
+                tx_errors: 4,
+                tx_dropped: 0
+            }
         );
         assert_eq!((ifs[2].name.as_str(), ifs[2].rx_bytes, ifs[2].tx_bytes, ifs[2].tx_errors), ("vethabcdef12", 12, 34, 5));
         assert_eq!(parse_net_dev("h1\nh2\n").unwrap(), []);
