@@ -1,6 +1,7 @@
 //! What kubelet reads about running pods besides their status: ContainerStats,
 //! ListContainerStats, PodSandboxStats, ListPodSandboxStats, GetContainerEvents (evented PLEG),
-//! and UpdatePodSandboxResources. The numbers are checked against what the containers do (a
+//! UpdatePodSandboxResources, and the metrics RPCs (ListMetricDescriptors, ListPodSandboxMetrics,
+//! StreamPodSandboxMetrics) behind kubelet's `/metrics/cadvisor`. The numbers are checked against what the containers do (a
 //! file written into the writable layer, CPU burnt), the events against the lifecycle the test
 //! drives.
 
@@ -338,5 +339,115 @@ async fn streamed_lists_hold_what_the_lists_hold() {
     let empty = drain(empty.expect("StreamContainers").into_inner()).await;
     assert_eq!(empty.len(), 1);
     assert!(empty[0].containers.is_empty());
+    f.end_pod().await;
+}
+
+/// A named metric's value among `metrics`.
+fn metric_value(metrics: &[v1::Metric], name: &str) -> Option<u64> {
+    metrics.iter().find(|m| m.name == name).and_then(|m| m.value.as_ref()).map(|v| v.value)
+}
+
+/// The pod's metrics from ListPodSandboxMetrics.
+async fn pod_metrics(f: &mut Fixture) -> v1::PodSandboxMetrics {
+    let list = f.client.runtime.list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {}).await;
+    let list = list.expect("ListPodSandboxMetrics").into_inner().pod_metrics;
+    list.into_iter().find(|p| p.pod_sandbox_id == f.pod).expect("the pod's metrics")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_metrics_follow_the_containers() {
+    let mut f = fixture("metrics").await;
+    let descriptors = f.client.runtime.list_metric_descriptors(v1::ListMetricDescriptorsRequest {}).await;
+    if f.ps.server.is_containerd() {
+        // Difference: containerd 1.6 has no metrics RPCs (containerd 2.x serves them).
+        assert_eq!(descriptors.expect_err("containerd 1.6").code(), Code::Unimplemented);
+        f.end_pod().await;
+        return;
+    }
+    let descriptors = descriptors.expect("ListMetricDescriptors").into_inner().descriptors;
+    assert!(!descriptors.is_empty());
+    let keys: HashMap<&str, &[String]> = descriptors.iter().map(|d| (d.name.as_str(), d.label_keys.as_slice())).collect();
+    assert_eq!(keys.len(), descriptors.len(), "unique names: {descriptors:?}");
+
+    // Holds 32 MiB (a shell variable of that size) and burns CPU in a loop.
+    const HELD: u64 = 32 * MIB;
+    let script = "x=$(head -c 33554432 /dev/zero | tr '\\0' a); while :; do :; done";
+    let id = f.run(config("burner", script)).await;
+    let check = |pod: &v1::PodSandboxMetrics| {
+        for m in pod.metrics.iter().chain(pod.container_metrics.iter().flat_map(|c| &c.metrics)) {
+            let keys = keys.get(m.name.as_str()).unwrap_or_else(|| panic!("no descriptor for {m:?}"));
+            assert_eq!(m.label_values.len(), keys.len(), "{m:?} vs {keys:?}");
+        }
+    };
+
+    // Wait until the shell holds the memory (the working set passes it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let pod = pod_metrics(&mut f).await;
+        let c = pod.container_metrics.iter().find(|c| c.container_id == id).expect("the container's metrics");
+        if metric_value(&c.metrics, "container_memory_working_set_bytes").is_some_and(|v| v > HELD) {
+            break pod;
+        }
+        assert!(Instant::now() < deadline, "the working set never passed {HELD}: {pod:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    check(&first);
+    let container = |pod: &v1::PodSandboxMetrics| pod.container_metrics.iter().find(|c| c.container_id == id).cloned().unwrap();
+    let c = container(&first);
+    for m in &c.metrics {
+        assert_eq!(m.label_values[..2], [id.clone(), "burner".to_string()], "{m:?}");
+        assert!(m.timestamp > 0, "{m:?}");
+    }
+    for name in ["container_cpu_usage_seconds_total", "container_memory_usage_bytes", "container_processes", "container_fs_usage_bytes"]
+    {
+        assert!(metric_value(&c.metrics, name).is_some(), "{name} missing: {c:?}");
+    }
+    assert!(metric_value(&c.metrics, "container_processes").unwrap() >= 1);
+    // The pod's own metrics: its interfaces, labelled with the pod and the interface.
+    let rx = first.metrics.iter().find(|m| m.name == "container_network_receive_bytes_total").expect("network metrics");
+    assert_eq!(rx.label_values, [f.pod.clone(), "metrics".to_string(), "eth0".to_string()], "{rx:?}");
+    assert_eq!(rx.metric_type, v1::MetricType::Counter as i32);
+
+    // CPU seconds grow (whole seconds: wait long enough for the loop to burn more than one).
+    let cpu = |pod: &v1::PodSandboxMetrics| metric_value(&container(pod).metrics, "container_cpu_usage_seconds_total").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = pod_metrics(&mut f).await;
+        check(&now);
+        if cpu(&now) > cpu(&first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "CPU seconds did not grow: {} then {now:?}", cpu(&first));
+    }
+
+    // The streamed variant holds the same pods, containers and metric names.
+    let stream = f.client.runtime.stream_pod_sandbox_metrics(v1::StreamPodSandboxMetricsRequest {}).await;
+    let streamed: Vec<v1::PodSandboxMetrics> = drain(stream.expect("StreamPodSandboxMetrics").into_inner())
+        .await
+        .into_iter()
+        .flat_map(|m| m.pod_sandbox_metrics)
+        .collect();
+    let listed = f.client.runtime.list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {}).await;
+    let listed = listed.expect("ListPodSandboxMetrics").into_inner().pod_metrics;
+    let shape = |pods: &[v1::PodSandboxMetrics]| {
+        let mut out: Vec<(String, Vec<String>)> = pods
+            .iter()
+            .flat_map(|p| {
+                let own = (p.pod_sandbox_id.clone(), p.metrics.iter().map(|m| m.name.clone()).collect());
+                let containers = p.container_metrics.iter().map(|c| (c.container_id.clone(), c.metrics.iter().map(|m| m.name.clone()).collect()));
+                std::iter::once(own).chain(containers)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(shape(&streamed), shape(&listed));
+    assert!(streamed.iter().any(|p| p.pod_sandbox_id == f.pod));
+
+    // A stopped pod is not listed.
+    f.client.runtime.stop_pod_sandbox(v1::StopPodSandboxRequest { pod_sandbox_id: f.pod.clone() }).await.expect("stop");
+    let list = f.client.runtime.list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {}).await;
+    assert!(list.expect("ListPodSandboxMetrics").into_inner().pod_metrics.iter().all(|p| p.pod_sandbox_id != f.pod));
     f.end_pod().await;
 }
