@@ -262,9 +262,4 @@ async fn rpcs_not_in_this_build_name_themselves() {
     // Streaming is the next issue's: Exec, Attach and PortForward answer Unimplemented until then.
     let e = client.runtime.exec(v1::ExecRequest::default()).await.expect_err("Exec");
     assert_eq!((e.code(), e.message()), (Code::Unimplemented, "Exec is not implemented in this build of roci-cri"));
-    let e = client.runtime.checkpoint_container(v1::CheckpointContainerRequest::default()).await.expect_err("Checkpoint");
-    assert_eq!(
-        (e.code(), e.message()),
-        (Code::Unimplemented, "CheckpointContainer is not implemented in this build of roci-cri")
-    );
 }

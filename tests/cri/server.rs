@@ -327,7 +327,22 @@ disabled_plugins = [
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(&self.socket).await
+        let mut client = Client::connect(&self.socket).await;
+        if self.is_containerd() {
+            // containerd's CRI plugin accepts connections before it has initialized and answers
+            // "server is not initialized yet" until then (seen in CI): wait for a Version answer.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match client.runtime.version(roci_cri_proto::runtime_v1::VersionRequest::default()).await {
+                    Ok(_) => break,
+                    Err(e) if e.message().contains("not initialized") && std::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("containerd's CRI does not answer Version: {e:?}; its log:\n{}", self.log()),
+                }
+            }
+        }
+        client
     }
 
     pub fn is_containerd(&self) -> bool {
