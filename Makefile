@@ -123,7 +123,8 @@ test-cri: build deps
 # loopback network and credential helper scripts); then roci-cri's stats tests (cgroup v2 numbers);
 # then the CRI suite's tests that exercise cgroups (CRI_V2GUEST_TESTS: a pod's cgroup under its
 # cgroup_parent, container limits, UpdateContainerResources and an OOM kill seen through
-# memory.events, container and pod stats; CheckpointContainer, which needs CRIU) against
+# memory.events, container and pod stats, the cAdvisor-named pod metrics; CheckpointContainer,
+# which needs CRIU) against
 # the release roci-cri and against containerd, each
 # leg in one guest (on an idle host 75 s against roci-cri, 100 s against containerd: the guest
 # pulls, unpacks and runs CNI plugins under TCG). The guest runs with AppArmor on (Debian's
@@ -131,7 +132,8 @@ test-cri: build deps
 # every pod and container naming none runs under it, and the apparmor:: tests check the profiles
 # from inside the containers.
 CRI_V2GUEST_TESTS := pods::a_pod_on_the_bridge_runs_and_goes containers::resources_update_and_oom_kill \
-	observe::container_and_pod_stats_follow_the_containers apparmor::profiles_seen_from_inside_the_containers \
+	observe::container_and_pod_stats_follow_the_containers observe::pod_metrics_follow_the_containers \
+	apparmor::profiles_seen_from_inside_the_containers \
 	apparmor::the_default_profile_at_startup checkpoint::checkpoint_container_dumps_a_running_container_that_keeps_running
 test-v2guest:
 	@if [[ ! -x hack/v2guest/run ]]; then echo "test-v2guest: hack/v2guest/run not present, skipped"; exit 0; fi; \

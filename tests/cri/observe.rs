@@ -398,7 +398,8 @@ async fn pod_metrics_follow_the_containers() {
         assert_eq!(m.label_values[..2], [id.clone(), "burner".to_string()], "{m:?}");
         assert!(m.timestamp > 0, "{m:?}");
     }
-    for name in ["container_cpu_usage_seconds_total", "container_memory_usage_bytes", "container_processes", "container_fs_usage_bytes"]
+    for name in
+        ["container_cpu_usage_seconds_total", "container_memory_usage_bytes", "container_processes", "container_fs_usage_bytes"]
     {
         assert!(metric_value(&c.metrics, name).is_some(), "{name} missing: {c:?}");
     }
@@ -435,7 +436,10 @@ async fn pod_metrics_follow_the_containers() {
             .iter()
             .flat_map(|p| {
                 let own = (p.pod_sandbox_id.clone(), p.metrics.iter().map(|m| m.name.clone()).collect());
-                let containers = p.container_metrics.iter().map(|c| (c.container_id.clone(), c.metrics.iter().map(|m| m.name.clone()).collect()));
+                let containers = p
+                    .container_metrics
+                    .iter()
+                    .map(|c| (c.container_id.clone(), c.metrics.iter().map(|m| m.name.clone()).collect()));
                 std::iter::once(own).chain(containers)
             })
             .collect();
